@@ -1,0 +1,185 @@
+"""Typed, frozen configuration for language-model runs.
+
+One dataclass per component; :class:`RunConfig` composes them and is written into every run
+directory as ``config.json``. CLI flag names are the field names with dashes
+(``hidden_size`` -> ``--hidden-size``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from weft.errors import WeftError
+
+CELLS = ("lstm", "gru", "rnn")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Embedding -> recurrent stack -> linear output."""
+
+    cell: str = "lstm"
+    vocab_size: int = 0  # filled in from the tokenizer
+    embedding_dim: int = 64  # 0 feeds one-hot vectors instead of an embedding
+    hidden_size: int = 512
+    layers: int = 1
+    dropout: float = 0.0
+    tie_weights: bool = False  # needs embedding_dim == hidden_size
+
+    def validate(self) -> None:
+        if self.cell not in CELLS:
+            raise WeftError(f"unknown cell {self.cell!r}; choose one of: {', '.join(CELLS)}")
+        if self.layers < 1 or self.hidden_size < 1 or self.embedding_dim < 0:
+            raise WeftError("--layers and --hidden-size must be >= 1, --embedding-dim >= 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise WeftError("--dropout must be in [0, 1)")
+        if self.tie_weights and self.embedding_dim != self.hidden_size:
+            raise WeftError(
+                "--tie-weights shares the embedding with the output layer, so it needs "
+                f"--embedding-dim equal to --hidden-size (got {self.embedding_dim} and "
+                f"{self.hidden_size})"
+            )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How text becomes a token stream."""
+
+    level: str = "char"
+    val_fraction: float = 0.1  # taken from the end of the text
+    lowercase: bool = False
+
+    def validate(self) -> None:
+        if not 0.0 <= self.val_fraction < 0.5:
+            raise WeftError("--val-fraction must be in [0, 0.5)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimization, evaluation and stopping. Training stops at whichever limit comes first."""
+
+    batch_size: int = 64
+    seq_len: int = 64
+    lr: float = 4e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
+    grad_clip: float = 1.0
+    eval_every: int = 100  # steps between validations (and checkpoints)
+    patience: int = 10  # validations without improvement before early stopping; 0 disables
+    epochs: float | None = None
+    max_steps: int | None = None
+    time_budget: float | None = None  # seconds
+    precision: str = "auto"
+    device: str = "auto"
+    seed: int = 1337
+    threads: int | None = None  # CPU threads; None keeps PyTorch's default
+
+    def validate(self) -> None:
+        if self.batch_size < 1 or self.seq_len < 1:
+            raise WeftError("--batch-size and --seq-len must be >= 1")
+        if self.lr <= 0:
+            raise WeftError("--lr must be > 0")
+        if self.eval_every < 1:
+            raise WeftError("--eval-every must be >= 1")
+        if self.precision not in PRECISIONS:
+            raise WeftError(f"--precision must be one of: {', '.join(PRECISIONS)}")
+        for name in ("epochs", "max_steps", "time_budget"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise WeftError(f"--{name.replace('_', '-')} must be > 0")
+
+    def with_default_stop(self) -> TrainConfig:
+        """Ten epochs when no stopping limit is given at all."""
+        if self.epochs is None and self.max_steps is None and self.time_budget is None:
+            return dataclasses.replace(self, epochs=10.0)
+        return self
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Sampling settings; a run stores its defaults in ``generation.json``."""
+
+    max_new_tokens: int = 500
+    temperature: float = 0.8  # 0 means greedy
+    top_k: int = 0  # 0 disables
+    top_p: float = 1.0  # 1 disables
+    repetition_penalty: float = 1.0  # 1 disables
+    num_return_sequences: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def validate(self) -> None:
+        if self.max_new_tokens < 0:
+            raise WeftError("--max-new-tokens must be >= 0")
+        if self.temperature < 0:
+            raise WeftError("--temperature must be >= 0 (0 means greedy)")
+        if self.top_k < 0:
+            raise WeftError("--top-k must be >= 0 (0 disables it)")
+        if not 0.0 < self.top_p <= 1.0:
+            raise WeftError("--top-p must be in (0, 1]")
+        if self.repetition_penalty <= 0:
+            raise WeftError("--repetition-penalty must be > 0 (1 disables it)")
+        if self.num_return_sequences < 1:
+            raise WeftError("--num-return-sequences must be >= 1")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything needed to rebuild a run: written as ``config.json``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    corpus: tuple[str, ...] = ()
+    kind: str = "language-model"
+    weft_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return cls(
+            model=from_fields(ModelConfig, data.get("model", {})),
+            data=from_fields(DataConfig, data.get("data", {})),
+            train=from_fields(TrainConfig, data.get("train", {})),
+            corpus=tuple(data.get("corpus", ())),
+            kind=data.get("kind", "language-model"),
+            weft_version=data.get("weft_version", ""),
+        )
+
+
+T = TypeVar("T")
+
+
+def from_fields(cls: type[T], values: dict[str, Any]) -> T:
+    """Build a dataclass from a dict, ignoring keys it does not know (newer or older runs)."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names}
+    return cls(**kwargs)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s|ms)?")
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from ``90``, ``90s``, ``10m``, ``1h30m`` or ``1.5h``."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    cleaned = text.strip().lower().replace(" ", "")
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, None: 1.0}
+    pos, total = 0, 0.0
+    while pos < len(cleaned):
+        match = _DURATION.match(cleaned, pos)
+        if not match or match.end() == pos:
+            raise WeftError(f"cannot read duration {text!r}; use e.g. 90s, 10m, 1h30m")
+        total += float(match.group(1)) * units[match.group(2)]
+        pos = match.end()
+    if not cleaned or total <= 0:
+        raise WeftError(f"cannot read duration {text!r}; use e.g. 90s, 10m, 1h30m")
+    return total

@@ -1,0 +1,1 @@
+"""Data: reading corpora and cutting token streams into training batches."""

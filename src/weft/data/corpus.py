@@ -1,0 +1,73 @@
+"""Reading training text: files (UTF-8, with or without BOM, CRLF or LF) and built-in corpora.
+
+Built-in corpora need no download: ``builtin:pydoc-topics`` is the standard library's own
+documentation topics (``pydoc_data.topics``), shipped with every Python installation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from weft.errors import WeftError
+
+BUILTIN_PREFIX = "builtin:"
+
+
+def _pydoc_topics() -> str:
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[name].strip("\n") for name in sorted(topics)) + "\n"
+
+
+BUILTIN_CORPORA: dict[str, Callable[[], str]] = {"pydoc-topics": _pydoc_topics}
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """Decode UTF-8 (BOM optional) and normalize line endings to ``\\n``."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise WeftError(
+            f"{source} is not valid UTF-8 (byte {exc.start}, line {line}: "
+            f"{data[exc.start:exc.start + 4]!r}). Convert it first, for example with "
+            f"`iconv -f latin1 -t utf-8 {source} > fixed.txt`."
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_text(source: str | os.PathLike[str]) -> str:
+    """Read one corpus source: a file path or ``builtin:NAME``."""
+    name = str(source)
+    if name.startswith(BUILTIN_PREFIX):
+        key = name[len(BUILTIN_PREFIX):]
+        if key not in BUILTIN_CORPORA:
+            raise WeftError(
+                f"unknown built-in corpus {key!r}; available: "
+                + ", ".join(BUILTIN_PREFIX + k for k in BUILTIN_CORPORA)
+            )
+        return BUILTIN_CORPORA[key]()
+    path = Path(name)
+    if not path.exists():
+        raise WeftError(f"corpus file not found: {name}")
+    if path.is_dir():
+        raise WeftError(f"{name} is a directory; pass the text files inside it")
+    text = decode_text(path.read_bytes(), name)
+    if not text.strip():
+        raise WeftError(f"{name} is empty: a corpus needs some text to learn from")
+    return text
+
+
+def read_corpus(sources: Sequence[str | os.PathLike[str]]) -> str:
+    """Read and join several sources, each ending in a newline."""
+    if not sources:
+        raise WeftError("no corpus given: pass one or more text files (or builtin:pydoc-topics)")
+    parts = []
+    for source in sources:
+        text = read_text(source)
+        parts.append(text if text.endswith("\n") else text + "\n")
+    return "".join(parts)

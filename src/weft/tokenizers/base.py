@@ -1,0 +1,70 @@
+"""The contract every tokenizer keeps: encode to a NumPy id array, decode back, save as JSON.
+
+A tokenizer is saved inside the run directory (``tokenizer.json``) so that generation needs
+nothing else; :func:`weft.tokenizers.load_tokenizer` dispatches on the saved ``type``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass
+class EncodeReport:
+    """What encoding had to do to input it could not represent exactly."""
+
+    unknown: dict[str, int] = field(default_factory=dict)  # unknown piece -> count
+
+    def describe(self, limit: int = 10) -> str:
+        shown = sorted(self.unknown.items(), key=lambda kv: -kv[1])[:limit]
+        parts = [f"{piece!r} (U+{ord(piece):04X})" if len(piece) == 1 else repr(piece)
+                 for piece, _ in shown]
+        more = len(self.unknown) - len(shown)
+        return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """Maps text to token ids and back."""
+
+    type_name: str
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def unk_id(self) -> int | None: ...
+
+    @property
+    def bos_id(self) -> int | None: ...
+
+    @property
+    def eos_id(self) -> int | None: ...
+
+    @property
+    def pad_id(self) -> int | None: ...
+
+    @property
+    def never_generate(self) -> list[int]:
+        """Ids the sampler must never emit (padding, unknown, begin-of-sequence)."""
+        ...
+
+    def encode(self, text: str, report: EncodeReport | None = None) -> np.ndarray:
+        """Token ids of ``text`` as a compact unsigned integer array."""
+        ...
+
+    def decode(self, ids: np.ndarray | list[int]) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def id_dtype(vocab_size: int) -> np.dtype[Any]:
+    """The smallest unsigned dtype that holds every id of a vocabulary."""
+    if vocab_size <= 1 << 8:
+        return np.dtype(np.uint8)
+    if vocab_size <= 1 << 16:
+        return np.dtype(np.uint16)
+    return np.dtype(np.uint32)

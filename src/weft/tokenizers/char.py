@@ -1,0 +1,121 @@
+"""Character-level tokenizer, vectorized with NumPy.
+
+Ids ``0 .. len(specials)-1`` are special tokens (``<unk>`` first, then e.g. ``<bos>``/``<eos>``/
+``<pad>`` for record training); the remaining ids are characters sorted by code point. Encoding
+views the text as UTF-32 code points and maps them with ``searchsorted``: no Python loop per
+character.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from weft.tokenizers.base import EncodeReport, id_dtype
+
+UNK, BOS, EOS, PAD = "<unk>", "<bos>", "<eos>", "<pad>"
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+
+
+class CharTokenizer:
+    """One token per Unicode code point seen in training, plus special tokens."""
+
+    type_name = "char"
+
+    def __init__(self, chars: Iterable[str], specials: Iterable[str] = (UNK,)) -> None:
+        self.specials: list[str] = list(specials)
+        if UNK not in self.specials:
+            self.specials.insert(0, UNK)
+        self.chars: list[str] = sorted(set(chars))
+        if any(len(c) != 1 for c in self.chars):
+            raise ValueError("character vocabulary entries must be single characters")
+        self._points = np.array([ord(c) for c in self.chars], dtype=np.uint32)
+        self._offset = len(self.specials)
+        self._dtype = id_dtype(self.vocab_size)
+        # Decoding table: code point per id; specials decode to U+FFFD (unk) or nothing.
+        self._decode_points = np.concatenate(
+            [np.zeros(self._offset, dtype=np.uint32), self._points]
+        )
+        self._special_ids = {name: i for i, name in enumerate(self.specials)}
+
+    @classmethod
+    def train(cls, texts: Iterable[str], specials: Iterable[str] = (UNK,)) -> CharTokenizer:
+        seen: set[int] = set()
+        for text in texts:
+            seen.update(np.unique(_code_points(text)).tolist())
+        return cls((chr(p) for p in seen), specials)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._offset + len(self.chars)
+
+    def _special(self, name: str) -> int | None:
+        return self._special_ids.get(name)
+
+    @property
+    def unk_id(self) -> int | None:
+        return self._special(UNK)
+
+    @property
+    def bos_id(self) -> int | None:
+        return self._special(BOS)
+
+    @property
+    def eos_id(self) -> int | None:
+        return self._special(EOS)
+
+    @property
+    def pad_id(self) -> int | None:
+        return self._special(PAD)
+
+    @property
+    def never_generate(self) -> list[int]:
+        return [i for name, i in self._special_ids.items() if name != EOS]
+
+    def encode(self, text: str, report: EncodeReport | None = None) -> np.ndarray:
+        points = _code_points(text)
+        if len(self._points) == 0:
+            idx = np.zeros(len(points), dtype=np.int64)
+            known = np.zeros(len(points), dtype=bool)
+        else:
+            idx = np.searchsorted(self._points, points)
+            idx_clipped = np.minimum(idx, len(self._points) - 1)
+            known = self._points[idx_clipped] == points
+            idx = idx_clipped
+        ids = (idx + self._offset).astype(self._dtype)
+        if not known.all():
+            unk = self.unk_id
+            assert unk is not None
+            ids[~known] = unk
+            if report is not None:
+                missing, counts = np.unique(points[~known], return_counts=True)
+                for point, count in zip(missing.tolist(), counts.tolist(), strict=True):
+                    report.unknown[chr(point)] = report.unknown.get(chr(point), 0) + count
+        return ids
+
+    def decode(self, ids: np.ndarray | list[int]) -> str:
+        arr = np.asarray(ids, dtype=np.int64)
+        if arr.size == 0:
+            return ""
+        if arr.min() < 0 or arr.max() >= self.vocab_size:
+            raise ValueError(f"token id out of range for a vocabulary of {self.vocab_size}")
+        points = self._decode_points[arr]
+        unk = self.unk_id
+        keep = arr >= self._offset
+        if unk is not None:
+            points = points.copy()
+            points[arr == unk] = 0xFFFD
+            keep |= arr == unk
+        return points[keep].astype("<u4").tobytes().decode("utf-32-le", errors="surrogatepass")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type_name, "specials": self.specials, "chars": "".join(self.chars)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CharTokenizer:
+        return cls(list(data["chars"]), data["specials"])
