@@ -32,7 +32,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    atomic_write(path, lambda handle: handle.write(data))
+    atomic_write(path, lambda handle: _write_all(handle, data))
+
+
+def _write_all(handle: IO[bytes], data: bytes) -> None:
+    handle.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -1,0 +1,88 @@
+"""The Python API: ``weft.train(...)`` and ``weft.load(run_dir)``.
+
+Keyword arguments are the configuration field names (the CLI flags without dashes), e.g.
+``weft.train("input.txt", out="runs/shakespeare", cell="gru", time_budget="2m")``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from weft.config import (
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    from_fields,
+    parse_duration,
+)
+from weft.errors import WeftError
+from weft.runs import LanguageModel, load, read_run_config
+
+__all__ = ["build_run_config", "load", "resume", "train"]
+
+_SECTIONS: dict[str, type[Any]] = {"model": ModelConfig, "data": DataConfig,
+                                    "train": TrainConfig}
+RESUME_OVERRIDABLE = {"epochs", "max_steps", "time_budget", "patience", "eval_every",
+                      "device", "threads"}
+
+
+def _split_options(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    fields = {name: {f.name for f in dataclasses.fields(cls)} for name, cls in _SECTIONS.items()}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key == "time_budget":
+            value = parse_duration(value)
+        owner = next((name for name, names in fields.items() if key in names), None)
+        if owner is None:
+            raise WeftError(f"unknown training option {key!r}")
+        sections[owner][key] = value
+    return sections
+
+
+def build_run_config(corpus: Sequence[str | os.PathLike[str]], **options: Any) -> RunConfig:
+    sections = _split_options(options)
+    return RunConfig(
+        model=from_fields(ModelConfig, sections["model"]),
+        data=from_fields(DataConfig, sections["data"]),
+        train=from_fields(TrainConfig, sections["train"]),
+        corpus=tuple(str(c) for c in corpus),
+    )
+
+
+def train(
+    corpus: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    quiet: bool = False,
+    **options: Any,
+) -> LanguageModel:
+    """Train a language model on ``corpus`` into the run directory ``out``."""
+    from weft.training.lm import train_language_model
+
+    sources = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
+    config = build_run_config(sources, **options)
+    model, _ = train_language_model(config, Path(out), quiet=quiet)
+    return model
+
+
+def resume(run_dir: str | os.PathLike[str], *, quiet: bool = False,
+           **options: Any) -> LanguageModel:
+    """Continue a run from its last saved state; only stopping limits may change."""
+    from weft.training.lm import train_language_model
+
+    bad = {k for k, v in options.items() if v is not None} - RESUME_OVERRIDABLE
+    if bad:
+        raise WeftError(f"--resume keeps the run's settings; these cannot change: "
+                        f"{', '.join(sorted('--' + b.replace('_', '-') for b in bad))}")
+    saved = RunConfig.from_dict(read_run_config(Path(run_dir)))
+    changes = _split_options(options)["train"]
+    config = dataclasses.replace(saved, train=dataclasses.replace(saved.train, **changes))
+    model, _ = train_language_model(config, Path(run_dir), resume=True, quiet=quiet)
+    return model

@@ -1,0 +1,222 @@
+"""The ``weft`` command line: train, generate, eval, info, plot.
+
+Flag names are the configuration field names with dashes; every flag and its default is listed
+in docs/cli.md. User errors (:class:`WeftError`) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from weft.config import CELLS, PRECISIONS, DataConfig, ModelConfig, TrainConfig
+from weft.errors import WeftError
+
+_M, _D, _T = ModelConfig(), DataConfig(), TrainConfig()
+
+
+class _WarningFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("weft")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_WarningFormatter())
+        logger.addHandler(handler)
+    logger.setLevel(logging.ERROR if quiet else logging.INFO)
+    logger.propagate = False
+
+
+class WeftGroup(click.Group):
+    """Turns user errors into one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WeftError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=WeftGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                               "max_content_width": 100})
+@click.version_option(package_name="weft")
+def cli() -> None:
+    """Train recurrent text models on your own text, then generate and evaluate with them."""
+
+
+@cli.command()
+@click.argument("corpus", nargs=-1)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory to create (required unless --resume).")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Continue this run from its last saved state.")
+@click.option("--level", type=click.Choice(["char"]), default=_D.level, show_default=True,
+              help="Tokenization level.")
+@click.option("--lowercase", is_flag=True, help="Lowercase the corpus before training.")
+@click.option("--val-fraction", type=float, default=_D.val_fraction, show_default=True,
+              help="Share of the text, taken from its end, held out for validation.")
+@click.option("--cell", type=click.Choice(CELLS), default=_M.cell, show_default=True)
+@click.option("--layers", type=int, default=_M.layers, show_default=True)
+@click.option("--hidden-size", type=int, default=_M.hidden_size, show_default=True)
+@click.option("--embedding-dim", type=int, default=_M.embedding_dim, show_default=True,
+              help="0 feeds one-hot vectors instead of an embedding.")
+@click.option("--dropout", type=float, default=_M.dropout, show_default=True)
+@click.option("--tie-weights", is_flag=True, help="Share input embedding and output weights.")
+@click.option("--batch-size", type=int, default=_T.batch_size, show_default=True)
+@click.option("--seq-len", type=int, default=_T.seq_len, show_default=True,
+              help="Tokens per truncated-BPTT window.")
+@click.option("--lr", type=float, default=_T.lr, show_default=True)
+@click.option("--weight-decay", type=float, default=_T.weight_decay, show_default=True)
+@click.option("--warmup-steps", type=int, default=_T.warmup_steps, show_default=True)
+@click.option("--min-lr-ratio", type=float, default=_T.min_lr_ratio, show_default=True)
+@click.option("--grad-clip", type=float, default=_T.grad_clip, show_default=True,
+              help="Maximum gradient norm; 0 disables clipping.")
+@click.option("--eval-every", type=int, default=_T.eval_every, show_default=True)
+@click.option("--patience", type=int, default=_T.patience, show_default=True,
+              help="Evaluations without improvement before stopping; 0 disables.")
+@click.option("--epochs", type=float, help="Stop after this many passes [default: 10 when "
+              "no limit is given].")
+@click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
+@click.option("--time-budget", help="Stop after this much time, e.g. 90s, 10m, 1h.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=_T.precision,
+              show_default=True, help="auto: bf16 where the hardware supports it.")
+@click.option("--device", default=_T.device, show_default=True,
+              help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--threads", type=int, help="CPU threads [default: PyTorch's choice].")
+@click.option("--seed", type=int, default=_T.seed, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar or samples.")
+@click.pass_context
+def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
+          resume_dir: Path | None, quiet: bool, **options: Any) -> None:
+    """Train a language model on CORPUS (text files, or builtin:pydoc-topics)."""
+    from weft import api
+
+    _setup_logging(quiet)
+    if resume_dir is not None:
+        if corpus or out:
+            raise WeftError("--resume takes no corpus or --out: they come from the run")
+        changed = {k: v for k, v in options.items()
+                   if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+        api.resume(resume_dir, quiet=quiet, **changed)
+        return
+    if out is None:
+        raise WeftError("--out is required: the run directory to create, e.g. --out runs/demo")
+    if not corpus:
+        raise WeftError("no corpus given: pass text files, or builtin:pydoc-topics")
+    api.train(list(corpus), out, quiet=quiet, **options)
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--prompt", default="", help="Text to continue.")
+@click.option("--max-new-tokens", type=int, help="[default: from the run, 500]")
+@click.option("--temperature", type=float, help="0 means greedy [default: from the run, 0.8]")
+@click.option("--top-k", type=int, help="Sample from the k likeliest tokens; 0 disables.")
+@click.option("--top-p", type=float, help="Nucleus sampling mass; 1 disables.")
+@click.option("--repetition-penalty", type=float, help="> 1 discourages repeats; 1 disables.")
+@click.option("--num-return-sequences", type=int, help="How many texts to write [default: 1]")
+@click.option("--stop", multiple=True, help="End a text at this string (repeatable).")
+@click.option("--seed", type=int, help="Makes sampling repeatable.")
+@click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text",
+              show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def generate(run: Path, prompt: str, fmt: str, device: str, **options: Any) -> None:
+    """Write text with the model in RUN, streaming it as it is generated."""
+    from weft.generation import generate as generate_texts
+    from weft.runs import load
+
+    _setup_logging(False)
+    model = load(run, device=device)
+    config = model.generation_config(**options)
+    if fmt == "jsonl":
+        texts = generate_texts(model.module, model.tokenizer, prompt, config)
+        for i, text in enumerate(texts):
+            click.echo(json.dumps({"index": i, "prompt": prompt, "text": text},
+                                  ensure_ascii=False))
+        return
+    if config.num_return_sequences == 1:
+        click.echo(prompt, nl=False)
+        generate_texts(model.module, model.tokenizer, prompt, config,
+                       on_text=lambda i, text: click.echo(text, nl=False))
+        click.echo()
+        return
+    texts = generate_texts(model.module, model.tokenizer, prompt, config)
+    for i, text in enumerate(texts):
+        click.echo(f"--- {i + 1} ---\n{prompt}{text}")
+
+
+@cli.command("eval")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--device", default="auto", show_default=True)
+def eval_command(run: Path, file: Path, as_json: bool, device: str) -> None:
+    """Measure the model in RUN on held-out text in FILE."""
+    from weft.runs import load
+
+    _setup_logging(False)
+    result = load(run, device=device).evaluate(Path(file))
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+        return
+    click.echo(f"loss {result.loss:.4f} nats/token, {result.bits_per_char:.4f} bits/char, "
+               f"perplexity {result.perplexity:.2f} ({result.tokens:,} tokens, "
+               f"{result.characters:,} characters, {result.unknown} unknown)")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(run: Path, as_json: bool) -> None:
+    """Show what is in a run directory."""
+    from weft.runs import load
+    from weft.training.metrics import read_metrics
+
+    model = load(run, device="cpu")
+    details = model.info()
+    records = read_metrics(Path(run) / "metrics.jsonl")
+    if records:
+        best = min((r for r in records if r.get("val_loss") is not None),
+                   key=lambda r: r["val_loss"], default=None)
+        details["last_step"] = records[-1]["step"]
+        details["best_val_loss"] = best["val_loss"] if best else None
+    details["files"] = sorted(p.name for p in Path(run).iterdir() if not p.name.startswith("."))
+    if as_json:
+        click.echo(json.dumps(details, indent=2))
+        return
+    m = details["model"]
+    click.echo(f"{run}: {m['layers']} x {m['hidden_size']} {m['cell'].upper()}, "
+               f"{details['parameters']:,} parameters, {details['tokenizer']} tokenizer "
+               f"({details['vocab_size']} tokens)")
+    if records:
+        click.echo(f"trained {details['last_step']} steps; best validation loss "
+                   f"{details['best_val_loss']}")
+    click.echo("corpus: " + ", ".join(details["corpus"]))
+    click.echo("files: " + ", ".join(details["files"]))
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+def plot(run: Path) -> None:
+    """Redraw loss.png in RUN from its metrics.jsonl."""
+    from weft.training.metrics import plot_metrics
+
+    if not plot_metrics(Path(run) / "metrics.jsonl", Path(run) / "loss.png", title=run.name):
+        raise WeftError(f"{run} has no metrics to plot yet")
+    click.echo(f"wrote {Path(run) / 'loss.png'}")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,63 @@
+"""Cutting a token stream into parallel columns for truncated backpropagation through time.
+
+The token array is split into ``batch_size`` contiguous columns, each read in windows of
+``seq_len`` tokens; window ``i`` of every column continues exactly where window ``i-1`` ended,
+so the recurrent state can be carried over (and detached) between windows::
+
+    stream: a b c d e f g h i j k l m n o p q r s t u v w x     (batch_size = 3)
+
+    column 0: a b c d e f g h  ->  windows [a b c d] [e f g h]   (seq_len = 4)
+    column 1: i j k l m n o p
+    column 2: q r s t u v w x
+
+Targets are the inputs shifted by one token within each column.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from weft.errors import WeftError
+
+
+class StreamBatches:
+    """Windows over a token stream laid out as ``batch_size`` columns, kept on one device."""
+
+    def __init__(
+        self, tokens: np.ndarray, batch_size: int, seq_len: int, device: torch.device, what: str
+    ) -> None:
+        columns_len = len(tokens) // batch_size
+        if columns_len < 2:
+            raise WeftError(
+                f"the {what} has {len(tokens):,} tokens, too few for --batch-size {batch_size} "
+                f"(each of the {batch_size} columns needs at least 2 tokens); use a smaller "
+                "--batch-size, or more text"
+            )
+        self.batch_size = batch_size
+        self.seq_len = min(seq_len, columns_len - 1)
+        # Keep the compact dtype on the device; widen each window only when it is used.
+        array = tokens[: columns_len * batch_size].reshape(batch_size, columns_len)
+        compact = array.astype(np.int32) if array.dtype == np.uint32 else array
+        self.data = torch.from_numpy(np.ascontiguousarray(compact)).to(device)
+        self.num_windows = (columns_len - 1 + self.seq_len - 1) // self.seq_len
+
+    @property
+    def tokens_per_pass(self) -> int:
+        return self.batch_size * (self.data.size(1) - 1)
+
+    def window(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of window ``index`` (the last window may be shorter)."""
+        start = index * self.seq_len
+        end = min(start + self.seq_len, self.data.size(1) - 1)
+        inputs = self.data[:, start:end].long()
+        targets = self.data[:, start + 1 : end + 1].long()
+        return inputs, targets
+
+
+def split_tokens(tokens: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Train on the start of the stream, validate on the last ``val_fraction`` of it."""
+    n_val = int(len(tokens) * val_fraction)
+    if n_val == 0:
+        return tokens, tokens[:0]
+    return tokens[:-n_val], tokens[-n_val:]

@@ -1,0 +1,71 @@
+"""Choosing the device, the autocast precision and CPU threads."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from weft.errors import WeftError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, else Apple MPS, else the CPU; an explicit name must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise WeftError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise WeftError("--device cuda was asked for, but no CUDA GPU is available; "
+                        "use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise WeftError("--device mps was asked for but MPS is not available; use --device cpu")
+    return device
+
+
+def cpu_supports_bf16() -> bool:
+    """True where the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; None means plain float32."""
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cpu" and cpu_supports_bf16():
+            return torch.bfloat16
+        return None
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise WeftError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on this device")
+        return torch.float16
+    if precision == "bf16":
+        return torch.bfloat16
+    raise WeftError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
+    if dtype is None:
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=dtype):
+        yield
+
+
+def set_threads(threads: int | None) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise WeftError("--threads must be >= 1")
+        torch.set_num_threads(threads)

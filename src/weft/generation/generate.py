@@ -1,0 +1,164 @@
+"""Generating text from a recurrent language model.
+
+The prompt primes the recurrent state in one forward pass; generation then feeds one token at
+a time and carries the state forward, never re-reading the context. Several sequences are
+generated as one batch. Text is decoded incrementally so that it can be streamed, and stop
+strings are held back until they are known not to match.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from weft.config import GenerationConfig
+from weft.generation.sampling import next_tokens
+from weft.models.rnn_lm import RNNLanguageModel, select_state
+from weft.tokenizers import EncodeReport, Tokenizer
+
+log = logging.getLogger("weft")
+
+OnText = Callable[[int, str], None]
+
+
+class IncrementalDecoder:
+    """Decodes a growing list of ids into text deltas (safe for byte-level tokenizers)."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prefix_offset = 0  # ids before this are fully emitted
+        self.read_offset = 0
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        prefix = self.tokenizer.decode(self.ids[self.prefix_offset : self.read_offset])
+        text = self.tokenizer.decode(self.ids[self.prefix_offset :])
+        if text.endswith("\ufffd") and self.tokenizer.type_name == "bpe":
+            return ""  # an incomplete UTF-8 sequence: wait for its next bytes
+        delta = text[len(prefix) :]
+        self.prefix_offset = self.read_offset
+        self.read_offset = len(self.ids)
+        return delta
+
+
+class _TextState:
+    """One sequence's text so far, with stop-string handling and streaming."""
+
+    def __init__(self, tokenizer: Tokenizer, stops: tuple[str, ...]) -> None:
+        self.decoder = IncrementalDecoder(tokenizer)
+        self.stops = stops
+        self.hold = max((len(s) for s in stops), default=1) - 1
+        self.text = ""
+        self.emitted = 0
+        self.done = False
+
+    def push(self, token: int) -> None:
+        delta = self.decoder.push(token)
+        if not delta:
+            return
+        search_from = max(0, len(self.text) - self.hold)
+        self.text += delta
+        for stop in self.stops:
+            at = self.text.find(stop, search_from)
+            if at >= 0:
+                self.text = self.text[:at]
+                self.done = True
+
+    def flush(self, final: bool) -> str:
+        end = len(self.text) if (final or self.done) else max(self.emitted,
+                                                              len(self.text) - self.hold)
+        chunk = self.text[self.emitted : end]
+        self.emitted = end
+        return chunk
+
+
+def encode_prompt(tokenizer: Tokenizer, prompt: str) -> np.ndarray:
+    """Prompt ids, warning about (never failing on) text outside the vocabulary."""
+    report = EncodeReport()
+    ids = tokenizer.encode(prompt, report)
+    if report.unknown:
+        log.warning("the prompt has text the model never saw, replaced by <unk>: %s",
+                    report.describe())
+    return ids
+
+
+def start_ids(tokenizer: Tokenizer, prompt: str) -> np.ndarray:
+    """The ids that prime generation: BOS (when the model has one) then the prompt."""
+    ids = encode_prompt(tokenizer, prompt) if prompt else np.zeros(0, dtype=np.int64)
+    if tokenizer.bos_id is not None:
+        return np.concatenate([[tokenizer.bos_id], ids]).astype(np.int64)
+    if len(ids) == 0:
+        # A stream model with no prompt starts as if after a line break.
+        newline = tokenizer.encode("\n")
+        ids = newline[-1:] if len(newline) else np.array([0])
+    return ids.astype(np.int64)
+
+
+@torch.no_grad()
+def generate(
+    model: RNNLanguageModel,
+    tokenizer: Tokenizer,
+    prompt: str,
+    config: GenerationConfig,
+    *,
+    on_text: OnText | None = None,
+) -> list[str]:
+    """Continuations of ``prompt`` (without the prompt), one per requested sequence."""
+    config.validate()
+    device = model.head.weight.device
+    was_training = model.training
+    model.eval()
+    n = config.num_return_sequences
+    seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
+    generator = torch.Generator(device=device).manual_seed(seed)
+
+    prime = torch.as_tensor(start_ids(tokenizer, prompt), device=device)[None, :]
+    logits, _, state = model(prime)
+    last = logits[:, -1, :].expand(n, -1)
+    state = select_state(state, torch.zeros(n, dtype=torch.long, device=device))
+
+    vocab = model.config.vocab_size
+    banned = torch.zeros(vocab, dtype=torch.bool, device=device)
+    banned[tokenizer.never_generate] = True
+    seen = None
+    if config.repetition_penalty != 1.0:
+        seen = torch.zeros(n, vocab, dtype=torch.bool, device=device)
+        seen[:, prime[0]] = True
+    eos = tokenizer.eos_id
+    texts = [_TextState(tokenizer, config.stop) for _ in range(n)]
+    finished = torch.zeros(n, dtype=torch.bool, device=device)
+
+    for _ in range(config.max_new_tokens):
+        tokens = next_tokens(last, config, seen=seen, banned=banned, generator=generator)
+        if seen is not None:
+            seen[torch.arange(n, device=device), tokens] = True
+        host_tokens = tokens.tolist()
+        for i, token in enumerate(host_tokens):
+            if texts[i].done:
+                continue
+            if token == eos:
+                texts[i].done = True
+            else:
+                texts[i].push(token)
+            if on_text is not None:
+                chunk = texts[i].flush(final=False)
+                if chunk:
+                    on_text(i, chunk)
+        finished = torch.tensor([t.done for t in texts], device=device)
+        if bool(finished.all()):
+            break
+        logits, _, state = model(tokens[:, None], state)
+        last = logits[:, -1, :]
+    if on_text is not None:
+        for i, text in enumerate(texts):
+            chunk = text.flush(final=True)
+            if chunk:
+                on_text(i, chunk)
+    model.train(was_training)
+    return [t.text for t in texts]
+

@@ -1,0 +1,166 @@
+"""The run directory: what a trained model is on disk, and the one loader for it.
+
+A run directory is complete on its own::
+
+    config.json         every resolved setting (RunConfig), plus the corpus fingerprint
+    tokenizer.json      the tokenizer
+    model.safetensors   weights of the best model by validation loss
+    last.pt             last state for resuming: weights, optimizer, step, RNG, data position
+    metrics.jsonl       one JSON record per evaluation
+    generation.json     generation defaults
+    loss.png            training and validation loss against steps
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save
+
+from weft.config import GenerationConfig, RunConfig, from_fields
+from weft.device import resolve_device, resolve_precision
+from weft.errors import WeftError
+from weft.io import atomic_write_bytes, atomic_write_json, read_json
+from weft.models.rnn_lm import RNNLanguageModel
+from weft.tokenizers import Tokenizer, load_tokenizer
+
+CONFIG = "config.json"
+TOKENIZER = "tokenizer.json"
+WEIGHTS = "model.safetensors"
+GENERATION = "generation.json"
+
+
+def save_weights(model: torch.nn.Module, path: str | Path) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if getattr(getattr(model, "config", None), "tie_weights", False):
+        tensors.pop("head.weight", None)  # stored once, as embedding.weight
+    atomic_write_bytes(path, save(tensors, metadata={"format": "pt"}))
+
+
+def load_weights(model: torch.nn.Module, path: str | Path) -> None:
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:
+        raise WeftError(f"{path} is damaged or not a safetensors file ({exc})") from None
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    tied = getattr(getattr(model, "config", None), "tie_weights", False)
+    if unexpected or [k for k in missing if not (tied and k == "head.weight")]:
+        raise WeftError(f"{path} does not match the model in config.json "
+                        f"(missing {missing}, unexpected {unexpected})")
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / CONFIG
+    if not Path(run_dir).is_dir():
+        raise WeftError(f"{run_dir} is not a run directory")
+    if not path.exists():
+        raise WeftError(f"{run_dir} has no {CONFIG}: is it a weft run directory?")
+    data: dict[str, Any] = read_json(path)
+    return data
+
+
+class LanguageModel:
+    """A trained language model loaded from its run directory."""
+
+    def __init__(self, run_dir: str | Path, device: str = "auto") -> None:
+        self.run_dir = Path(run_dir)
+        raw = read_run_config(self.run_dir)
+        self.config = RunConfig.from_dict(raw)
+        self.tokenizer: Tokenizer = load_tokenizer(self.run_dir / TOKENIZER)
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(self.config.train.precision, self.device)
+        self.module = RNNLanguageModel(self.config.model)
+        weights = self.run_dir / WEIGHTS
+        if not weights.exists():
+            raise WeftError(f"{self.run_dir} has no {WEIGHTS} yet: train it first")
+        load_weights(self.module, weights)
+        self.module.to(self.device).eval()
+        gen_path = self.run_dir / GENERATION
+        self.generation_defaults = (
+            from_fields(GenerationConfig, read_json(gen_path)) if gen_path.exists()
+            else GenerationConfig()
+        )
+
+    def generation_config(self, **overrides: Any) -> GenerationConfig:
+        values = {k: v for k, v in overrides.items() if v is not None}
+        if "stop" in values:
+            values["stop"] = tuple(values["stop"])
+        config = dataclasses.replace(self.generation_defaults, **values)
+        config.validate()
+        return config
+
+    def generate(self, prompt: str = "", **options: Any) -> list[str]:
+        """Continuations of ``prompt``; options are :class:`GenerationConfig` fields."""
+        from weft.generation import generate
+
+        return generate(self.module, self.tokenizer, prompt, self.generation_config(**options))
+
+    def stream(self, prompt: str = "", **options: Any) -> Iterator[str]:
+        """Text of the first sequence, piece by piece as it is generated."""
+        import queue
+        import threading
+
+        chunks: queue.Queue[str | None] = queue.Queue()
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            from weft.generation import generate
+
+            try:
+                generate(self.module, self.tokenizer, prompt,
+                         self.generation_config(**options, num_return_sequences=1),
+                         on_text=lambda i, text: chunks.put(text))
+            except BaseException as exc:  # handed to the consumer below
+                errors.append(exc)
+            finally:
+                chunks.put(None)
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        while (chunk := chunks.get()) is not None:
+            yield chunk
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    def evaluate(self, text_or_path: str | Path, *, batch_size: int = 32,
+                 seq_len: int = 256) -> Any:
+        """Loss, bits per character and perplexity on a text or a file."""
+        from weft.data.corpus import read_text
+        from weft.tokenizers import EncodeReport
+        from weft.training.evaluate import stream_loss, summarize
+
+        text = read_text(text_or_path) if isinstance(text_or_path, Path) else str(text_or_path)
+        if self.config.data.lowercase:
+            text = text.lower()
+        report = EncodeReport()
+        ids = self.tokenizer.encode(text, report)
+        if len(ids) < 2:
+            raise WeftError("the evaluation text needs at least two tokens")
+        nats, count = stream_loss(self.module, ids, batch_size=batch_size, seq_len=seq_len,
+                                  precision=self.precision)
+        # Characters covered by the predicted tokens: all but the first token's.
+        first = len(self.tokenizer.decode(ids[:1]))
+        return summarize(nats, count, max(len(text) - first, 1), sum(report.unknown.values()))
+
+    def info(self) -> dict[str, Any]:
+        params = sum(p.numel() for p in self.module.parameters())
+        return {"run_dir": str(self.run_dir), "kind": self.config.kind,
+                "parameters": params, "vocab_size": self.tokenizer.vocab_size,
+                "tokenizer": self.tokenizer.type_name, **self.config.to_dict()}
+
+
+def load(run_dir: str | Path, device: str = "auto") -> Any:
+    """Load any weft run directory (dispatching on its ``kind``)."""
+    kind = read_run_config(run_dir).get("kind", "language-model")
+    if kind == "language-model":
+        return LanguageModel(run_dir, device=device)
+    raise WeftError(f"{run_dir} holds a run of unknown kind {kind!r}")
+
+
+def save_generation_defaults(run_dir: str | Path, config: GenerationConfig) -> None:
+    atomic_write_json(Path(run_dir) / GENERATION, dataclasses.asdict(config))

@@ -1,0 +1,1 @@
+"""Training: the generic loop, its schedule and metrics, and the language-model task."""

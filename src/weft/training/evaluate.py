@@ -1,0 +1,79 @@
+"""Measuring a language model on text: loss per token, bits per character, perplexity."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from weft.device import autocast
+from weft.models.rnn_lm import RNNLanguageModel
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float  # mean nats per predicted token
+    bits_per_char: float  # total bits over the characters of the text (tokenizer-independent)
+    perplexity: float
+    tokens: int  # predicted tokens
+    characters: int
+    unknown: int = 0  # tokens mapped to <unk>
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def stream_loss(
+    model: RNNLanguageModel,
+    ids: np.ndarray,
+    *,
+    batch_size: int = 32,
+    seq_len: int = 256,
+    precision: torch.dtype | None = None,
+) -> tuple[float, int]:
+    """Total nats and number of predicted tokens over a token stream.
+
+    The stream is cut into ``batch_size`` columns read with the state carried across windows
+    (as in training); tokens that do not fill the columns are scored as one more stream, so
+    every token after the first is predicted exactly once.
+    """
+    device = model.head.weight.device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    n = len(ids)
+    columns = max(1, min(batch_size, (n - 1) // max(seq_len, 1)))
+    col_len = n // columns
+    pieces = [ids[: col_len * columns].reshape(columns, col_len)]
+    if n - col_len * columns > 1:
+        # The tail continues the last column's text, so score it with that context.
+        pieces.append(ids[col_len * columns - 1 :][None, :])
+    for piece in pieces:
+        data = torch.from_numpy(piece.astype(np.int64)).to(device)
+        state = None
+        for start in range(0, data.size(1) - 1, seq_len):
+            end = min(start + seq_len, data.size(1) - 1)
+            with autocast(device, precision):
+                logits, _, state = model(data[:, start:end], state)
+            nats = torch.nn.functional.cross_entropy(
+                logits.float().reshape(-1, logits.size(-1)),
+                data[:, start + 1 : end + 1].reshape(-1), reduction="sum")
+            total += float(nats)
+            count += data.size(0) * (end - start)
+    model.train(was_training)
+    return total, count
+
+
+def summarize(total_nats: float, tokens: int, characters: int, unknown: int = 0) -> EvalResult:
+    loss = total_nats / max(tokens, 1)
+    return EvalResult(
+        loss=loss,
+        bits_per_char=total_nats / math.log(2) / max(characters, 1),
+        perplexity=math.exp(min(loss, 700.0)),
+        tokens=tokens,
+        characters=characters,
+        unknown=unknown,
+    )

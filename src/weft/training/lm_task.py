@@ -1,0 +1,78 @@
+"""The language-model training task: stream batches with the hidden state carried over."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from weft.config import GenerationConfig, TrainConfig
+from weft.data.stream import StreamBatches
+from weft.generation import generate
+from weft.models.rnn_lm import (
+    RNNLanguageModel,
+    State,
+    detach_state,
+    state_from_tensors,
+    state_to_tensors,
+)
+from weft.tokenizers import Tokenizer
+from weft.training.evaluate import stream_loss
+
+
+class StreamLMTask:
+    """Truncated BPTT over ``batch_size`` columns of one token stream (see data/stream.py)."""
+
+    model: torch.nn.Module
+
+    def __init__(
+        self,
+        model: RNNLanguageModel,  # kept as .model (the trainer's contract) and .lm
+        tokenizer: Tokenizer,
+        train_ids: np.ndarray,
+        val_ids: np.ndarray,
+        config: TrainConfig,
+        device: torch.device,
+        precision: torch.dtype | None,
+    ) -> None:
+        self.model = model
+        self.lm = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.precision = precision
+        self.train = StreamBatches(train_ids, config.batch_size, config.seq_len, device, "corpus")
+        self.val_ids = val_ids
+        self.eval_batch_size = config.batch_size
+        self.state: State | None = None
+        self.sample_seed = config.seed
+
+    def steps_per_epoch(self) -> int:
+        return self.train.num_windows
+
+    def start_epoch(self, epoch: int) -> None:
+        self.state = None  # each pass over the columns starts from a zero state
+
+    def train_loss(self, epoch: int, index: int) -> tuple[torch.Tensor, int]:
+        inputs, targets = self.train.window(index)
+        out = self.model(inputs, self.state, targets)
+        self.state = detach_state(out.state)
+        assert out.loss is not None
+        return out.loss, targets.numel()
+
+    def evaluate(self) -> dict[str, float]:
+        if len(self.val_ids) < 2:
+            return {}
+        nats, count = stream_loss(self.lm, self.val_ids, batch_size=self.eval_batch_size,
+                                  seq_len=256, precision=self.precision)
+        return {"val_loss": nats / count}
+
+    def sample(self) -> str | None:
+        config = GenerationConfig(max_new_tokens=120, temperature=0.8, seed=self.sample_seed)
+        return generate(self.lm, self.tokenizer, "", config)[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"hidden": state_to_tensors(self.state)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.state = state_from_tensors(state.get("hidden", {}), self.device)
