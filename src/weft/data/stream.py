@@ -28,14 +28,15 @@ class StreamBatches:
         self, tokens: np.ndarray, batch_size: int, seq_len: int, device: torch.device, what: str
     ) -> None:
         columns_len = len(tokens) // batch_size
-        if columns_len < 2:
+        needed = batch_size * (seq_len + 1)
+        if len(tokens) < needed:
             raise WeftError(
                 f"the {what} has {len(tokens):,} tokens, too few for --batch-size {batch_size} "
-                f"(each of the {batch_size} columns needs at least 2 tokens); use a smaller "
-                "--batch-size, or more text"
+                f"x --seq-len {seq_len} (needs at least {needed:,}); use a smaller "
+                "--batch-size or --seq-len, or more text"
             )
         self.batch_size = batch_size
-        self.seq_len = min(seq_len, columns_len - 1)
+        self.seq_len = seq_len
         # Keep the compact dtype on the device; widen each window only when it is used.
         array = tokens[: columns_len * batch_size].reshape(batch_size, columns_len)
         compact = array.astype(np.int32) if array.dtype == np.uint32 else array

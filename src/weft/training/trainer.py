@@ -90,6 +90,8 @@ class TrainerState:
     best: float | None = None
     bad_evaluations: int = 0
     skipped_steps: int = 0
+    loss_sum: float = 0.0  # training losses since the last report, so resumed reports match
+    loss_count: int = 0
     finished: str = ""  # why the run stopped, when it stopped by a limit
 
 
@@ -176,13 +178,13 @@ class Trainer:
             metrics_log.truncate_metrics(metrics_path, st.step)
         else:
             metrics_path.unlink(missing_ok=True)
-        self.task.start_epoch(st.epoch)
+            self.task.start_epoch(st.epoch)
         self.task.model.train()
 
         session_start = time.perf_counter()
         elapsed_before = st.elapsed
-        loss_sum = torch.zeros((), device=self.device)
-        loss_count = 0
+        loss_sum = torch.full((), st.loss_sum, device=self.device)
+        loss_count = st.loss_count
         last_train_loss = math.nan
         window_start, window_tokens = time.perf_counter(), 0
         bar = tqdm(total=self._estimate_total_steps(steps_per_epoch, 0.0), initial=st.step,
@@ -222,11 +224,13 @@ class Trainer:
                         last_train_loss = (loss_sum / loss_count).item()
                     loss_sum.zero_()
                     loss_count = 0
+                    st.loss_sum = 0.0
                     now = time.perf_counter()
                     rate = window_tokens / max(now - window_start, 1e-9)
                     window_start, window_tokens = now, 0
                     bar.total = self._estimate_total_steps(steps_per_epoch, rate)
                     bar.set_postfix_str(self._postfix(last_train_loss, rate), refresh=False)
+                st.loss_count = loss_count
                 bar.update(1)
                 if st.step % cfg.eval_every == 0:
                     self._evaluate(bar, last_train_loss, lr, metrics_path)
@@ -235,10 +239,11 @@ class Trainer:
                         reason = f"early stopping: no improvement in {cfg.patience} evaluations"
                         break
         bar.close()
-        if st.step > evaluated_at and st.step > 0:
+        if st.step > evaluated_at and st.step > 0 and reason != "interrupted":
             self._evaluate(None, last_train_loss, self.optimizer.param_groups[0]["lr"],
                            metrics_path)
         st.finished = "" if reason == "interrupted" else reason
+        st.loss_sum = float(loss_sum)
         self.save_state()
         metrics_log.plot_metrics(metrics_path, self.run_dir / PLOT, title=self.run_dir.name)
         return TrainResult(st.step, st.tokens, st.elapsed, st.best, reason)

@@ -1,0 +1,41 @@
+"""Shared fixtures: small corpora made on the fly, and tiny trained runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import weft
+
+PANGRAM = "The quick brown fox jumps over the lazy dog.\n"
+
+
+@pytest.fixture(autouse=True)
+def _few_threads() -> None:
+    # Tests share two cores with whatever else runs; one thread keeps them predictable.
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def pangram_file(tmp_path: Path) -> Path:
+    path = tmp_path / "pangram.txt"
+    path.write_text(PANGRAM * 40, encoding="utf-8")
+    return path
+
+
+TINY = dict(hidden_size=32, embedding_dim=16, batch_size=4, seq_len=16, eval_every=10,
+            quiet=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small character model trained for a few steps (shared by read-only tests)."""
+    root = tmp_path_factory.mktemp("runs")
+    corpus = root / "corpus.txt"
+    corpus.write_text(PANGRAM * 40 + "Pack my box with five dozen liquor jugs.\n" * 20,
+                      encoding="utf-8")
+    out = root / "tiny"
+    weft.train(corpus, out=out, max_steps=30, **TINY)
+    return out

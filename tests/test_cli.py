@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from weft.cli.main import cli
+
+from .conftest import PANGRAM
+
+SMALL = ["--hidden-size", "16", "--embedding-dim", "8", "--batch-size", "4", "--seq-len",
+         "16", "--max-steps", "6", "--eval-every", "3", "--quiet"]
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_train_generate_eval_info_for_each_cell(cell: str, pangram_file: Path,
+                                                tmp_path: Path) -> None:
+    out = tmp_path / cell
+    code, output = run("train", str(pangram_file), "--out", str(out), "--cell", cell, *SMALL)
+    assert code == 0, output
+    code, output = run("generate", str(out), "--prompt", "The", "--max-new-tokens", "20",
+                       "--seed", "1")
+    assert code == 0 and output.startswith("The") and len(output.strip()) >= 3
+    code, output = run("generate", str(out), "--num-return-sequences", "3", "--format", "jsonl",
+                       "--max-new-tokens", "10")
+    assert code == 0
+    assert [json.loads(line)["index"] for line in output.splitlines()] == [0, 1, 2]
+    code, output = run("eval", str(out), str(pangram_file), "--json")
+    assert code == 0
+    assert set(json.loads(output)) >= {"loss", "bits_per_char", "perplexity", "tokens",
+                                       "characters"}
+    code, output = run("info", str(out))
+    assert code == 0 and cell.upper() in output
+    code, output = run("plot", str(out))
+    assert code == 0 and (out / "loss.png").exists()
+
+
+def test_bom_and_crlf_input(tmp_path: Path) -> None:
+    corpus = tmp_path / "windows.txt"
+    corpus.write_bytes(b"\xef\xbb\xbf" + (PANGRAM.replace("\n", "\r\n") * 30).encode())
+    code, output = run("train", str(corpus), "--out", str(tmp_path / "r"), *SMALL)
+    assert code == 0, output
+    tokenizer = json.loads((tmp_path / "r" / "tokenizer.json").read_text())
+    assert "\r" not in tokenizer["chars"] and "\ufeff" not in tokenizer["chars"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe\x00bad", "not valid UTF-8"),
+        (b"", "empty"),
+        (b"   \n\n", "empty"),
+        (b"tiny text\n", "too few"),
+    ],
+)
+def test_bad_corpus_gives_a_clear_error(tmp_path: Path, content: bytes, message: str) -> None:
+    corpus = tmp_path / "bad.txt"
+    corpus.write_bytes(content)
+    code, output = run("train", str(corpus), "--out", str(tmp_path / "r"), "--val-fraction",
+                       "0", *SMALL)
+    assert code == 2
+    assert message in output and "Traceback" not in output
+
+
+def test_missing_file_and_existing_run(pangram_file: Path, tmp_path: Path) -> None:
+    code, output = run("train", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "r"))
+    assert code == 2 and "not found" in output
+    run("train", str(pangram_file), "--out", str(tmp_path / "r"), *SMALL)
+    code, output = run("train", str(pangram_file), "--out", str(tmp_path / "r"), *SMALL)
+    assert code == 2 and "--resume" in output
+
+
+def test_bad_generation_options(tiny_run: Path) -> None:
+    code, output = run("generate", str(tiny_run), "--top-p", "0")
+    assert code == 2 and "--top-p" in output
+    code, output = run("generate", str(tiny_run), "--temperature", "-1")
+    assert code == 2 and "--temperature" in output
+
+
+def test_time_budget_parsing(pangram_file: Path, tmp_path: Path) -> None:
+    code, output = run("train", str(pangram_file), "--out", str(tmp_path / "r"),
+                       "--time-budget", "ten minutes")
+    assert code == 2 and "duration" in output

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+import weft
+from weft.config import GenerationConfig
+from weft.generation.sampling import filter_top_k, filter_top_p, next_tokens
+from weft.runs import LanguageModel
+
+
+@pytest.fixture(scope="module")
+def model(tiny_run: Path) -> LanguageModel:
+    return weft.load(tiny_run, device="cpu")
+
+
+def test_temperature_zero_is_deterministic(model: LanguageModel) -> None:
+    a = model.generate("The", temperature=0, max_new_tokens=40, seed=1)
+    b = model.generate("The", temperature=0, max_new_tokens=40, seed=2)
+    assert a == b and len(a[0]) == 40
+
+
+def test_top_k_one_equals_greedy(model: LanguageModel) -> None:
+    greedy = model.generate("The", temperature=0, max_new_tokens=40)
+    top1 = model.generate("The", temperature=1.0, top_k=1, max_new_tokens=40, seed=5)
+    assert top1 == greedy
+
+
+def test_a_seed_repeats_and_sequences_differ(model: LanguageModel) -> None:
+    a = model.generate("", temperature=1.5, max_new_tokens=60, seed=7,
+                       num_return_sequences=4)
+    b = model.generate("", temperature=1.5, max_new_tokens=60, seed=7,
+                       num_return_sequences=4)
+    assert a == b and len(a) == 4
+    assert len(set(a)) > 1
+
+
+def test_stop_string_ends_output(model: LanguageModel) -> None:
+    free = model.generate("The", temperature=0, max_new_tokens=80)[0]
+    stop = free[5:8]
+    stopped = model.generate("The", temperature=0, max_new_tokens=80, stop=[stop])[0]
+    assert stopped == free[: free.index(stop)]
+
+
+def test_streaming_gives_the_same_text(model: LanguageModel) -> None:
+    whole = model.generate("Pack", temperature=0, max_new_tokens=50, stop=["jugs"])[0]
+    assert "".join(model.stream("Pack", temperature=0, max_new_tokens=50, stop=["jugs"])) \
+        == whole
+
+
+def test_unknown_prompt_characters_warn_and_do_not_crash(
+    model: LanguageModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="weft"):
+        text = model.generate("Zébra ☃", max_new_tokens=10, seed=0)[0]
+    assert len(text) == 10
+    assert "U+00E9" in caplog.text and "U+2603" in caplog.text
+
+
+def test_specials_are_never_sampled(model: LanguageModel) -> None:
+    text = model.generate("", temperature=3.0, max_new_tokens=300, seed=0)[0]
+    assert "\ufffd" not in text
+
+
+def test_sampling_filters() -> None:
+    logits = torch.tensor([[1.0, 3.0, 2.0, 0.0]])
+    assert torch.isinf(filter_top_k(logits, 2)).tolist() == [[True, False, False, True]]
+    probs = torch.softmax(logits, -1)[0]  # about 0.09, 0.67, 0.24, 0.03
+    kept = ~torch.isinf(filter_top_p(logits, 0.8))
+    assert kept.tolist() == [[False, True, True, False]] and probs[1] < 0.8
+    assert (~torch.isinf(filter_top_p(logits, 0.5))).sum() == 1
+
+
+def test_repetition_penalty_lowers_seen_tokens() -> None:
+    logits = torch.tensor([[2.0, 1.9]])
+    seen = torch.tensor([[True, False]])
+    greedy = GenerationConfig(temperature=0)
+    assert next_tokens(logits, greedy, seen=seen).item() == 0
+    penalized = GenerationConfig(temperature=0, repetition_penalty=1.5)
+    assert next_tokens(logits, penalized, seen=seen).item() == 1

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import weft
+from weft.config import ModelConfig, TrainConfig
+from weft.data.stream import split_tokens
+from weft.models.rnn_lm import RNNLanguageModel
+from weft.tokenizers import CharTokenizer
+from weft.training.lm_task import StreamLMTask
+from weft.training.schedule import learning_rate, progress
+from weft.training.trainer import Trainer
+
+from .conftest import PANGRAM, TINY
+
+
+def test_one_training_step_lowers_the_loss(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    text = PANGRAM * 20
+    tok = CharTokenizer.train([text])
+    ids = tok.encode(text)
+    model = RNNLanguageModel(ModelConfig(vocab_size=tok.vocab_size, hidden_size=32,
+                                         embedding_dim=16))
+    config = TrainConfig(batch_size=4, seq_len=16, lr=1e-2, warmup_steps=0)
+    task = StreamLMTask(model, tok, ids, ids[:0], config, torch.device("cpu"), None)
+    trainer = Trainer(task, config, tmp_path, device=torch.device("cpu"), precision=None,
+                      quiet=True)
+    task.start_epoch(0)
+    before, _ = task.train_loss(0, 0)
+    trainer._step(before)
+    task.start_epoch(0)
+    after, _ = task.train_loss(0, 0)
+    assert after.item() < before.item()
+
+
+def test_overfit_then_generate_back_exactly(tmp_path: Path) -> None:
+    corpus = tmp_path / "pangram.txt"
+    corpus.write_text(PANGRAM * 30, encoding="utf-8")
+    model = weft.train(corpus, out=tmp_path / "run", hidden_size=64, embedding_dim=16,
+                       batch_size=4, seq_len=32, lr=1e-2, warmup_steps=5, max_steps=200,
+                       val_fraction=0.0, eval_every=50, seed=0, quiet=True)
+    metrics = [json.loads(line) for line in
+               (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["train_loss"] < 0.05
+    text = model.generate("The quick", temperature=0, max_new_tokens=len(PANGRAM) * 2)[0]
+    assert ("The quick" + text).startswith(PANGRAM + PANGRAM[:-10])
+
+
+def test_validation_selects_best_and_run_directory_is_complete(tiny_run: Path) -> None:
+    files = {p.name for p in tiny_run.iterdir()}
+    assert {"config.json", "tokenizer.json", "model.safetensors", "last.pt", "metrics.jsonl",
+            "generation.json", "loss.png"} <= files
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["train"]["max_steps"] == 30 and config["model"]["vocab_size"] > 10
+    records = [json.loads(x) for x in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [10, 20, 30]
+    assert all(np.isfinite(r["val_loss"]) for r in records)
+
+
+def test_resume_continues_with_the_same_losses(tmp_path: Path, monkeypatch) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(PANGRAM * 60, encoding="utf-8")
+    options = dict(TINY, dropout=0.1, layers=2, seed=3)
+    weft.train(corpus, out=tmp_path / "full", max_steps=40, **options)
+
+    # Interrupt the second run after step 25 as Ctrl-C would, then resume it.
+    original = Trainer._limit_reached
+
+    def interrupt_at_25(self: Trainer, steps_per_epoch: int) -> str:
+        if self.state.step == 25:
+            self._stop_requested = True
+        return original(self, steps_per_epoch)
+
+    monkeypatch.setattr(Trainer, "_limit_reached", interrupt_at_25)
+    weft.train(corpus, out=tmp_path / "part", max_steps=40, **options)
+    monkeypatch.setattr(Trainer, "_limit_reached", original)
+    assert len((tmp_path / "part" / "metrics.jsonl").read_text().splitlines()) == 2
+    weft.resume(tmp_path / "part", quiet=True)
+
+    def losses(run: str) -> list[tuple[int, float, float]]:
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [(r["step"], r["train_loss"], r["val_loss"]) for r in map(json.loads, lines)]
+
+    assert losses("part") == losses("full")
+
+
+def test_schedule_warms_up_then_decays() -> None:
+    lrs = [learning_rate(1.0, s, progress(s, 0, 0, max_steps=100, epochs=None,
+                                          time_budget=None), 10, 0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1, rel=0.1)
+    assert max(lrs) == lrs[9]
+    assert lrs[-1] == pytest.approx(0.1, abs=0.01)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))
+
+
+def test_split_matches_config(tiny_run: Path) -> None:
+    config = json.loads((tiny_run / "config.json").read_text())
+    total = config["train_tokens"] + config["val_tokens"]
+    train, val = split_tokens(np.zeros(total), config["data"]["val_fraction"])
+    assert (len(train), len(val)) == (config["train_tokens"], config["val_tokens"])
