@@ -67,23 +67,33 @@ def cli() -> None:
 @click.option("--lowercase", is_flag=True, help="Lowercase the corpus before training.")
 @click.option("--val-fraction", type=float, default=_D.val_fraction, show_default=True,
               help="Share of the text, taken from its end, held out for validation.")
-@click.option("--cell", type=click.Choice(CELLS), default=_M.cell, show_default=True)
-@click.option("--layers", type=int, default=_M.layers, show_default=True)
-@click.option("--hidden-size", type=int, default=_M.hidden_size, show_default=True)
+@click.option("--cell", type=click.Choice(CELLS), default=_M.cell, show_default=True,
+              help="Recurrent cell.")
+@click.option("--layers", type=int, default=_M.layers, show_default=True,
+              help="Stacked recurrent layers.")
+@click.option("--hidden-size", type=int, default=_M.hidden_size, show_default=True,
+              help="Units per recurrent layer.")
 @click.option("--embedding-dim", type=int, default=_M.embedding_dim, show_default=True,
               help="0 feeds one-hot vectors instead of an embedding.")
-@click.option("--dropout", type=float, default=_M.dropout, show_default=True)
+@click.option("--dropout", type=float, default=_M.dropout, show_default=True,
+              help="Dropout on embeddings, between layers and before the output.")
 @click.option("--tie-weights", is_flag=True, help="Share input embedding and output weights.")
-@click.option("--batch-size", type=int, default=_T.batch_size, show_default=True)
+@click.option("--batch-size", type=int, default=_T.batch_size, show_default=True,
+              help="Parallel streams (columns) per step.")
 @click.option("--seq-len", type=int, default=_T.seq_len, show_default=True,
               help="Tokens per truncated-BPTT window.")
-@click.option("--lr", type=float, default=_T.lr, show_default=True)
-@click.option("--weight-decay", type=float, default=_T.weight_decay, show_default=True)
-@click.option("--warmup-steps", type=int, default=_T.warmup_steps, show_default=True)
-@click.option("--min-lr-ratio", type=float, default=_T.min_lr_ratio, show_default=True)
+@click.option("--lr", type=float, default=_T.lr, show_default=True,
+              help="Peak learning rate (AdamW).")
+@click.option("--weight-decay", type=float, default=_T.weight_decay, show_default=True,
+              help="AdamW weight decay.")
+@click.option("--warmup-steps", type=int, default=_T.warmup_steps, show_default=True,
+              help="Linear warm-up steps before the cosine decay.")
+@click.option("--min-lr-ratio", type=float, default=_T.min_lr_ratio, show_default=True,
+              help="The cosine decays to lr x this by the end of the run.")
 @click.option("--grad-clip", type=float, default=_T.grad_clip, show_default=True,
               help="Maximum gradient norm; 0 disables clipping.")
-@click.option("--eval-every", type=int, default=_T.eval_every, show_default=True)
+@click.option("--eval-every", type=int, default=_T.eval_every, show_default=True,
+              help="Steps between validations, samples and checkpoints.")
 @click.option("--patience", type=int, default=_T.patience, show_default=True,
               help="Evaluations without improvement before stopping; 0 disables.")
 @click.option("--epochs", type=float, help="Stop after this many passes [default: 10 when "
@@ -95,7 +105,8 @@ def cli() -> None:
 @click.option("--device", default=_T.device, show_default=True,
               help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--threads", type=int, help="CPU threads [default: PyTorch's choice].")
-@click.option("--seed", type=int, default=_T.seed, show_default=True)
+@click.option("--seed", type=int, default=_T.seed, show_default=True,
+              help="Makes a CPU run repeatable.")
 @click.option("--quiet", is_flag=True, help="No progress bar or samples.")
 @click.pass_context
 def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
@@ -130,8 +141,8 @@ def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
 @click.option("--stop", multiple=True, help="End a text at this string (repeatable).")
 @click.option("--seed", type=int, help="Makes sampling repeatable.")
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text",
-              show_default=True)
-@click.option("--device", default="auto", show_default=True)
+              show_default=True, help="jsonl: one JSON object per text, after generation.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
 def generate(run: Path, prompt: str, fmt: str, device: str, **options: Any) -> None:
     """Write text with the model in RUN, streaming it as it is generated."""
     from weft.generation import generate as generate_texts
@@ -161,7 +172,7 @@ def generate(run: Path, prompt: str, fmt: str, device: str, **options: Any) -> N
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
 def eval_command(run: Path, file: Path, as_json: bool, device: str) -> None:
     """Measure the model in RUN on held-out text in FILE."""
     from weft.runs import load

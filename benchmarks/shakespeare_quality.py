@@ -1,0 +1,68 @@
+"""Quality at equal CPU time: held-out nats/char on Tiny Shakespeare after a fixed time budget.
+
+The split is nanoGPT's: the first 90% of the characters train, the last 10% are held out.
+The held-out figure is ``weft eval`` over that whole last 10% (state carried over columns).
+
+    python benchmarks/shakespeare_quality.py                    # the default model, 104 s
+    python benchmarks/shakespeare_quality.py --budget 60 --set hidden_size=256 --set lr=3e-3
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import weft
+from benchmarks.common import data_file, machine, write_result
+from weft.data.corpus import read_text
+
+
+def parse_value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=104.0, help="training seconds")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a training option (repeatable)")
+    parser.add_argument("--name", default="shakespeare_quality")
+    args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.set)
+    options = {k: parse_value(v) for k, v in overrides.items()}
+
+    corpus = data_file("tinyshakespeare/input.txt")
+    text = read_text(corpus)
+    held_out = text[int(len(text) * 0.9):]
+    info = machine()
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        model = weft.train(corpus, out=Path(tmp) / "run", time_budget=args.budget,
+                           val_fraction=0.1, quiet=True, **options)
+        wall = time.perf_counter() - start
+        result = model.evaluate(held_out)
+        config = model.config.to_dict()
+    write_result(args.name, {
+        "benchmark": "shakespeare_quality",
+        "budget_s": args.budget,
+        "wall_s": round(wall, 1),
+        "held_out_nats_per_char": round(result.loss, 4),
+        "held_out_bits_per_char": round(result.bits_per_char, 4),
+        "target_nats_per_char": 1.55,
+        "overrides": options,
+        "model": config["model"],
+        "train": config["train"],
+        "machine": info,
+    })
+
+
+if __name__ == "__main__":
+    main()
