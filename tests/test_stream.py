@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from weft.config import ModelConfig
 from weft.data.stream import StreamBatches, split_tokens
 from weft.errors import WeftError
 from weft.models.rnn_lm import RNNLanguageModel, detach_state
-from weft.config import ModelConfig
 
 
 def test_columns_are_contiguous_and_targets_shifted() -> None:

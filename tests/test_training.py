@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def test_schedule_warms_up_then_decays() -> None:
     assert lrs[0] == pytest.approx(0.1, rel=0.1)
     assert max(lrs) == lrs[9]
     assert lrs[-1] == pytest.approx(0.1, abs=0.01)
-    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[9:]))
 
 
 def test_split_matches_config(tiny_run: Path) -> None:

@@ -17,6 +17,7 @@ import torch
 
 from weft.config import GenerationConfig
 from weft.generation.sampling import next_tokens
+from weft.generation.stepper import RecurrentStepper
 from weft.models.rnn_lm import RNNLanguageModel, select_state
 from weft.tokenizers import EncodeReport, Tokenizer
 
@@ -35,6 +36,9 @@ class IncrementalDecoder:
         self.read_offset = 0
 
     def push(self, token: int) -> str:
+        pieces = getattr(self.tokenizer, "pieces", None)
+        if pieces is not None:
+            return str(pieces[token])  # every token decodes on its own (character level)
         self.ids.append(token)
         prefix = self.tokenizer.decode(self.ids[self.prefix_offset : self.read_offset])
         text = self.tokenizer.decode(self.ids[self.prefix_offset :])
@@ -107,8 +111,15 @@ def generate(
     config: GenerationConfig,
     *,
     on_text: OnText | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    reference: bool = False,
 ) -> list[str]:
-    """Continuations of ``prompt`` (without the prompt), one per requested sequence."""
+    """Continuations of ``prompt`` (without the prompt), one per requested sequence.
+
+    ``on_text(i, chunk)`` receives text as it is produced; ``should_stop()`` is polled between
+    tokens to cancel. ``reference=True`` steps through ``nn.LSTM`` itself instead of the fused
+    stepper (slower; kept to check the fast path against).
+    """
     config.validate()
     device = model.head.weight.device
     was_training = model.training
@@ -118,9 +129,11 @@ def generate(
     generator = torch.Generator(device=device).manual_seed(seed)
 
     prime = torch.as_tensor(start_ids(tokenizer, prompt), device=device)[None, :]
-    logits, _, state = model(prime)
+    logits, _, module_state = model(prime)
     last = logits[:, -1, :].expand(n, -1)
-    state = select_state(state, torch.zeros(n, dtype=torch.long, device=device))
+    module_state = select_state(module_state, torch.zeros(n, dtype=torch.long, device=device))
+    stepper = None if reference else RecurrentStepper(model)
+    layer_states = stepper.from_module_state(module_state) if stepper else None
 
     vocab = model.config.vocab_size
     banned = torch.zeros(vocab, dtype=torch.bool, device=device)
@@ -131,29 +144,34 @@ def generate(
         seen[:, prime[0]] = True
     eos = tokenizer.eos_id
     texts = [_TextState(tokenizer, config.stop) for _ in range(n)]
-    finished = torch.zeros(n, dtype=torch.bool, device=device)
+    rows = torch.arange(n, device=device)
+    active = n
 
     for _ in range(config.max_new_tokens):
         tokens = next_tokens(last, config, seen=seen, banned=banned, generator=generator)
         if seen is not None:
-            seen[torch.arange(n, device=device), tokens] = True
-        host_tokens = tokens.tolist()
-        for i, token in enumerate(host_tokens):
-            if texts[i].done:
+            seen[rows, tokens] = True
+        for i, token in enumerate(tokens.tolist()):
+            text = texts[i]
+            if text.done:
                 continue
             if token == eos:
-                texts[i].done = True
+                text.done = True
             else:
-                texts[i].push(token)
+                text.push(token)
+            if text.done:
+                active -= 1
             if on_text is not None:
-                chunk = texts[i].flush(final=False)
+                chunk = text.flush(final=False)
                 if chunk:
                     on_text(i, chunk)
-        finished = torch.tensor([t.done for t in texts], device=device)
-        if bool(finished.all()):
+        if active == 0 or (should_stop is not None and should_stop()):
             break
-        logits, _, state = model(tokens[:, None], state)
-        last = logits[:, -1, :]
+        if stepper is not None and layer_states is not None:
+            last, layer_states = stepper.step(tokens, layer_states)
+        else:
+            logits, _, module_state = model(tokens[:, None], module_state)
+            last = logits[:, -1, :]
     if on_text is not None:
         for i, text in enumerate(texts):
             chunk = text.flush(final=True)
@@ -161,4 +179,3 @@ def generate(
                 on_text(i, chunk)
     model.train(was_training)
     return [t.text for t in texts]
-

@@ -42,6 +42,10 @@ class CharTokenizer:
             [np.zeros(self._offset, dtype=np.uint32), self._points]
         )
         self._special_ids = {name: i for i, name in enumerate(self.specials)}
+        # The text of each id on its own, for streaming one token at a time.
+        self.pieces: list[str] = [
+            "\ufffd" if name == UNK else "" for name in self.specials
+        ] + self.chars
 
     @classmethod
     def train(cls, texts: Iterable[str], specials: Iterable[str] = (UNK,)) -> CharTokenizer:
