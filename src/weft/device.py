@@ -69,3 +69,17 @@ def set_threads(threads: int | None) -> None:
         if threads < 1:
             raise WeftError("--threads must be >= 1")
         torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Run a block with ``threads`` CPU threads (None leaves the setting alone)."""
+    previous = torch.get_num_threads()
+    if threads is None or threads == previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

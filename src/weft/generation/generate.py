@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from weft.config import GenerationConfig
+from weft.device import cpu_threads
 from weft.generation.sampling import next_tokens
 from weft.generation.stepper import RecurrentStepper
 from weft.models.rnn_lm import RNNLanguageModel, select_state
@@ -103,7 +104,12 @@ def start_ids(tokenizer: Tokenizer, prompt: str) -> np.ndarray:
     return ids.astype(np.int64)
 
 
-@torch.no_grad()
+# Below this many streams a CPU step is a few small matrix-vector products: splitting them
+# across threads costs more in synchronization than it gains (measured in
+# benchmarks/generation_speed.py), so generation then runs on one thread.
+SINGLE_THREAD_BELOW_STREAMS = 8
+
+
 def generate(
     model: RNNLanguageModel,
     tokenizer: Tokenizer,
@@ -120,6 +126,24 @@ def generate(
     tokens to cancel. ``reference=True`` steps through ``nn.LSTM`` itself instead of the fused
     stepper (slower; kept to check the fast path against).
     """
+    on_cpu = model.head.weight.device.type == "cpu"
+    few_streams = config.num_return_sequences < SINGLE_THREAD_BELOW_STREAMS
+    with cpu_threads(1 if on_cpu and few_streams and not reference else None):
+        return _generate(model, tokenizer, prompt, config, on_text=on_text,
+                         should_stop=should_stop, reference=reference)
+
+
+@torch.no_grad()
+def _generate(
+    model: RNNLanguageModel,
+    tokenizer: Tokenizer,
+    prompt: str,
+    config: GenerationConfig,
+    *,
+    on_text: OnText | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    reference: bool = False,
+) -> list[str]:
     config.validate()
     device = model.head.weight.device
     was_training = model.training
