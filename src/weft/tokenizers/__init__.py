@@ -2,30 +2,89 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from weft.errors import WeftError
 from weft.io import atomic_write_json, read_json
 from weft.tokenizers.base import EncodeReport, Tokenizer, id_dtype
-from weft.tokenizers.char import CharTokenizer
+from weft.tokenizers.bpe import BPETokenizer
+from weft.tokenizers.char import BOS, EOS, PAD, UNK, CharTokenizer
+from weft.tokenizers.stream import IncrementalDecoder
+from weft.tokenizers.word import WordTokenizer
 
 __all__ = [
+    "BOS",
+    "EOS",
+    "LEVELS",
+    "PAD",
+    "RECORD_SPECIALS",
+    "UNK",
+    "BPETokenizer",
     "CharTokenizer",
     "EncodeReport",
+    "IncrementalDecoder",
     "Tokenizer",
+    "WordTokenizer",
+    "build_tokenizer",
     "id_dtype",
     "load_tokenizer",
     "save_tokenizer",
     "tokenizer_from_dict",
 ]
 
+LEVELS = ("char", "word", "bpe")
+RECORD_SPECIALS = (BOS, EOS, PAD)  # what record training needs besides <unk>
+
+DEFAULT_MAX_VOCAB = 30_000
+DEFAULT_BPE_VOCAB = 2_000
+
 
 def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
     kind = data.get("type")
     if kind == "char":
         return CharTokenizer.from_dict(data)
+    if kind == "word":
+        return WordTokenizer.from_dict(data)
+    if kind == "bpe":
+        return BPETokenizer.from_dict(data)
     raise WeftError(f"unknown tokenizer type {kind!r} in tokenizer.json")
+
+
+def build_tokenizer(
+    level: str,
+    texts: Iterable[str],
+    *,
+    max_vocab: int | None = None,
+    min_count: int = 1,
+    vocab_size: int | None = None,
+    specials: Sequence[str] = (),
+) -> Tokenizer:
+    """Train a tokenizer of ``level`` on ``texts``.
+
+    ``specials`` are extra special tokens (e.g. :data:`RECORD_SPECIALS`); char and word levels
+    always have ``<unk>`` first, byte-level BPE never needs one. ``max_vocab``/``min_count``
+    bound the word level (``max_vocab`` includes the specials), ``vocab_size`` is the BPE size.
+    """
+    unk_first = [UNK, *(s for s in specials if s != UNK)]
+    if level == "char":
+        return CharTokenizer.train(texts, unk_first)
+    if level == "word":
+        if max_vocab is not None and max_vocab <= len(unk_first):
+            raise WeftError(f"--max-vocab must be more than the {len(unk_first)} special tokens")
+        if min_count < 1:
+            raise WeftError("--min-count must be >= 1")
+        return WordTokenizer.train(
+            texts,
+            max_vocab=DEFAULT_MAX_VOCAB if max_vocab is None else max_vocab,
+            min_count=min_count,
+            specials=unk_first,
+        )
+    if level == "bpe":
+        size = DEFAULT_BPE_VOCAB if vocab_size is None else vocab_size
+        return BPETokenizer.train(texts, vocab_size=size, specials=specials)
+    raise WeftError(f"unknown --level {level!r}; choose one of: {', '.join(LEVELS)}")
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: str | Path) -> None:

@@ -1,0 +1,113 @@
+"""Word-level tokenizer: splitting, detokenization, vocabulary bounds, unknowns, save/load."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from weft.tokenizers import EncodeReport, WordTokenizer, tokenizer_from_dict
+from weft.tokenizers import word as word_module
+from weft.tokenizers.word import detokenize, split_words
+
+PROSE = (
+    "Don't panic, she said. \"It's fine!\" (Really.) The U.S. price is $3.14 -- or 1,000\n"
+    "well-known words... 'Hello,' said Alice; 'how are you?'\n"
+    "\n"
+    "Visit https://example.com/x?y=1 now, @bob #tag 50% off/on.\n"
+)
+
+
+def test_split_keeps_contractions_numbers_and_newlines() -> None:
+    tokens = split_words(PROSE)
+    for expected in ["Don't", "It's", "3.14", "1,000", "well-known", "U.S.", "...", "--", "\n"]:
+        assert expected in tokens
+    assert tokens.count("\n") == PROSE.count("\n")
+    assert "https://example.com/x?y=1" in tokens
+
+
+def test_round_trip_of_ordinary_prose_is_exact() -> None:
+    tok = WordTokenizer.train([PROSE])
+    assert tok.decode(tok.encode(PROSE)) == PROSE.replace(" -- ", "--")  # dashes attach
+
+
+def test_detokenize_rules() -> None:
+    assert detokenize(["Hello", ",", "world", "!"]) == "Hello, world!"
+    assert detokenize(["(", "a", ")", "b", "."]) == "(a) b."
+    assert detokenize(['"', "Hi", "!", '"', "he", "said"]) == '"Hi!" he said'
+    assert detokenize(["“", "Hi", "”", "he", "said"]) == "“Hi” he said"
+    assert detokenize(["one", "\n", "two"]) == "one\ntwo"
+    # a blank line closes a quote that was left open
+    assert detokenize(["'", "a", "\n", "\n", "'", "b", "'"]) == "'a\n\n'b'"
+
+
+def test_whitespace_normalizes() -> None:
+    tok = WordTokenizer.train(["a  b\t c   \n   d ,e"])
+    assert tok.decode(tok.encode("a  b\t c   \n   d ,e")) == "a b c\nd, e"
+
+
+def test_vocabulary_bounds_and_unknowns() -> None:
+    text = "the cat the dog the cat a bird\n"
+    tok = WordTokenizer.train([text], max_vocab=4)  # <unk> + 3 words
+    assert tok.vocab_size == 4
+    assert tok.words == ["the", "cat", "\n"]  # ties broken alphabetically: "\n" < "a" < ...
+    report = EncodeReport()
+    ids = tok.encode("the zebra and the cat", report)
+    assert ids.tolist() == [tok.id_of("the"), 0, 0, tok.id_of("the"), tok.id_of("cat")]
+    assert report.unknown == {"zebra": 1, "and": 1}
+    assert tok.decode(ids) == "the <unk> <unk> the cat"
+    assert WordTokenizer.train([text], min_count=2).words == ["the", "cat"]
+
+
+def test_specials_and_never_generate() -> None:
+    tok = WordTokenizer.train(["a b"], specials=["<unk>", "<bos>", "<eos>", "<pad>"])
+    assert (tok.unk_id, tok.bos_id, tok.eos_id, tok.pad_id) == (0, 1, 2, 3)
+    assert sorted(tok.never_generate) == [0, 1, 3]
+    # special names in text are text, never the special token
+    assert tok.encode("<eos>").tolist() == [0, 0, 0]
+    assert tok.decode([1, tok.id_of("a"), 2, 3]) == "a"
+
+
+def test_save_load_identical_encode() -> None:
+    tok = WordTokenizer.train([PROSE], specials=["<unk>", "<bos>", "<eos>", "<pad>"])
+    again = tokenizer_from_dict(json.loads(json.dumps(tok.to_dict())))
+    assert isinstance(again, WordTokenizer)
+    assert np.array_equal(again.encode(PROSE + " unseen"), tok.encode(PROSE + " unseen"))
+
+
+def test_long_text_in_pieces_matches_regex(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(word_module, "_PIECE_CHARS", 37)
+    monkeypatch.setattr(word_module, "_CACHE_LIMIT", 5)
+    text = PROSE * 20
+    tok = WordTokenizer.train([PROSE])
+    ids = tok.encode(text)
+    expected = [tok.id_of(t) for t in split_words(text)]
+    assert ids.tolist() == expected
+
+
+def test_sentinel_character_in_text_is_not_a_newline() -> None:
+    text = "a\ue000b\nc"
+    tok = WordTokenizer.train([text])
+    assert tok.decode(tok.encode(text)) == "a \ue000 b\nc"
+    assert "\ue000" in tok.words and tok.words.count("\n") == 1
+
+
+def test_compact_dtype_and_empty_input() -> None:
+    tok = WordTokenizer.train([PROSE])
+    assert tok.encode(PROSE).dtype == np.uint8
+    assert tok.encode("").size == 0
+    assert tok.decode([]) == ""
+    with pytest.raises(ValueError):
+        tok.decode([tok.vocab_size])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab ,.'\"\n-?x1")), max_size=40))
+def test_fast_encode_matches_reference_split(text: str) -> None:
+    tok = WordTokenizer.train(["a b , . ' \" \n - ? x 1 ab"])
+    unk = tok.unk_id
+    expected = [tok.id_of(t) if tok.id_of(t) is not None else unk for t in split_words(text)]
+    assert tok.encode(text).tolist() == expected
