@@ -1,11 +1,15 @@
 """Reading training text: files (UTF-8, with or without BOM, CRLF or LF) and built-in corpora.
 
+A source may also be a directory (its ``*.txt`` files, sorted by name) or a glob pattern
+(``books/*.txt``, ``data/**/*.md``; matches sorted), expanded by :func:`expand_sources`.
+
 Built-in corpora need no download: ``builtin:pydoc-topics`` is the standard library's own
 documentation topics (``pydoc_data.topics``), shipped with every Python installation.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -62,12 +66,40 @@ def read_text(source: str | os.PathLike[str]) -> str:
     return text
 
 
+def _is_glob(name: str) -> bool:
+    return any(ch in name for ch in "*?[")
+
+
+def expand_sources(sources: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Files to read, in order: directories become their ``*.txt`` files, globs their matches
+    (both sorted, so runs are reproducible); ``builtin:`` names and plain paths stay."""
+    expanded: list[str] = []
+    for source in sources:
+        name = str(source)
+        path = Path(name)
+        if name.startswith(BUILTIN_PREFIX) or path.is_file():
+            expanded.append(name)
+        elif path.is_dir():
+            files = sorted(str(p) for p in path.glob("*.txt") if p.is_file())
+            if not files:
+                raise WeftError(f"directory {name} has no .txt files; pass the files themselves")
+            expanded.extend(files)
+        elif _is_glob(name):
+            files = sorted(p for p in glob.glob(name, recursive=True) if Path(p).is_file())
+            if not files:
+                raise WeftError(f"no files match {name!r}")
+            expanded.extend(files)
+        else:
+            expanded.append(name)  # read_text reports it as missing
+    return expanded
+
+
 def read_corpus(sources: Sequence[str | os.PathLike[str]]) -> str:
     """Read and join several sources, each ending in a newline."""
     if not sources:
         raise WeftError("no corpus given: pass one or more text files (or builtin:pydoc-topics)")
     parts = []
-    for source in sources:
+    for source in expand_sources(sources):
         text = read_text(source)
         parts.append(text if text.endswith("\n") else text + "\n")
     return "".join(parts)
