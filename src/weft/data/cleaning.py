@@ -53,7 +53,7 @@ def normalize_unicode(text: str, form: str) -> str:
     (ligatures, full-width letters, superscripts) to plain ones."""
     if form not in NORMAL_FORMS:
         raise WeftError(f"--normalize must be one of: {', '.join(NORMAL_FORMS)} (got {form!r})")
-    return unicodedata.normalize(form, text)
+    return unicodedata.normalize("NFC" if form == "NFC" else "NFKC", text)
 
 
 @dataclass
