@@ -123,7 +123,7 @@ def test_long_records_split_or_truncate(tokenizer) -> None:  # type: ignore[no-u
     assert split.num_rows == 4 + 1
     assert split.num_targets == 31 + 3  # every token predicted exactly once
     assert "1 of 2 records are longer than 8" in split.notes[0] and "split" in split.notes[0]
-    inputs, targets = split.make_batch(np.arange(split.num_rows))
+    _, targets = split.make_batch(np.arange(split.num_rows))
     rebuilt = [t for row in targets.tolist() for t in row if t != IGNORE_INDEX]
     assert tokenizer.decode(rebuilt) == record + "ab"
     cut = RecordBatches.from_texts(
