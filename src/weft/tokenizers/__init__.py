@@ -11,7 +11,6 @@ from weft.io import atomic_write_json, read_json
 from weft.tokenizers.base import EncodeReport, Tokenizer, id_dtype
 from weft.tokenizers.bpe import BPETokenizer
 from weft.tokenizers.char import BOS, EOS, PAD, UNK, CharTokenizer
-from weft.tokenizers.stream import IncrementalDecoder
 from weft.tokenizers.word import WordTokenizer
 
 __all__ = [
@@ -24,7 +23,6 @@ __all__ = [
     "BPETokenizer",
     "CharTokenizer",
     "EncodeReport",
-    "IncrementalDecoder",
     "Tokenizer",
     "WordTokenizer",
     "build_tokenizer",

@@ -13,8 +13,10 @@ spelling in input text is encoded as ordinary text, never as the special token, 
 that happens to contain ``<eos>`` cannot end itself.
 
 Streaming: one token may hold part of a character's bytes, and decoding such a partial sequence
-yields U+FFFD. :meth:`BPETokenizer.decode_bytes` returns the raw bytes so an incremental decoder
-(:class:`weft.tokenizers.stream.IncrementalDecoder`) can hold back an incomplete character.
+yields U+FFFD. An incremental decoder holds back a trailing U+FFFD until the next token completes
+the character (:class:`weft.generation.generate.IncrementalDecoder` does, keyed on
+``type_name == "bpe"``); :meth:`BPETokenizer.decode_bytes` gives the raw bytes for decoders that
+prefer to buffer bytes themselves.
 """
 
 from __future__ import annotations
