@@ -15,6 +15,10 @@ from typing import Any, TypeVar
 from weft.errors import WeftError
 
 CELLS = ("lstm", "gru", "rnn")
+LEVELS = ("char", "word", "bpe")
+NORMAL_FORMS = ("NFC", "NFKC")
+RECORD_MODES = ("lines",)
+LONG_RECORDS = ("split", "truncate")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -47,15 +51,46 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """How text becomes a token stream."""
+    """How text becomes a token stream (or, with ``records``/``csv_column``, padded records)."""
 
-    level: str = "char"
-    val_fraction: float = 0.1  # taken from the end of the text
+    level: str = "char"  # char, word or bpe
+    val_fraction: float = 0.1  # taken from the end of the text (or of the records)
     lowercase: bool = False
+    normalize: str | None = None  # Unicode normal form: NFC or NFKC
+    strip_gutenberg: bool = False  # cut Project Gutenberg header and footer
+    max_vocab: int | None = None  # word level: vocabulary size including special tokens
+    min_count: int = 1  # word level: rarer words become <unk>
+    bpe_vocab_size: int | None = None  # bpe level: vocabulary size (CLI --vocab-size)
+    records: str | None = None  # "lines": one record per non-empty line
+    csv_column: str | None = None  # one record per CSV row, from this column
+    max_record_len: int = 512  # tokens per record row; longer records are split
+    long_records: str = "split"  # or "truncate"
+
+    @property
+    def record_mode(self) -> bool:
+        return self.records is not None or self.csv_column is not None
 
     def validate(self) -> None:
         if not 0.0 <= self.val_fraction < 0.5:
             raise WeftError("--val-fraction must be in [0, 0.5)")
+        if self.level not in LEVELS:
+            raise WeftError(f"--level must be one of: {', '.join(LEVELS)}")
+        if self.normalize is not None and self.normalize not in NORMAL_FORMS:
+            raise WeftError(f"--normalize must be one of: {', '.join(NORMAL_FORMS)}")
+        if self.records is not None and self.records not in RECORD_MODES:
+            raise WeftError(f"--records must be one of: {', '.join(RECORD_MODES)}")
+        if self.records is not None and self.csv_column is not None:
+            raise WeftError("use --records lines or --csv-column NAME, not both")
+        if self.long_records not in LONG_RECORDS:
+            raise WeftError(f"--long-records must be one of: {', '.join(LONG_RECORDS)}")
+        if self.max_record_len < 1:
+            raise WeftError("--max-record-len must be >= 1")
+        if self.min_count < 1:
+            raise WeftError("--min-count must be >= 1")
+        if self.level != "word" and (self.max_vocab is not None or self.min_count != 1):
+            raise WeftError("--max-vocab and --min-count apply to --level word only")
+        if self.level != "bpe" and self.bpe_vocab_size is not None:
+            raise WeftError("--vocab-size applies to --level bpe only")
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,12 @@ class LanguageModel:
             else GenerationConfig()
         )
 
+    def prepare_prompt(self, text: str) -> str:
+        """Clean text the way the training corpus was (lowercase, Unicode form)."""
+        from weft.data.prepare import clean_like_training
+
+        return clean_like_training(text, self.config.data)
+
     def generation_config(self, **overrides: Any) -> GenerationConfig:
         values = {k: v for k, v in overrides.items() if v is not None}
         if "stop" in values:
@@ -97,7 +103,8 @@ class LanguageModel:
         """Continuations of ``prompt``; options are :class:`GenerationConfig` fields."""
         from weft.generation import generate
 
-        return generate(self.module, self.tokenizer, prompt, self.generation_config(**options))
+        return generate(self.module, self.tokenizer, self.prepare_prompt(prompt),
+                        self.generation_config(**options))
 
     def stream(self, prompt: str = "", **options: Any) -> Iterator[str]:
         """Text of the first sequence, piece by piece as it is generated."""
@@ -111,7 +118,7 @@ class LanguageModel:
             from weft.generation import generate
 
             try:
-                generate(self.module, self.tokenizer, prompt,
+                generate(self.module, self.tokenizer, self.prepare_prompt(prompt),
                          self.generation_config(**options, num_return_sequences=1),
                          on_text=lambda i, text: chunks.put(text))
             except BaseException as exc:  # handed to the consumer below
@@ -135,8 +142,7 @@ class LanguageModel:
         from weft.training.evaluate import stream_loss, summarize
 
         text = read_text(text_or_path) if isinstance(text_or_path, Path) else str(text_or_path)
-        if self.config.data.lowercase:
-            text = text.lower()
+        text = self.prepare_prompt(text)
         report = EncodeReport()
         ids = self.tokenizer.encode(text, report)
         if len(ids) < 2:

@@ -14,7 +14,17 @@ from typing import Any
 
 import click
 
-from weft.config import CELLS, PRECISIONS, DataConfig, ModelConfig, TrainConfig
+from weft.config import (
+    CELLS,
+    LEVELS,
+    LONG_RECORDS,
+    NORMAL_FORMS,
+    PRECISIONS,
+    RECORD_MODES,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+)
 from weft.errors import WeftError
 
 _M, _D, _T = ModelConfig(), DataConfig(), TrainConfig()
@@ -62,8 +72,27 @@ def cli() -> None:
               help="Run directory to create (required unless --resume).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Continue this run from its last saved state.")
-@click.option("--level", type=click.Choice(["char"]), default=_D.level, show_default=True,
-              help="Tokenization level.")
+@click.option("--level", type=click.Choice(LEVELS), default=_D.level, show_default=True,
+              help="Tokenization level: characters, words, or byte-level BPE subwords.")
+@click.option("--max-vocab", type=int, help="Word level: keep this many tokens, specials "
+              "included; the rest become <unk> [default: 30000].")
+@click.option("--min-count", type=int, default=_D.min_count, show_default=True,
+              help="Word level: words seen fewer times become <unk>.")
+@click.option("--vocab-size", "bpe_vocab_size", type=int,
+              help="BPE level: vocabulary size, the 256 bytes included [default: 2000].")
+@click.option("--records", type=click.Choice(RECORD_MODES),
+              help="Train on records, not one stream: 'lines' makes each non-empty line one "
+              "(<bos> record <eos>, state reset per record).")
+@click.option("--csv-column", help="Train on records: one per CSV row, from this column.")
+@click.option("--max-record-len", type=int, default=_D.max_record_len, show_default=True,
+              help="Longest record row in tokens; longer records are split (see "
+              "--long-records).")
+@click.option("--long-records", type=click.Choice(LONG_RECORDS), default=_D.long_records,
+              show_default=True, help="What to do with records over --max-record-len.")
+@click.option("--strip-gutenberg", is_flag=True,
+              help="Cut Project Gutenberg headers and footers (license text) off each file.")
+@click.option("--normalize", type=click.Choice(NORMAL_FORMS),
+              help="Unicode normalization before training (and of prompts).")
 @click.option("--lowercase", is_flag=True, help="Lowercase the corpus before training.")
 @click.option("--val-fraction", type=float, default=_D.val_fraction, show_default=True,
               help="Share of the text, taken from its end, held out for validation.")
@@ -151,6 +180,7 @@ def generate(run: Path, prompt: str, fmt: str, device: str, **options: Any) -> N
     _setup_logging(False)
     model = load(run, device=device)
     config = model.generation_config(**options)
+    prompt = model.prepare_prompt(prompt)  # lowercased/normalized like the training text
     if fmt == "jsonl":
         texts = generate_texts(model.module, model.tokenizer, prompt, config)
         for i, text in enumerate(texts):

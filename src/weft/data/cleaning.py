@@ -11,9 +11,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from weft.config import NORMAL_FORMS
 from weft.errors import WeftError
-
-NORMAL_FORMS = ("NFC", "NFKC")
 
 # Header end: "*** START OF THIS PROJECT GUTENBERG EBOOK ALICE'S ... ***" (also THE, E-BOOK,
 # "***START OF" without spaces), and the old "*END*THE SMALL PRINT!" header of 1990s files.

@@ -29,12 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from weft.config import LONG_RECORDS, RECORD_MODES
 from weft.errors import WeftError
 from weft.tokenizers.base import EncodeReport, Tokenizer
 
 IGNORE_INDEX = -100  # cross-entropy's default ignore_index
-LONG_RECORD_POLICIES = ("split", "truncate")
-RECORD_MODES = ("lines",)
 _POOL_BATCHES = 50  # batches per length-sorting pool
 _ENCODE_GROUP = 4096  # records concatenated at a time while encoding
 
@@ -128,8 +127,8 @@ class RecordBatches:
         """``flat[offsets[i]:offsets[i+1]]`` is record ``i`` with its ``<bos>``/``<eos>``."""
         if batch_size < 1 or max_len < 1:
             raise WeftError("batch size and maximum record length must be >= 1")
-        if long_records not in LONG_RECORD_POLICIES:
-            raise WeftError(f"long records: choose one of {', '.join(LONG_RECORD_POLICIES)}")
+        if long_records not in LONG_RECORDS:
+            raise WeftError(f"long records: choose one of {', '.join(LONG_RECORDS)}")
         self.flat = flat
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.pad_id = pad_id

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from weft.config import LEVELS
 from weft.errors import WeftError
 from weft.io import atomic_write_json, read_json
 from weft.tokenizers.base import EncodeReport, Tokenizer, id_dtype
@@ -32,7 +33,6 @@ __all__ = [
     "tokenizer_from_dict",
 ]
 
-LEVELS = ("char", "word", "bpe")
 RECORD_SPECIALS = (BOS, EOS, PAD)  # what record training needs besides <unk>
 
 DEFAULT_MAX_VOCAB = 30_000

@@ -11,7 +11,8 @@ import torch
 
 from weft import __version__
 from weft.config import GenerationConfig, RunConfig
-from weft.data.corpus import read_corpus
+from weft.data.prepare import load_records, load_text
+from weft.data.records import split_records
 from weft.data.stream import split_tokens
 from weft.device import resolve_device, resolve_precision, set_threads
 from weft.errors import WeftError
@@ -26,8 +27,10 @@ from weft.runs import (
     save_generation_defaults,
     save_weights,
 )
-from weft.tokenizers import CharTokenizer, Tokenizer, load_tokenizer, save_tokenizer
+from weft.tokenizers import RECORD_SPECIALS, Tokenizer, load_tokenizer, save_tokenizer
+from weft.tokenizers import build_tokenizer as train_tokenizer
 from weft.training.lm_task import StreamLMTask
+from weft.training.records_task import RecordLMTask
 from weft.training.trainer import LAST_STATE, Trainer, TrainResult
 
 log = logging.getLogger("weft")
@@ -38,16 +41,19 @@ def _fingerprint(text: str) -> str:
 
 
 def prepare_text(config: RunConfig) -> str:
-    text = read_corpus(list(config.corpus))
-    if config.data.lowercase:
-        text = text.lower()
+    text, notes = load_text(list(config.corpus), config.data)
+    for note in notes:
+        log.info(note)
     return text
 
 
-def build_tokenizer(config: RunConfig, text: str) -> Tokenizer:
-    if config.data.level == "char":
-        return CharTokenizer.train([text])
-    raise WeftError(f"unknown --level {config.data.level!r}; this version knows: char")
+def build_tokenizer(config: RunConfig, texts: list[str]) -> Tokenizer:
+    data = config.data
+    return train_tokenizer(
+        data.level, texts, max_vocab=data.max_vocab, min_count=data.min_count,
+        vocab_size=data.bpe_vocab_size,
+        specials=RECORD_SPECIALS if data.record_mode else (),
+    )
 
 
 def check_output_dir(out: Path, resume: bool) -> None:
@@ -81,7 +87,15 @@ def train_language_model(
     device = resolve_device(config.train.device)
     precision = resolve_precision(config.train.precision, device)
 
-    text = prepare_text(config)
+    records: list[str] = []
+    if config.data.record_mode:
+        records, notes = load_records(list(config.corpus), config.data)
+        for note in notes:
+            log.info(note)
+        # Records may hold newlines (CSV), so fingerprint them with an unambiguous separator.
+        text = "\x1e".join(records)
+    else:
+        text = prepare_text(config)
     fingerprint = _fingerprint(text)
     if resume:
         saved = read_run_config(out)
@@ -90,29 +104,48 @@ def train_language_model(
                             "same text (or start a new run)")
         tokenizer = load_tokenizer(out / TOKENIZER)
     else:
-        tokenizer = build_tokenizer(config, text)
-    ids = tokenizer.encode(text)
-    train_ids, val_ids = split_tokens(ids, config.data.val_fraction)
-    if config.data.val_fraction > 0 and len(val_ids) < 2:
-        raise WeftError("the validation split is empty: use more text or a larger --val-fraction")
+        tokenizer = build_tokenizer(config, records or [text])
+    if config.data.record_mode:
+        train_records, val_records = split_records(records, config.data.val_fraction)
+        if config.data.val_fraction > 0 and not val_records:
+            raise WeftError("the validation split is empty: use more records")
+    else:
+        ids = tokenizer.encode(text)
+        train_ids, val_ids = split_tokens(ids, config.data.val_fraction)
+        if config.data.val_fraction > 0 and len(val_ids) < 2:
+            raise WeftError(
+                "the validation split is empty: use more text or a larger --val-fraction")
 
     model_config = dataclasses.replace(config.model, vocab_size=tokenizer.vocab_size)
     config = RunConfig(model=model_config, data=config.data,
                        train=config.train.with_default_stop(), corpus=config.corpus,
                        weft_version=__version__)
     model = RNNLanguageModel(config.model).to(device)
-    task = StreamLMTask(model, tokenizer, train_ids, val_ids, config.train, device, precision)
+    task: StreamLMTask | RecordLMTask
+    if config.data.record_mode:
+        task = RecordLMTask(model, tokenizer, train_records, val_records, config.data,
+                            config.train, device, precision)
+        for note in task.notes:
+            log.warning(note)
+        train_size, val_size = task.num_tokens, len(val_records)
+        summary = f"{len(records):,} records -> {task.num_tokens:,} training tokens"
+    else:
+        task = StreamLMTask(model, tokenizer, train_ids, val_ids, config.train, device,
+                            precision)
+        train_size, val_size = len(train_ids), len(val_ids)
+        summary = f"{len(text):,} characters -> {len(ids):,} tokens"
 
     if not resume:
         save_tokenizer(tokenizer, out / TOKENIZER)
         save_generation_defaults(out, GenerationConfig())
     record = config.to_dict() | {"corpus_fingerprint": fingerprint,
-                                 "train_tokens": len(train_ids),
-                                 "val_tokens": len(val_ids)}
+                                 "train_tokens": train_size,
+                                 ("val_records" if config.data.record_mode else "val_tokens"):
+                                     val_size}
     atomic_write_json(out / CONFIG, record)
     if not quiet:
         params = sum(p.numel() for p in model.parameters())
-        print(f"weft: {len(text):,} characters -> {len(ids):,} tokens "
+        print(f"weft: {summary} "
               f"(vocabulary {tokenizer.vocab_size}); {params:,} parameters; "
               f"device {device}, precision {precision or 'fp32'}; "
               f"{task.steps_per_epoch()} steps per epoch")

@@ -1,0 +1,77 @@
+"""From corpus sources to what training reads, as :class:`DataConfig` says: text or records.
+
+Cleaning follows the same order everywhere (Gutenberg stripping per file, then Unicode
+normalization, then lowercasing) so that training, evaluation and prompts see the same text;
+the notes returned say what was done, for the CLI to print.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from weft.config import DataConfig
+from weft.data.cleaning import CleaningReport, clean_text, strip_gutenberg
+from weft.data.corpus import expand_sources, read_text
+from weft.data.records import read_records
+from weft.errors import WeftError
+
+
+def clean_like_training(text: str, data: DataConfig) -> str:
+    """Apply the run's per-text cleaning (case, Unicode form) to other text: prompts, eval."""
+    return clean_text(text, lowercase=data.lowercase, normalize=data.normalize)
+
+
+def load_text(
+    sources: Sequence[str | os.PathLike[str]], data: DataConfig
+) -> tuple[str, list[str]]:
+    """The cleaned corpus as one text (each file ending in a newline), and notes."""
+    if not sources:
+        raise WeftError("no corpus given: pass one or more text files (or builtin:pydoc-topics)")
+    report = CleaningReport()
+    parts = []
+    for source in expand_sources(sources):
+        text = clean_text(
+            read_text(source),
+            strip_boilerplate=data.strip_gutenberg,
+            lowercase=data.lowercase,
+            normalize=data.normalize,
+            source=source,
+            report=report,
+        )
+        parts.append(text if text.endswith("\n") else text + "\n")
+    return "".join(parts), report.notes
+
+
+def load_records(
+    sources: Sequence[str | os.PathLike[str]], data: DataConfig
+) -> tuple[list[str], list[str]]:
+    """Cleaned records of every source, in order, and notes (counts, empty records skipped)."""
+    if not sources:
+        raise WeftError("no corpus given: pass one or more text or CSV files")
+    records: list[str] = []
+    notes: list[str] = []
+    empty = 0
+    files = expand_sources(sources)
+    for source in files:
+        text = read_text(source)
+        if data.strip_gutenberg:
+            text, found = strip_gutenberg(text)
+            if found:
+                notes.append(f"{source}: removed Project Gutenberg header/footer")
+        read = read_records(source, text, mode=data.records, csv_column=data.csv_column)
+        empty += read.empty
+        for record in read.records:
+            cleaned = clean_like_training(record, data)
+            if cleaned.strip():
+                records.append(cleaned)
+            else:
+                empty += 1
+    what = f"column {data.csv_column!r}" if data.csv_column else "lines"
+    notes.append(
+        f"{len(records):,} records ({what}) from {len(files)} file(s)"
+        + (f"; skipped {empty:,} empty records" if empty else "")
+    )
+    if not records:
+        raise WeftError(f"no records found in {', '.join(files)}: every record was empty")
+    return records, notes
