@@ -23,7 +23,7 @@ import numpy as np
 from weft.errors import WeftError
 from weft.tokenizers.base import EncodeReport, Tokenizer, id_dtype
 
-CHUNK_BYTES = 1 << 24  # 16 MiB of text per chunk
+CHUNK_BYTES = 1 << 23  # 8 MiB of text per chunk
 _PLACEHOLDER_LEN = 10**15  # widest length the header is sized for
 
 
@@ -91,7 +91,7 @@ def encode_to_npy(
             handle.write(placeholder)
             for chunk in chunks:
                 ids = tokenizer.encode(clean(chunk) if clean else chunk, report)
-                handle.write(np.ascontiguousarray(ids, dtype=dtype).tobytes())
+                handle.write(np.ascontiguousarray(ids, dtype=dtype).data)  # no copy
                 total += len(ids)
             header = _header(dtype, total)
             if len(header) != len(placeholder):  # cannot happen for lengths below 10**15

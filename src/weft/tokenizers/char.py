@@ -2,8 +2,8 @@
 
 Ids ``0 .. len(specials)-1`` are special tokens (``<unk>`` first, then e.g. ``<bos>``/``<eos>``/
 ``<pad>`` for record training); the remaining ids are characters sorted by code point. Encoding
-views the text as UTF-32 code points and maps them with ``searchsorted``: no Python loop per
-character.
+views the text as UTF-32 code points and maps them through a dense lookup table: no Python loop
+per character.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class CharTokenizer:
         self.pieces: list[str] = [
             "\ufffd" if name == UNK else "" for name in self.specials
         ] + self.chars
+        self._ascii_table: np.ndarray | None = None  # built on first use
+        self._wide_table: np.ndarray | None = None
 
     @classmethod
     def train(cls, texts: Iterable[str], specials: Iterable[str] = (UNK,)) -> CharTokenizer:
@@ -81,23 +83,35 @@ class CharTokenizer:
     def never_generate(self) -> list[int]:
         return [i for name, i in self._special_ids.items() if name != EOS]
 
+    def _table(self, size: int) -> np.ndarray:
+        """Dense lookup table code point -> id for points below ``size``; unknown -> <unk>."""
+        unk = self.unk_id
+        assert unk is not None
+        table = np.full(size, unk, dtype=self._dtype)
+        inside = self._points < size
+        table[self._points[inside]] = np.arange(len(self._points))[inside] + self._offset
+        return table
+
     def encode(self, text: str, report: EncodeReport | None = None) -> np.ndarray:
-        points = _code_points(text)
-        if len(self._points) == 0:
-            idx = np.zeros(len(points), dtype=np.int64)
-            known = np.zeros(len(points), dtype=bool)
+        # One gather through a dense table: ASCII text is viewed as bytes (a 256-entry table),
+        # anything else as UTF-32 code points (a table up to the largest known code point,
+        # plus one slot that every larger, hence unknown, code point is clipped to).
+        if text.isascii():
+            if self._ascii_table is None:
+                self._ascii_table = self._table(256)
+            points = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+            ids = self._ascii_table[points]
         else:
-            idx = np.searchsorted(self._points, points)
-            idx_clipped = np.minimum(idx, len(self._points) - 1)
-            known = self._points[idx_clipped] == points
-            idx = idx_clipped
-        ids = (idx + self._offset).astype(self._dtype)
-        if not known.all():
-            unk = self.unk_id
-            assert unk is not None
-            ids[~known] = unk
-            if report is not None:
-                missing, counts = np.unique(points[~known], return_counts=True)
+            if self._wide_table is None:
+                top = int(self._points.max()) + 1 if len(self._points) else 0
+                self._wide_table = self._table(top + 1)
+            points = _code_points(text)
+            ids = self._wide_table[np.minimum(points, len(self._wide_table) - 1)]
+        unk = self.unk_id
+        if report is not None and ids.size:
+            unknown = ids == unk
+            if unknown.any():
+                missing, counts = np.unique(points[unknown], return_counts=True)
                 for point, count in zip(missing.tolist(), counts.tolist(), strict=True):
                     report.unknown[chr(point)] = report.unknown.get(chr(point), 0) + count
         return ids
