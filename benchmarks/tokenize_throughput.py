@@ -118,6 +118,10 @@ def memmap(memmap_mb: int, levels: list[str]) -> dict[str, Any]:
                 handle.write(block)
                 written += len(block)
         results["corpus_mb"] = round(written / MB, 1)
+        # A child that only imports (torch, numpy, weft): the floor every child starts from.
+        subprocess.run([sys.executable, __file__, "--baseline"], check=True)
+        kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        results["import_only_rss_mb"] = round(kb * 1024 / MB, 1)
         for level in levels:
             out = Path(tmp) / f"{level}.npy"
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -136,6 +140,8 @@ def memmap(memmap_mb: int, levels: list[str]) -> dict[str, Any]:
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--baseline"]:
+        return
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         memmap_child(*sys.argv[2:])
         return
