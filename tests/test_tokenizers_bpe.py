@@ -86,3 +86,11 @@ def test_partial_characters_stream_cleanly(bpe: BPETokenizer) -> None:
 def test_too_small_vocab_is_a_clear_error() -> None:
     with pytest.raises(WeftError, match="vocab-size"):
         build_tokenizer("bpe", CORPUS, vocab_size=100)
+
+
+def test_long_text_encodes_in_pieces(bpe: BPETokenizer) -> None:
+    text = "The quick brown fox.\nAlice was tired.\n" * 400  # > one 4096-character piece
+    ids = bpe.encode(text)
+    assert bpe.decode(ids) == text
+    assert np.array_equal(ids, np.concatenate([bpe.encode(line + "\n")
+                                               for line in text.splitlines()]))
