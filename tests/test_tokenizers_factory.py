@@ -63,3 +63,11 @@ def test_incremental_word_decoding_matches_full_decode() -> None:
     ids = tok.encode(TEXT).tolist()
     stream = IncrementalDecoder(tok)
     assert "".join(stream.push(i) for i in ids) == tok.decode(ids)
+
+
+def test_incremental_decoding_after_a_prompt_spaces_the_first_word() -> None:
+    tok = build_tokenizer("word", [TEXT])
+    prompt = tok.encode("Hello, world.").tolist()
+    stream = IncrementalDecoder(tok, context=prompt)
+    assert stream.push(tok.id_of("Hello")) == " Hello"
+    assert stream.push(tok.id_of("!")) == "!"

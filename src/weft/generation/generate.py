@@ -30,11 +30,13 @@ OnText = Callable[[int, str], None]
 class IncrementalDecoder:
     """Decodes a growing list of ids into text deltas (safe for byte-level tokenizers)."""
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, context: list[int] | None = None) -> None:
         self.tokenizer = tokenizer
-        self.ids: list[int] = []
+        # The prompt's ids count as already emitted: they give the first token its context
+        # (the word level decides the space before a token from the token before it).
+        self.ids: list[int] = list(context or [])
         self.prefix_offset = 0  # ids before this are fully emitted
-        self.read_offset = 0
+        self.read_offset = len(self.ids)
 
     def push(self, token: int) -> str:
         pieces = getattr(self.tokenizer, "pieces", None)
@@ -54,8 +56,10 @@ class IncrementalDecoder:
 class _TextState:
     """One sequence's text so far, with stop-string handling and streaming."""
 
-    def __init__(self, tokenizer: Tokenizer, stops: tuple[str, ...]) -> None:
-        self.decoder = IncrementalDecoder(tokenizer)
+    def __init__(
+        self, tokenizer: Tokenizer, stops: tuple[str, ...], context: list[int] | None = None
+    ) -> None:
+        self.decoder = IncrementalDecoder(tokenizer, context)
         self.stops = stops
         self.hold = max((len(s) for s in stops), default=1) - 1
         self.text = ""
@@ -167,7 +171,8 @@ def _generate(
         seen = torch.zeros(n, vocab, dtype=torch.bool, device=device)
         seen[:, prime[0]] = True
     eos = tokenizer.eos_id
-    texts = [_TextState(tokenizer, config.stop) for _ in range(n)]
+    context = prime[0, -8:].tolist()  # a few prompt tokens are enough context for decoding
+    texts = [_TextState(tokenizer, config.stop, context) for _ in range(n)]
     rows = torch.arange(n, device=device)
     active = n
 
