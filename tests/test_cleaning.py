@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared_data import shared_file
+from tests.shared_data import shared_file
 from weft.data.cleaning import CleaningReport, clean_text, normalize_unicode, strip_gutenberg
 from weft.data.corpus import expand_sources, read_corpus, read_text
 from weft.errors import WeftError

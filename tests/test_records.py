@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from shared_data import shared_file
+from tests.shared_data import shared_file
 from weft.data.corpus import read_text
 from weft.data.records import (
     IGNORE_INDEX,
