@@ -1,7 +1,9 @@
 """Tokenizer throughput and memory-mapped encoding, as JSON.
 
-    flock /tmp/weft-cpu.lock python benchmarks/tokenize_throughput.py [--size-mb 100]
-        [--memmap-mb 1024] [--out results.json]
+    flock /tmp/weft-cpu.lock python -m benchmarks.tokenize_throughput [--size-mb 100]
+        [--memmap-mb 1024] [--memmap-levels char,word]
+
+Writes benchmarks/results/tokenize_throughput.json.
 
 1. Encoding speed (MB of UTF-8 per second, one thread) of the char and word tokenizers on a
    ~``--size-mb`` corpus built by repeating ``tinyshakespeare/input.txt`` from the shared data
@@ -21,7 +23,6 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")  # one core for the Rust BPE enc
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -33,15 +34,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.common import REPO, data_dir, machine, write_result
 from weft.data.memmap import encode_to_npy, iter_text_chunks
 from weft.tokenizers import build_tokenizer
 
-REPO = Path(__file__).resolve().parent.parent
 MB = 1_000_000
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("WEFT_DATA", REPO.parent / "shared" / "data"))
 
 
 def base_text() -> tuple[str, str]:
@@ -132,14 +129,14 @@ def memmap(memmap_mb: int, levels: list[str]) -> dict[str, Any]:
                 written += len(block)
         results["corpus_mb"] = round(written / MB, 1)
         # A child that only imports (torch, numpy, weft): the floor every child starts from.
-        floor = subprocess.run([sys.executable, __file__, "--baseline"], check=True,
-                               capture_output=True, text=True)
+        floor = subprocess.run([sys.executable, "-m", __spec__.name, "--baseline"], cwd=REPO,
+                               check=True, capture_output=True, text=True)
         results["import_only_rss_mb"] = float(floor.stdout.strip())
         for level in levels:
             out = Path(tmp) / f"{level}.npy"
             proc = subprocess.run(
-                [sys.executable, __file__, "--child", str(corpus), str(out), level],
-                check=True, capture_output=True, text=True)
+                [sys.executable, "-m", __spec__.name, "--child", str(corpus), str(out), level],
+                cwd=REPO, check=True, capture_output=True, text=True)
             child = json.loads(proc.stdout.strip().splitlines()[-1])
             child["mb_per_s"] = round(written / MB / child["seconds"], 1)
             results[level] = child
@@ -159,23 +156,17 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=100)
     parser.add_argument("--memmap-mb", type=int, default=1024, help="0 skips the memmap part")
     parser.add_argument("--memmap-levels", default="char")
-    parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     report: dict[str, Any] = {
         "benchmark": "tokenize_throughput",
-        "python": platform.python_version(),
+        "machine": machine(),
         "numpy": np.__version__,
-        "cpu_count": os.cpu_count(),
         "throughput": throughput(args.size_mb),
     }
     if args.memmap_mb:
         report["memmap"] = memmap(args.memmap_mb, args.memmap_levels.split(","))
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    write_result("tokenize_throughput", report)
 
 
 if __name__ == "__main__":
