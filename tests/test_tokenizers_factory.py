@@ -71,3 +71,13 @@ def test_incremental_decoding_after_a_prompt_spaces_the_first_word() -> None:
     stream = IncrementalDecoder(tok, context=prompt)
     assert stream.push(tok.id_of("Hello")) == " Hello"
     assert stream.push(tok.id_of("!")) == "!"
+
+
+@pytest.mark.parametrize("level", ["char", "word", "bpe"])
+def test_encode_batch_matches_encode(level: str) -> None:
+    tok = build_tokenizer(level, [TEXT], vocab_size=280)
+    texts = ["Hello, world.", "", "A second\nline!", "Hello Zürich", "   "]
+    report_batch, report_one = EncodeReport(), EncodeReport()
+    batch = tok.encode_batch(texts, report_batch)  # type: ignore[attr-defined]
+    assert [ids.tolist() for ids in batch] == [tok.encode(t, report_one).tolist() for t in texts]
+    assert report_batch.unknown == report_one.unknown

@@ -22,7 +22,7 @@ prefer to buffer bytes themselves.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -141,10 +141,7 @@ class BPETokenizer:
 
     def encode(self, text: str, report: EncodeReport | None = None) -> np.ndarray:
         if report is not None and text:
-            points, counts = np.unique(_code_points(text), return_counts=True)
-            unseen = ~np.isin(points, self._alphabet_points)
-            for point, count in zip(points[unseen].tolist(), counts[unseen].tolist(), strict=True):
-                report.unknown[chr(point)] = report.unknown.get(chr(point), 0) + count
+            self._report_unseen(text, report)
         if len(text) <= _ENCODE_PIECE:
             ids = self.hf.encode(text, add_special_tokens=False).ids
             return np.asarray(ids, dtype=self._dtype)
@@ -154,6 +151,21 @@ class BPETokenizer:
         pieces = list(_batches([text], _ENCODE_PIECE))
         parts = self.hf.encode_batch(pieces, add_special_tokens=False)
         return np.concatenate([np.asarray(p.ids, dtype=self._dtype) for p in parts])
+
+    def encode_batch(
+        self, texts: Sequence[str], report: EncodeReport | None = None
+    ) -> list[np.ndarray]:
+        """Ids of many short texts (records) in one call (parallel on the Rust side)."""
+        if report is not None:
+            self._report_unseen("".join(texts), report)
+        encodings = self.hf.encode_batch(list(texts), add_special_tokens=False)
+        return [np.asarray(e.ids, dtype=self._dtype) for e in encodings]
+
+    def _report_unseen(self, text: str, report: EncodeReport) -> None:
+        points, counts = np.unique(_code_points(text), return_counts=True)
+        unseen = ~np.isin(points, self._alphabet_points)
+        for point, count in zip(points[unseen].tolist(), counts[unseen].tolist(), strict=True):
+            report.unknown[chr(point)] = report.unknown.get(chr(point), 0) + count
 
     def _content_ids(self, ids: np.ndarray | list[int]) -> list[int]:
         arr = np.asarray(ids, dtype=np.int64)

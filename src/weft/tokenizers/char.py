@@ -8,7 +8,7 @@ per character.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -115,6 +115,13 @@ class CharTokenizer:
                 for point, count in zip(missing.tolist(), counts.tolist(), strict=True):
                     report.unknown[chr(point)] = report.unknown.get(chr(point), 0) + count
         return ids
+
+    def encode_batch(
+        self, texts: Sequence[str], report: EncodeReport | None = None
+    ) -> list[np.ndarray]:
+        """Ids of many short texts (records) in one pass: one token per code point."""
+        ids = self.encode("".join(texts), report)
+        return np.split(ids, np.cumsum([len(t) for t in texts])[:-1])
 
     def decode(self, ids: np.ndarray | list[int]) -> str:
         arr = np.asarray(ids, dtype=np.int64)
