@@ -31,6 +31,11 @@ def test_csv_records_train_and_generate(tmp_path: Path) -> None:
     assert model.tokenizer.bos_id is not None and model.tokenizer.type_name == "word"
     texts = model.generate("Knock knock.", max_new_tokens=20, seed=1, num_return_sequences=2)
     assert len(texts) == 2 and all("<pad>" not in t and "<bos>" not in t for t in texts)
+    # eval reads the CSV the way training did: 40 records, each scored up to its <eos>
+    result = model.evaluate(csv_path)
+    assert result.characters == sum(len(f"Knock knock. Who's there? Joke {i}, \"quoted\"") + 1
+                                    for i in range(40))
+    assert result.bits_per_char > 0
 
 
 def test_line_records_with_bpe_and_cleaning(tmp_path: Path) -> None:

@@ -137,12 +137,17 @@ class LanguageModel:
     def evaluate(self, text_or_path: str | Path, *, batch_size: int = 32,
                  seq_len: int = 256) -> Any:
         """Loss, bits per character and perplexity on a text or a file."""
-        from weft.data.corpus import read_text
+        from weft.data.prepare import load_text
         from weft.tokenizers import EncodeReport
         from weft.training.evaluate import stream_loss, summarize
 
-        text = read_text(text_or_path) if isinstance(text_or_path, Path) else str(text_or_path)
-        text = self.prepare_prompt(text)
+        if isinstance(text_or_path, Path):
+            if self.config.data.record_mode:
+                return self._evaluate_records(text_or_path, batch_size)
+            # The file is read and cleaned as the training corpus was (Gutenberg, case, form).
+            text, _ = load_text([text_or_path], self.config.data)
+        else:
+            text = self.prepare_prompt(str(text_or_path))
         report = EncodeReport()
         ids = self.tokenizer.encode(text, report)
         if len(ids) < 2:
@@ -152,6 +157,24 @@ class LanguageModel:
         # Characters covered by the predicted tokens: all but the first token's.
         first = len(self.tokenizer.decode(ids[:1]))
         return summarize(nats, count, max(len(text) - first, 1), sum(report.unknown.values()))
+
+    def _evaluate_records(self, path: Path, batch_size: int) -> Any:
+        """A record run is measured on records read like its training data (CSV column or
+        lines), each scored from <bos> to <eos> with a fresh state."""
+        from weft.data.prepare import load_records
+        from weft.data.records import RecordBatches
+        from weft.tokenizers import EncodeReport
+        from weft.training.evaluate import summarize
+        from weft.training.records_task import records_loss
+
+        data = self.config.data
+        records, _ = load_records([path], data)
+        report = EncodeReport()
+        batches = RecordBatches.from_texts(
+            records, self.tokenizer, batch_size=batch_size, max_len=data.max_record_len,
+            long_records=data.long_records, shuffle=False, report=report)
+        nats, count = records_loss(self.module, batches, self.precision)
+        return summarize(nats, count, batches.num_chars, sum(report.unknown.values()))
 
     def info(self) -> dict[str, Any]:
         params = sum(p.numel() for p in self.module.parameters())
