@@ -81,3 +81,4 @@ def test_encode_batch_matches_encode(level: str) -> None:
     batch = tok.encode_batch(texts, report_batch)  # type: ignore[attr-defined]
     assert [ids.tolist() for ids in batch] == [tok.encode(t, report_one).tolist() for t in texts]
     assert report_batch.unknown == report_one.unknown
+    assert tok.encode_batch([]) == []  # type: ignore[attr-defined]

@@ -120,6 +120,8 @@ class CharTokenizer:
         self, texts: Sequence[str], report: EncodeReport | None = None
     ) -> list[np.ndarray]:
         """Ids of many short texts (records) in one pass: one token per code point."""
+        if not texts:
+            return []
         ids = self.encode("".join(texts), report)
         return np.split(ids, np.cumsum([len(t) for t in texts])[:-1])
 

@@ -280,6 +280,8 @@ class WordTokenizer:
         self, texts: Sequence[str], report: EncodeReport | None = None
     ) -> list[np.ndarray]:
         """Ids of many short texts (records) in one pass: much faster than one call each."""
+        if not texts:
+            return []
         chunks: list[str] = []
         counts = np.zeros(len(texts), dtype=np.int64)
         for i, text in enumerate(texts):
