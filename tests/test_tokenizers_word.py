@@ -111,3 +111,32 @@ def test_fast_encode_matches_reference_split(text: str) -> None:
     unk = tok.unk_id
     expected = [tok.id_of(t) if tok.id_of(t) is not None else unk for t in split_words(text)]
     assert tok.encode(text).tolist() == expected
+
+
+_WORDS = st.sampled_from(["the", "Alice", "don't", "it's", "well-known", "3.14", "rabbit", "I"])
+
+
+@st.composite
+def _prose(draw: st.DrawFn) -> str:
+    """Ordinary prose: words separated by single spaces, commas after words, sentence ends,
+    parentheses and double-quoted phrases, lines separated by newlines."""
+    lines = []
+    for _ in range(draw(st.integers(1, 3))):
+        sentences = []
+        for _ in range(draw(st.integers(1, 3))):
+            words = draw(st.lists(_WORDS, min_size=1, max_size=6))
+            words = [w + "," if draw(st.booleans()) and i < len(words) - 1 else w
+                     for i, w in enumerate(words)]
+            sentence = " ".join(words) + draw(st.sampled_from([".", "!", "?", "..."]))
+            wrap = draw(st.sampled_from(["", '"', "()"]))
+            sentence = wrap[0] + sentence + wrap[-1] if wrap else sentence
+            sentences.append(sentence)
+        lines.append(" ".join(sentences))
+    return "\n".join(lines)
+
+
+@settings(max_examples=80, deadline=None)
+@given(_prose())
+def test_round_trip_of_generated_prose_is_exact(text: str) -> None:
+    tok = WordTokenizer.train([text])
+    assert tok.decode(tok.encode(text)) == text
