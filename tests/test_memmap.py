@@ -34,3 +34,21 @@ def test_encode_to_npy_matches_in_memory(tmp_path: Path) -> None:
         assert report.unknown
         assert np.array_equal(np.load(out), ids)
         assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_stream_batches_wrap_the_memmap_without_copying(tmp_path: Path) -> None:
+    import warnings
+
+    import torch
+
+    from weft.data.stream import StreamBatches
+
+    text = "hello world\n" * 100
+    tok = build_tokenizer("char", [text])
+    ids = encode_to_npy([text], tok, tmp_path / "ids.npy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batches = StreamBatches(ids, 4, 16, torch.device("cpu"), "corpus")
+    assert batches.data.data_ptr() == ids.ctypes.data  # the tensor reads the mapped file
+    inputs, _ = batches.window(0)
+    assert tok.decode(inputs[0].tolist()) == text[:16]

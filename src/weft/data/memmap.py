@@ -3,7 +3,7 @@
 :func:`iter_text_chunks` reads a file in blocks of bytes and yields decoded text (BOM dropped,
 CRLF -> LF, like :func:`weft.data.corpus.decode_text`) cut after whitespace, so no word-level
 token is ever split across chunks. :func:`encode_to_npy` writes each chunk's ids straight after
-a ``.npy`` header and returns the file opened with ``np.load(mmap_mode="r")``: the operating
+a ``.npy`` header and returns the file opened with ``np.load(mmap_mode="c")``: the operating
 system pages ids in as they are read, and a process's memory stays at one chunk of text and its
 ids however large the corpus. Whole-corpus cleaning that needs all the text at once (Gutenberg
 stripping) is not applied here; per-chunk cleaning (case, Unicode form) can be passed as
@@ -75,7 +75,7 @@ def encode_to_npy(
     clean: Callable[[str], str] | None = None,
     report: EncodeReport | None = None,
 ) -> np.ndarray:
-    """Encode ``chunks`` into the ``.npy`` file ``path``; returns it memory-mapped, read-only.
+    """Encode ``chunks`` into the ``.npy`` file ``path``; returns it memory-mapped.
 
     The header is written first sized for a huge length, the ids are appended chunk by chunk,
     and the header is rewritten with the true length at the end (numpy pads headers to 64
@@ -104,4 +104,6 @@ def encode_to_npy(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return np.load(target, mmap_mode="r")
+    # Copy-on-write rather than read-only: torch.from_numpy wraps it without a copy or a
+    # warning, and since nothing writes to it, every page still comes from the file.
+    return np.load(target, mmap_mode="c")
