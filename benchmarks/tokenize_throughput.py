@@ -153,7 +153,7 @@ def main() -> None:
         memmap_child(*sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size-mb", type=int, default=100)
+    parser.add_argument("--size-mb", "--megabytes", type=int, default=100)
     parser.add_argument("--memmap-mb", type=int, default=1024, help="0 skips the memmap part")
     parser.add_argument("--memmap-levels", default="char")
     args = parser.parse_args()
