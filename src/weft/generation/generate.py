@@ -132,21 +132,19 @@ def generate(
     """
     on_cpu = model.head.weight.device.type == "cpu"
     few_streams = config.num_return_sequences < SINGLE_THREAD_BELOW_STREAMS
-    with cpu_threads(1 if on_cpu and few_streams and not reference else None):
-        return _generate(model, tokenizer, prompt, config, on_text=on_text,
-                         should_stop=should_stop, reference=reference)
+    threads = 1 if on_cpu and few_streams and not reference else None
+    with torch.no_grad(), cpu_threads(threads):
+        return _generate(model, tokenizer, prompt, config, on_text, should_stop, reference)
 
 
-@torch.no_grad()
 def _generate(
     model: RNNLanguageModel,
     tokenizer: Tokenizer,
     prompt: str,
     config: GenerationConfig,
-    *,
-    on_text: OnText | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    reference: bool = False,
+    on_text: OnText | None,
+    should_stop: Callable[[], bool] | None,
+    reference: bool,
 ) -> list[str]:
     config.validate()
     device = model.head.weight.device
