@@ -259,5 +259,10 @@ def plot(run: Path) -> None:
     click.echo(f"wrote {Path(run) / 'loss.png'}")
 
 
+from weft.cli.serve import serve  # noqa: E402  (registered after the group exists)
+
+cli.add_command(serve)
+
+
 def main() -> None:
     cli()

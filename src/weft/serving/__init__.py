@@ -1,0 +1,27 @@
+"""``weft serve``: an HTTP API and a web playground for the runs under one folder.
+
+    from weft.serving import create_app
+    app = create_app("runs")          # an ASGI app; `weft serve runs` runs it on uvicorn
+
+Modules: ``registry`` finds and loads runs (and keeps requests inside the served folder),
+``limits`` holds the protections (sizes, concurrency), ``schemas`` the request and response
+shapes, ``app`` the routes; ``static/`` is the playground page (plain HTML, CSS and JS).
+FastAPI and uvicorn come with the ``serve`` extra; ``limits`` and ``registry`` need neither.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from weft.serving.limits import Limits
+
+__all__ = ["Limits", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on use, so that `weft --help` and the limits work without the serve extra.
+    if name == "create_app":
+        from weft.serving.app import create_app
+
+        return create_app
+    raise AttributeError(name)

@@ -1,0 +1,163 @@
+"""Finding the runs under the served folder, describing them, and loading them on demand.
+
+Requests name a run by its path relative to the served folder (``shakespeare`` or
+``exp/gru-2``). A name is only ever looked up in the table built by scanning that folder, never
+joined onto a path, so a request cannot reach outside it (``..``, absolute paths and symlinks
+leading out are not in the table). Loaded models are cached, least recently used dropped first,
+and reloaded when their weights file changes (a run still training keeps improving).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from weft.errors import WeftError
+from weft.io import read_json
+from weft.training.metrics import read_metrics
+
+CONFIG = "config.json"
+GENERATION = "generation.json"
+METRICS = "metrics.jsonl"
+WEIGHTS = "model.safetensors"
+LANGUAGE_MODEL = "language-model"
+TAGGER = "tagger"
+
+Loader = Callable[[Path, str], Any]
+
+
+class UnknownRun(WeftError):
+    """No run of that name under the served folder (answered with 404)."""
+
+
+def _default_loader(path: Path, device: str) -> Any:
+    from weft.runs import load
+
+    return load(path, device=device)
+
+
+def run_kind(config: dict[str, Any]) -> str:
+    return str(config.get("kind", LANGUAGE_MODEL))
+
+
+class RunRegistry:
+    """The runs under ``root`` (or ``root`` itself when it is one run directory)."""
+
+    def __init__(self, root: str | os.PathLike[str], *, device: str = "cpu",
+                 max_loaded: int = 4, loader: Loader | None = None, max_depth: int = 4,
+                 rescan_seconds: float = 2.0) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise WeftError(f"{root} is not a folder: give a run directory or a folder of runs")
+        self.device = device
+        self.max_loaded = max(1, max_loaded)
+        self.loader = loader or _default_loader
+        self.max_depth = max_depth
+        self.rescan_seconds = rescan_seconds
+        self._runs: dict[str, Path] = {}
+        self._scanned_at = -math.inf
+        self._loaded: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- finding -------------------------------------------------------------------------
+    def _scan(self) -> dict[str, Path]:
+        if (self.root / CONFIG).is_file():
+            return {self.root.name: self.root}
+        found: dict[str, Path] = {}
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+            here = Path(dirpath)
+            depth = len(here.relative_to(self.root).parts)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                                 and depth < self.max_depth)
+            if CONFIG in filenames and here != self.root:
+                dirnames[:] = []  # a run directory holds no runs
+                if here.resolve().is_relative_to(self.root):  # a symlink must not lead out
+                    found[here.relative_to(self.root).as_posix()] = here
+            # Symlinked folders are not walked into; a symlinked run inside the root counts.
+            for name in list(dirnames):
+                link = here / name
+                if link.is_symlink():
+                    dirnames.remove(name)
+                    target = link.resolve()
+                    if target.is_relative_to(self.root) and (target / CONFIG).is_file():
+                        found[link.relative_to(self.root).as_posix()] = target
+        return dict(sorted(found.items()))
+
+    def runs(self) -> dict[str, Path]:
+        """Name -> run directory; rescanned at most every ``rescan_seconds``."""
+        now = time.monotonic()
+        if now - self._scanned_at > self.rescan_seconds:
+            self._runs = self._scan()
+            self._scanned_at = now
+        return self._runs
+
+    def path(self, name: str) -> Path:
+        path = self.runs().get(name)
+        if path is None:
+            path = self._scan().get(name)  # maybe created since the last scan
+            self._scanned_at = -math.inf
+        if path is None:
+            raise UnknownRun(f"no run named {name!r} here; GET /v1/models lists them")
+        return path
+
+    # -- describing ----------------------------------------------------------------------
+    def config(self, name: str) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = read_json(self.path(name) / CONFIG)
+        except (OSError, ValueError) as exc:
+            raise WeftError(f"run {name!r} has an unreadable {CONFIG} ({exc})") from None
+        return data
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """What the playground shows about a run, without loading its weights."""
+        path = self.path(name)
+        config = self.config(name)
+        generation: dict[str, Any] = {}
+        if (path / GENERATION).is_file():
+            try:
+                generation = read_json(path / GENERATION)
+            except (OSError, ValueError):
+                generation = {}
+        records = read_metrics(path / METRICS)
+        vals = [r["val_loss"] for r in records if _finite(r.get("val_loss"))]
+        return {
+            "name": name,
+            "kind": run_kind(config),
+            "ready": (path / WEIGHTS).is_file(),
+            "loaded": name in self._loaded,
+            "steps": records[-1].get("step") if records else None,
+            "best_val_loss": min(vals) if vals else None,
+            "generation": generation,
+            "config": config,
+        }
+
+    def metrics(self, name: str) -> list[dict[str, Any]]:
+        return read_metrics(self.path(name) / METRICS)
+
+    # -- loading -------------------------------------------------------------------------
+    def get(self, name: str) -> Any:
+        """The loaded model (language model or tagger) for ``name``; blocking: call in a thread."""
+        path = self.path(name)
+        weights = path / WEIGHTS
+        version = weights.stat().st_mtime_ns if weights.exists() else 0
+        with self._lock:  # one load at a time: a second request for it waits and reuses it
+            cached = self._loaded.get(name)
+            if cached is not None and cached[0] == version:
+                self._loaded.move_to_end(name)
+                return cached[1]
+            model = self.loader(path, self.device)
+            self._loaded[name] = (version, model)
+            self._loaded.move_to_end(name)
+            while len(self._loaded) > self.max_loaded:
+                self._loaded.popitem(last=False)
+            return model
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

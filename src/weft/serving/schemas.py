@@ -1,0 +1,97 @@
+"""Request and response shapes of the JSON API (they make the OpenAPI schema at /openapi.json).
+
+Generation parameters have the names and meanings of the ``weft generate`` flags (dashes become
+underscores); one left out takes the run's default from its ``generation.json``. Server limits
+(see :class:`weft.serving.limits.Limits`) are checked in the routes, since they are set when
+the server starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    # A misspelled parameter is an error, not silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenerateRequest(_Strict):
+    model: str = Field(description="Run name, as listed by GET /v1/models.")
+    prompt: str = Field("", description="Text to continue.")
+    max_new_tokens: int | None = Field(None, ge=0, description="[default: from the run]")
+    temperature: float | None = Field(None, ge=0, description="0 means greedy.")
+    top_k: int | None = Field(None, ge=0, description="Sample from the k likeliest; 0 disables.")
+    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus mass; 1 disables.")
+    repetition_penalty: float | None = Field(None, gt=0, description="> 1 discourages repeats.")
+    num_return_sequences: int | None = Field(None, ge=1, description="How many texts.")
+    stop: list[str] | None = Field(None, description="End a text at any of these strings.")
+    seed: int | None = Field(None, description="Makes sampling repeatable.")
+    stream: bool = Field(False, description="Send the text as server-sent events as it comes.")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class GenerateResponse(BaseModel):
+    model: str
+    prompt: str
+    texts: list[str] = Field(description="Continuations, without the prompt.")
+    usage: Usage
+    elapsed: float = Field(description="Seconds spent generating.")
+    cancelled: bool = False
+
+
+class TagRequest(_Strict):
+    model: str = Field(description="Name of a tagger run.")
+    text: str = Field(description="Raw text: split into sentences and words, then tagged.")
+
+
+class TaggedSentence(BaseModel):
+    words: list[str]
+    tags: list[str]
+
+
+class TagResponse(BaseModel):
+    model: str
+    sentences: list[TaggedSentence]
+
+
+class ModelSummary(BaseModel):
+    name: str
+    kind: str = Field(description="language-model or tagger.")
+    ready: bool = Field(description="Has weights (model.safetensors) to serve.")
+    loaded: bool
+    steps: int | None = None
+    best_val_loss: float | None = None
+    generation: dict[str, Any] = Field(description="The run's generation defaults.")
+    config: dict[str, Any] = Field(description="The run's config.json.")
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+    limits: dict[str, Any]
+
+
+class Metrics(BaseModel):
+    name: str
+    records: list[dict[str, Any]] = Field(
+        description="metrics.jsonl records: step, epoch, tokens, elapsed, lr, train_loss, "
+                    "val_loss.")
+
+
+class Health(BaseModel):
+    status: str
+    active: int = Field(description="Generations running now.")
+    waiting: int = Field(description="Requests waiting for a slot.")
+    completed: int
+    cancelled: int = Field(description="Generations stopped early (client went away).")
+    rejected: int = Field(description="Requests turned away as busy (503).")
+
+
+class ErrorResponse(BaseModel):
+    detail: str
