@@ -145,7 +145,9 @@ class RunRegistry:
         """The loaded model (language model or tagger) for ``name``; blocking: call in a thread."""
         path = self.path(name)
         weights = path / WEIGHTS
-        version = weights.stat().st_mtime_ns if weights.exists() else 0
+        if not weights.is_file():
+            raise WeftError(f"run {name!r} has no {WEIGHTS} yet: train it first")
+        version = weights.stat().st_mtime_ns
         with self._lock:  # one load at a time: a second request for it waits and reuses it
             cached = self._loaded.get(name)
             if cached is not None and cached[0] == version:

@@ -1,0 +1,304 @@
+"""The HTTP API of ``weft serve`` through FastAPI's test client: parameters, errors, limits,
+streaming, path safety. Live-server behaviour (disconnects, busy) is in test_serve_live.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+import weft
+from weft.cli.main import cli
+from weft.serving import Limits, create_app
+from weft.serving.app import _tag
+from weft.serving.limits import Busy, Slots
+from weft.serving.registry import RunRegistry, UnknownRun
+
+
+class FakeTagger:
+    """Stands in for a trained tagger: tags capitalized words NOUN, others X."""
+
+    def tag(self, text: str) -> list[tuple[str, str]]:
+        return [(w, "NOUN" if w[:1].isupper() else "X") for w in text.split()]
+
+
+def make_served(root: Path, tiny_run: Path) -> Path:
+    """A served folder: two copies of the tiny run (one nested), a tagger, an untrained run, a
+    symlink leading out, and a plain file."""
+    served = root / "served"
+    shutil.copytree(tiny_run, served / "tiny")
+    shutil.copytree(tiny_run, served / "exp" / "tiny2")
+    (served / "tagger").mkdir()
+    (served / "tagger" / "config.json").write_text(json.dumps({"kind": "tagger"}))
+    (served / "tagger" / "model.safetensors").write_bytes(b"")
+    (served / "untrained").mkdir()
+    for name in ("config.json", "tokenizer.json"):  # as before its first evaluation
+        shutil.copy(tiny_run / name, served / "untrained" / name)
+    outside = root / "outside"
+    shutil.copytree(tiny_run, outside)
+    (served / "escape").symlink_to(outside, target_is_directory=True)
+    (served / "notes.txt").write_text("not a run")
+    return served
+
+
+def loader(path: Path, device: str) -> Any:
+    if path.name == "tagger":
+        return FakeTagger()
+    return weft.load(path, device=device)
+
+
+@pytest.fixture(scope="module")
+def served(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_served(tmp_path_factory.mktemp("serve"), tiny_run)
+
+
+@pytest.fixture(scope="module")
+def client(served: Path) -> Iterator[TestClient]:
+    limits = Limits(max_new_tokens=60, max_prompt_chars=50, max_sequences=3,
+                    max_body_bytes=2000, max_concurrent=2)
+    with TestClient(create_app(served, limits=limits, loader=loader)) as test_client:
+        yield test_client
+
+
+def gen(client: TestClient, **body: Any) -> Any:
+    return client.post("/v1/generate", json={"model": "tiny", **body})
+
+
+def events(text: str) -> list[tuple[str, Any]]:
+    out = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        out.append((lines["event"], json.loads(lines["data"])))
+    return out
+
+
+def test_models_lists_runs_under_the_folder_only(client: TestClient) -> None:
+    data = client.get("/v1/models").json()
+    models = {m["name"]: m for m in data["models"]}
+    assert set(models) == {"tiny", "exp/tiny2", "tagger", "untrained"}  # not "escape"
+    assert models["tiny"]["kind"] == "language-model" and models["tiny"]["ready"]
+    assert models["tagger"]["kind"] == "tagger"
+    assert not models["untrained"]["ready"]
+    assert models["tiny"]["config"]["model"]["hidden_size"] == 32
+    assert models["tiny"]["generation"]["max_new_tokens"] == 500
+    assert models["tiny"]["steps"] == 30 and models["tiny"]["best_val_loss"] > 0
+    assert data["limits"]["max_new_tokens"] == 60
+
+
+def test_generate_matches_the_python_api(client: TestClient, tiny_run: Path) -> None:
+    body = {"prompt": "The", "max_new_tokens": 25, "temperature": 0.9, "top_k": 5,
+            "top_p": 0.9, "repetition_penalty": 1.1, "seed": 3, "num_return_sequences": 2}
+    response = gen(client, **body)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    expected = weft.load(tiny_run, device="cpu").generate(**body)
+    assert data["texts"] == expected and len(data["texts"]) == 2
+    assert data["usage"] == {"prompt_tokens": 3,
+                             "completion_tokens": sum(len(t) for t in expected)}
+    assert data["prompt"] == "The" and data["model"] == "tiny" and not data["cancelled"]
+
+
+def test_stop_strings_and_greedy(client: TestClient) -> None:
+    greedy = gen(client, prompt="The", temperature=0, max_new_tokens=40).json()["texts"][0]
+    assert len(greedy) == 40
+    stop = greedy[10:12]
+    cut = gen(client, prompt="The", temperature=0, max_new_tokens=40, stop=[stop]).json()
+    assert cut["texts"][0] == greedy[: greedy.index(stop)]
+
+
+def test_a_nested_run_is_named_by_its_path(client: TestClient) -> None:
+    response = client.post("/v1/generate", json={"model": "exp/tiny2", "max_new_tokens": 5})
+    assert response.status_code == 200 and len(response.json()["texts"][0]) == 5
+
+
+def test_the_run_default_length_is_capped_by_the_server_limit(client: TestClient) -> None:
+    text = gen(client, prompt="The").json()["texts"][0]  # the run's default is 500
+    assert len(text) <= 60
+
+
+def test_streaming_sends_tokens_then_done(client: TestClient) -> None:
+    body = {"prompt": "The", "max_new_tokens": 30, "seed": 9}
+    response = gen(client, stream=True, **body)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    received = events(response.text)
+    kinds = [kind for kind, _ in received]
+    assert kinds[-1] == "done" and set(kinds[:-1]) == {"token"} and len(kinds) > 2
+    streamed = "".join(data["text"] for kind, data in received if kind == "token")
+    done = received[-1][1]
+    assert streamed == done["texts"][0] == gen(client, **body).json()["texts"][0]
+    assert done["usage"]["completion_tokens"] == 30
+
+
+@pytest.mark.parametrize(("body", "status", "words"), [
+    ({"top_p": 3}, 422, "top_p"),
+    ({"temperature": -1}, 422, "temperature"),
+    ({"max_new_tokens": "many"}, 422, "max_new_tokens"),
+    ({"temprature": 1}, 422, "temprature"),
+    ({"stop": "x"}, 422, "stop"),
+    ({"model": None}, 422, "model"),
+    ({"model": "nope"}, 404, "no run named 'nope'"),
+    ({"model": "../tiny"}, 404, "no run named"),
+    ({"model": "escape"}, 404, "no run named"),
+    ({"model": "/etc"}, 404, "no run named"),
+    ({"model": "untrained"}, 400, "train it first"),
+    ({"model": "tagger"}, 400, "POST /v1/tag"),
+    ({"prompt": "x" * 51}, 422, "at most 50"),
+    ({"max_new_tokens": 61}, 422, "at most 60"),
+    ({"num_return_sequences": 4}, 422, "at most 3"),
+    ({"stop": [""]}, 422, "non-empty"),
+])
+def test_bad_input_gets_a_4xx_with_a_message(client: TestClient, body: dict[str, Any],
+                                             status: int, words: str) -> None:
+    response = gen(client, **body)
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"]
+
+
+def test_malformed_bodies(client: TestClient) -> None:
+    headers = {"content-type": "application/json"}
+    bad_json = client.post("/v1/generate", content=b"{nope", headers=headers)
+    assert bad_json.status_code == 422 and bad_json.json()["detail"]
+    not_json = client.post("/v1/generate", content=b'{"model": "tiny"}',
+                           headers={"content-type": "text/plain"})
+    assert not_json.status_code == 415 and "application/json" in not_json.json()["detail"]
+    assert client.post("/v1/generate", json=[1, 2]).status_code == 422
+    assert client.get("/v1/generate").status_code == 405
+
+
+def test_large_bodies_are_refused(client: TestClient) -> None:
+    big = {"model": "tiny", "prompt": "x" * 3000}
+    response = client.post("/v1/generate", json=big)
+    assert response.status_code == 413 and "2000 bytes" in response.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no content-length: counted as it arrives
+        yield b'{"model": "tiny", "prompt": "'
+        yield b"x" * 3000
+        yield b'"}'
+
+    response = client.post("/v1/generate", content=chunks(),
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_tagging(client: TestClient) -> None:
+    response = client.post("/v1/tag", json={"model": "tagger", "text": "Ada met Bob"})
+    assert response.status_code == 200, response.text
+    assert response.json()["sentences"] == [{"words": ["Ada", "met", "Bob"],
+                                             "tags": ["NOUN", "X", "NOUN"]}]
+    wrong = client.post("/v1/tag", json={"model": "tiny", "text": "Ada"})
+    assert wrong.status_code == 400 and "POST /v1/generate" in wrong.json()["detail"]
+    long = client.post("/v1/tag", json={"model": "tagger", "text": "x" * 51})
+    assert long.status_code == 422
+
+
+def test_tag_text_taggers_give_sentences() -> None:
+    class Sentence:
+        def __init__(self, words: list[str]) -> None:
+            self.words, self.tags = words, ["T"] * len(words)
+
+    class SentenceTagger:
+        def tag_text(self, text: str) -> list[Sentence]:
+            return [Sentence(s.split()) for s in text.split(".") if s.strip()]
+
+    sentences = _tag(SentenceTagger(), "a b. c")
+    assert [s.words for s in sentences] == [["a", "b"], ["c"]]
+    assert _tag(FakeTagger(), "")[0].words == []
+
+
+def test_metrics(client: TestClient, tiny_run: Path) -> None:
+    data = client.get("/v1/runs/exp/tiny2/metrics").json()
+    lines = (tiny_run / "metrics.jsonl").read_text().splitlines()
+    assert data["name"] == "exp/tiny2" and len(data["records"]) == len(lines)
+    assert {"step", "elapsed", "train_loss", "val_loss"} <= set(data["records"][-1])
+    assert client.get("/v1/runs/untrained/metrics").json()["records"] == []
+    for name in ("nope", "..", "../served/tiny", "escape", "%2e%2e/outside"):
+        assert client.get(f"/v1/runs/{name}/metrics").status_code == 404
+    assert client.get("/v1/runs/tiny").json()["kind"] == "language-model"
+
+
+def test_schema_page_and_health(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/models", "/v1/generate", "/v1/tag", "/v1/runs/{name}/metrics"} <= set(
+        schema["paths"])
+    props = schema["components"]["schemas"]["GenerateRequest"]["properties"]
+    assert {"max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty",
+            "num_return_sequences", "stop", "seed", "stream"} <= set(props)
+    page = client.get("/")
+    assert page.status_code == 200 and "weft" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "https://" not in page.text  # nothing is fetched from elsewhere
+    for asset in ("app.js", "style.css"):
+        response = client.get(f"/static/{asset}")
+        assert response.status_code == 200 and "https://" not in response.text
+    assert client.get("/static/../app.py").status_code == 404
+    health = client.get("/v1/health").json()
+    assert health["status"] == "ok" and health["active"] == 0 and health["completed"] > 0
+
+
+def test_only_allowed_host_headers(served: Path) -> None:
+    app = create_app(served, allowed_hosts=["127.0.0.1", "localhost"])
+    with TestClient(app, base_url="http://127.0.0.1:8000") as local:
+        assert local.get("/v1/health").status_code == 200
+        assert local.get("/v1/health", headers={"host": "evil.example"}).status_code == 400
+
+
+def test_registry_of_a_single_run(tiny_run: Path) -> None:
+    registry = RunRegistry(tiny_run)
+    assert list(registry.runs()) == [tiny_run.name]
+    with pytest.raises(UnknownRun):
+        registry.path("..")
+
+
+def test_registry_caches_and_reloads_changed_weights(served: Path) -> None:
+    loads: list[Path] = []
+
+    def counting(path: Path, device: str) -> Any:
+        loads.append(path)
+        return object()
+
+    registry = RunRegistry(served, loader=counting, max_loaded=1)
+    first = registry.get("tiny")
+    assert registry.get("tiny") is first and len(loads) == 1
+    registry.get("exp/tiny2")  # evicts tiny (max_loaded=1)
+    registry.get("tiny")
+    assert len(loads) == 3
+
+
+def test_slots_bound_concurrency() -> None:
+    async def scenario() -> None:
+        slots = Slots(size=1, max_waiting=1, timeout=0.05)
+        await slots.acquire()
+        with pytest.raises(Busy):  # waits 50 ms, then gives up
+            await slots.acquire()
+        waiter = asyncio.ensure_future(slots.acquire())
+        await asyncio.sleep(0)
+        with pytest.raises(Busy):  # one is already waiting: no more may
+            await slots.acquire()
+        slots.release()
+        await waiter
+        assert slots.active == 1 and slots.waiting == 0
+        slots.release()
+
+    asyncio.run(scenario())
+
+
+def test_cli_serve_flags(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["serve", "--help"])
+    assert result.exit_code == 0 and "--max-concurrent" in result.output
+    result = runner.invoke(cli, ["serve", str(tmp_path), "--max-concurrent", "0"])
+    assert result.exit_code == 2 and "must be > 0" in result.output
+    result = runner.invoke(cli, ["serve", str(tmp_path / "missing")])
+    assert result.exit_code == 2
