@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,37 +24,7 @@ from weft.serving.app import _tag
 from weft.serving.limits import Busy, Slots
 from weft.serving.registry import RunRegistry, UnknownRun
 
-
-class FakeTagger:
-    """Stands in for a trained tagger: tags capitalized words NOUN, others X."""
-
-    def tag(self, text: str) -> list[tuple[str, str]]:
-        return [(w, "NOUN" if w[:1].isupper() else "X") for w in text.split()]
-
-
-def make_served(root: Path, tiny_run: Path) -> Path:
-    """A served folder: two copies of the tiny run (one nested), a tagger, an untrained run, a
-    symlink leading out, and a plain file."""
-    served = root / "served"
-    shutil.copytree(tiny_run, served / "tiny")
-    shutil.copytree(tiny_run, served / "exp" / "tiny2")
-    (served / "tagger").mkdir()
-    (served / "tagger" / "config.json").write_text(json.dumps({"kind": "tagger"}))
-    (served / "tagger" / "model.safetensors").write_bytes(b"")
-    (served / "untrained").mkdir()
-    for name in ("config.json", "tokenizer.json"):  # as before its first evaluation
-        shutil.copy(tiny_run / name, served / "untrained" / name)
-    outside = root / "outside"
-    shutil.copytree(tiny_run, outside)
-    (served / "escape").symlink_to(outside, target_is_directory=True)
-    (served / "notes.txt").write_text("not a run")
-    return served
-
-
-def loader(path: Path, device: str) -> Any:
-    if path.name == "tagger":
-        return FakeTagger()
-    return weft.load(path, device=device)
+from .serve_fixtures import FakeTagger, loader, make_served
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,162 @@
+"""``weft serve`` on a real uvicorn server: clients that go away, a full server, and the
+playground page in a real headless browser (skipped when Debian's chromium is absent)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("httpx")
+
+import httpx
+
+from weft.serving import Limits, create_app
+
+from .serve_fixtures import LiveServer, loader, make_served, wait_until
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ENDLESS = 1_000_000  # tokens: a generation that only ends when it is stopped
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    served = make_served(tmp_path_factory.mktemp("live"), tiny_run)
+    # One slot, a short wait: a second generation is turned away while one runs.
+    limits = Limits(max_new_tokens=ENDLESS, max_concurrent=1, max_waiting=1,
+                    queue_timeout=0.3)
+    app = create_app(served, limits=limits, loader=loader,
+                     allowed_hosts=["127.0.0.1", "localhost"])
+    with LiveServer(app) as live:
+        yield live
+
+
+@pytest.fixture
+def http(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client
+        # Every test leaves the server idle, its one slot free.
+        wait_until(lambda: client.get("/v1/health").json()["active"] == 0, 10)
+
+
+def health(http: Any) -> dict[str, Any]:
+    data: dict[str, Any] = http.get("/v1/health").json()
+    return data
+
+
+def test_a_streaming_client_that_leaves_stops_its_generation(http: Any) -> None:
+    before = health(http)["cancelled"]
+    body = {"model": "tiny", "prompt": "The", "max_new_tokens": ENDLESS, "stream": True}
+    with http.stream("POST", "/v1/generate", json=body) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        assert next(lines) == "event: token"
+        assert json.loads(next(lines).removeprefix("data: "))["index"] == 0
+        # The only slot is taken: another request waits 0.3 s, then is turned away.
+        busy = http.post("/v1/generate", json={"model": "tiny", "max_new_tokens": 1})
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        assert "busy" in busy.json()["detail"]
+    # Closing the response closes the connection: the generation stops between tokens.
+    wait_until(lambda: health(http)["active"] == 0, 5)
+    assert health(http)["cancelled"] == before + 1
+    assert health(http)["rejected"] >= 1
+
+
+def test_a_plain_client_that_leaves_stops_its_generation(server: LiveServer, http: Any) -> None:
+    before = health(http)["cancelled"]
+    body = json.dumps({"model": "tiny", "max_new_tokens": ENDLESS}).encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as raw:
+        raw.sendall(b"POST /v1/generate HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/json\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        wait_until(lambda: health(http)["active"] == 1, 5)
+    wait_until(lambda: health(http)["active"] == 0, 5)
+    assert health(http)["cancelled"] == before + 1
+
+
+def test_other_host_names_are_refused(http: Any) -> None:
+    # Bound to loopback, only loopback names: a rebinding DNS name cannot reach the API.
+    assert http.get("/v1/models", headers={"host": "attacker.example"}).status_code == 400
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        # Debian's chromium; Playwright never downloads a browser of its own here.
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def test_the_playground_generates_stops_and_shows_errors(browser: Any, server: LiveServer,
+                                                        http: Any) -> None:
+    # bypass_csp lets the test evaluate its own scripts; the page itself runs under the CSP.
+    page = browser.new_page(viewport={"width": 390, "height": 844}, bypass_csp=True)
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(f"{server.url}/?model=tiny")
+    page.wait_for_selector("#model option[value='exp/tiny2']", state="attached")
+    assert page.input_value("#model") == "tiny"
+
+    # Generate with a fixed seed: the page shows exactly what the API gives.
+    page.fill("#prompt", "The")
+    page.fill("#seed", "5")
+    set_slider(page, "max_new_tokens", 40)
+    set_slider(page, "temperature", 0.9)
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#status').textContent.startsWith('done')")
+    expected = http.post("/v1/generate", json={"model": "tiny", "prompt": "The", "seed": 5,
+                                               "max_new_tokens": 40, "temperature": 0.9,
+                                               "top_k": 0, "top_p": 1,
+                                               "repetition_penalty": 1}).json()["texts"][0]
+    assert page.text_content("#out-text") == expected
+    assert page.text_content("#out-prompt") == "The"
+
+    # Stop a generation that would never end by itself.
+    before = health(http)["cancelled"]
+    page.fill("#seed", "")
+    set_slider(page, "max_new_tokens", ENDLESS)
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#out-text').textContent.length > 20")
+    page.click("#stop")
+    page.wait_for_function("document.querySelector('#status').textContent === 'stopped'")
+    wait_until(lambda: health(http)["active"] == 0, 5)
+    assert health(http)["cancelled"] == before + 1
+    assert page.is_enabled("#run") and not page.is_enabled("#stop")
+
+    # A server error is shown to the user.
+    page.select_option("#model", "untrained")
+    page.click("#run")
+    page.wait_for_selector("#error", state="visible")
+    assert "train it first" in page.text_content("#error")
+
+    # The training tab draws the loss curves of the selected run.
+    page.select_option("#model", "tiny")
+    page.click("#tab-training")
+    page.wait_for_selector("#chart svg path.train")
+    assert page.locator("#chart svg circle.val-dot").count() >= 1
+    assert "cell" in page.text_content("#config")
+    page.click("#x-time")
+    page.wait_for_selector("#chart svg path.train")
+    assert problems == []
+    page.close()
+
+
+def set_slider(page: Any, name: str, value: float) -> None:
+    page.eval_on_selector(f"#{name}", """(el, value) => {
+        el.value = String(value);
+        el.dispatchEvent(new Event('input', {bubbles: true}));
+    }""", value)
