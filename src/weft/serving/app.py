@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
@@ -270,7 +271,7 @@ def create_app(
         """Whether the server is up, and how busy it is."""
         return Health(status="ok", active=slots.active, waiting=slots.waiting,
                       completed=stats.completed, cancelled=stats.cancelled,
-                      rejected=stats.rejected)
+                      rejected=stats.rejected, threads=torch.get_num_threads())
 
     @app.post("/v1/generate", response_model=GenerateResponse, tags=["generate"],
               responses={200: {"content": {"text/event-stream": {

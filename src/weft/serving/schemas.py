@@ -91,6 +91,7 @@ class Health(BaseModel):
     completed: int
     cancelled: int = Field(description="Generations stopped early (client went away).")
     rejected: int = Field(description="Requests turned away as busy (503).")
+    threads: int = Field(description="PyTorch CPU threads of this process.")
 
 
 class ErrorResponse(BaseModel):
