@@ -146,11 +146,11 @@ def test_the_playground_generates_stops_and_shows_errors(browser: Any, server: L
     # The training tab draws the loss curves of the selected run.
     page.select_option("#model", "tiny")
     page.click("#tab-training")
-    page.wait_for_selector("#chart svg path.train")
+    page.wait_for_selector("#chart svg path.train", state="attached")
     assert page.locator("#chart svg circle.val-dot").count() >= 1
     assert "cell" in page.text_content("#config")
     page.click("#x-time")
-    page.wait_for_selector("#chart svg path.train")
+    page.wait_for_selector("#chart svg path.train", state="attached")
     assert problems == []
     page.close()
 
