@@ -9,6 +9,7 @@ Needs Debian's chromium (apt-get install chromium) and the dev extra (Playwright
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
 import tempfile
 import threading
@@ -45,7 +46,8 @@ def main() -> None:
         while not server.started:
             time.sleep(0.05)
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            browser = playwright.chromium.launch(executable_path=shutil.which("chromium"),
+                                                 args=ARGS)
             page = browser.new_page(viewport={"width": 1100, "height": 720}, bypass_csp=True)
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_selector("#model option", state="attached")
