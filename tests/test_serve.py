@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -113,6 +115,8 @@ def test_streaming_sends_tokens_then_done(client: TestClient) -> None:
 @pytest.mark.parametrize(("body", "status", "words"), [
     ({"top_p": 3}, 422, "top_p"),
     ({"temperature": -1}, 422, "temperature"),
+    ({"temperature": 3.4e38}, 422, "temperature"),  # inf in float32
+    ({"seed": 2**64}, 422, "seed"),
     ({"max_new_tokens": "many"}, 422, "max_new_tokens"),
     ({"temprature": 1}, 422, "temprature"),
     ({"stop": "x"}, 422, "stop"),
@@ -271,3 +275,23 @@ def test_cli_serve_flags(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "must be > 0" in result.output
     result = runner.invoke(cli, ["serve", str(tmp_path / "missing")])
     assert result.exit_code == 2
+
+
+JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+                        st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+                        st.lists(st.text(max_size=3), max_size=3))
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(["prompt", "max_new_tokens", "temperature", "top_k",
+                                        "top_p", "repetition_penalty", "num_return_sequences",
+                                        "stop", "seed", "stream"]), JSON_VALUES, max_size=4))
+def test_no_request_body_makes_a_server_error(client: TestClient, body: dict[str, Any]) -> None:
+    if isinstance(body.get("max_new_tokens"), int) and not isinstance(
+            body["max_new_tokens"], bool):
+        body["max_new_tokens"] = min(body["max_new_tokens"], 20)  # keep it quick
+    response = client.post("/v1/generate", content=json.dumps({"model": "tiny", **body}),
+                           headers={"content-type": "application/json"})
+    assert response.status_code < 500, (body, response.text)
+    assert response.status_code == 200 or response.json()["detail"]

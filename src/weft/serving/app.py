@@ -32,7 +32,14 @@ from starlette.types import Receive, Scope, Send
 import weft
 from weft.errors import WeftError
 from weft.serving.limits import BodySizeLimit, Busy, Limits, Slots
-from weft.serving.registry import LANGUAGE_MODEL, TAGGER, Loader, RunRegistry, UnknownRun
+from weft.serving.registry import (
+    LANGUAGE_MODEL,
+    TAGGER,
+    Loader,
+    RunRegistry,
+    UnknownRun,
+    run_kind,
+)
 from weft.serving.schemas import (
     ErrorResponse,
     GenerateRequest,
@@ -211,7 +218,7 @@ def create_app(
         return JSONResponse({"detail": message}, status_code=422)
 
     async def load(name: str, kind: str) -> Any:
-        actual = registry.describe(name)["kind"]
+        actual = run_kind(registry.config(name))
         if actual != kind:
             use = "POST /v1/tag" if actual == TAGGER else "POST /v1/generate"
             raise WeftError(f"run {name!r} is a {actual}, not a {kind}: use {use}")
