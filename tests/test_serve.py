@@ -295,3 +295,10 @@ def test_no_request_body_makes_a_server_error(client: TestClient, body: dict[str
                            headers={"content-type": "application/json"})
     assert response.status_code < 500, (body, response.text)
     assert response.status_code == 200 or response.json()["detail"]
+
+
+def test_an_app_can_be_started_again(served: Path) -> None:
+    app = create_app(served, loader=loader)
+    for _ in range(2):  # the worker pool is shut down with the app, then made anew
+        with TestClient(app) as again:
+            assert gen(again, max_new_tokens=3).status_code == 200

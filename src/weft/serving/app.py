@@ -159,8 +159,14 @@ def create_app(
     """
     limits = limits or Limits()
     registry = RunRegistry(root, device=device, max_loaded=limits.max_loaded, loader=loader)
-    executor = ThreadPoolExecutor(max_workers=limits.max_concurrent,
-                                  thread_name_prefix="weft-generate")
+    pool: list[ThreadPoolExecutor] = []  # made on first use; again after a shutdown
+
+    def executor() -> ThreadPoolExecutor:
+        if not pool:
+            pool.append(ThreadPoolExecutor(max_workers=limits.max_concurrent,
+                                           thread_name_prefix="weft-generate"))
+        return pool[0]
+
     slots = Slots(limits.max_concurrent, limits.max_waiting, limits.queue_timeout)
     stats = _Stats()
     running: set[_Job] = set()
@@ -170,7 +176,8 @@ def create_app(
         yield
         for job in list(running):  # shutting down: let the worker threads finish now
             job.stop.set()
-        executor.shutdown(wait=False, cancel_futures=True)
+        if pool:
+            pool.pop().shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="weft",
@@ -235,7 +242,7 @@ def create_app(
         thread ends."""
         await slots.acquire()
         running.add(job)
-        future = asyncio.get_running_loop().run_in_executor(executor, job.run)
+        future = asyncio.get_running_loop().run_in_executor(executor(), job.run)
 
         def finished(_: Any) -> None:
             slots.release()
