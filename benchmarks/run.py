@@ -24,6 +24,7 @@ SUITE: list[tuple[str, list[str], list[str]]] = [
     ("benchmarks.tokenize_throughput", [], ["--megabytes", "10"]),
     ("benchmarks.tagger_speed", [], []),
     ("benchmarks.shakespeare_quality", [], ["--budget", "20"]),
+    ("benchmarks.serve_load", [], ["--clients", "4", "--duration", "5"]),
 ]
 
 
