@@ -116,6 +116,9 @@ def test_streaming_sends_tokens_then_done(client: TestClient) -> None:
     ({"top_p": 3}, 422, "top_p"),
     ({"temperature": -1}, 422, "temperature"),
     ({"temperature": 3.4e38}, 422, "temperature"),  # inf in float32
+    ({"temperature": 1e-200}, 422, "temperature"),  # logits / temperature overflow
+    ({"repetition_penalty": 1e-40}, 422, "repetition_penalty"),
+    ({"top_p": 1e-300}, 422, "top_p"),
     ({"seed": 2**64}, 422, "seed"),
     ({"max_new_tokens": "many"}, 422, "max_new_tokens"),
     ({"temprature": 1}, 422, "temprature"),

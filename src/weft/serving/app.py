@@ -57,6 +57,7 @@ from weft.serving.schemas import (
 log = logging.getLogger("weft.serve")
 
 STATIC = Path(__file__).resolve().parent / "static"
+MIN_TEMPERATURE = 1e-3
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 # The page loads nothing from elsewhere; this keeps it so, and keeps other sites from framing it.
 SECURITY_HEADERS = [
@@ -299,6 +300,9 @@ def create_app(
                               f"most {limits.max_prompt_chars}")
         if req.max_new_tokens is not None and req.max_new_tokens > limits.max_new_tokens:
             return over_limit(f"max_new_tokens is at most {limits.max_new_tokens} here")
+        if req.temperature is not None and 0 < req.temperature < MIN_TEMPERATURE:
+            # logits / temperature would overflow float32 to inf, then NaN probabilities.
+            return over_limit(f"temperature must be 0 (greedy) or at least {MIN_TEMPERATURE}")
         if (req.num_return_sequences or 1) > limits.max_sequences:
             return over_limit(f"num_return_sequences is at most {limits.max_sequences} here")
         if req.stop and (len(req.stop) > limits.max_stop_strings

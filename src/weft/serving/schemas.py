@@ -22,13 +22,14 @@ class GenerateRequest(_Strict):
     model: str = Field(description="Run name, as listed by GET /v1/models.")
     prompt: str = Field("", description="Text to continue.")
     max_new_tokens: int | None = Field(None, ge=0, description="[default: from the run]")
-    # Upper bounds keep values finite in float32 (3.4e38 becomes inf there, then NaN).
-    temperature: float | None = Field(None, ge=0, le=1e6, allow_inf_nan=False,
+    # Bounds keep sampling finite in float32: extreme values overflow logits to inf, then NaN
+    # (weft.serving.app also refuses temperatures between 0 and MIN_TEMPERATURE).
+    temperature: float | None = Field(None, ge=0, le=1e3, allow_inf_nan=False,
                                       description="0 means greedy.")
     top_k: int | None = Field(None, ge=0, description="Sample from the k likeliest; 0 disables.")
-    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False,
+    top_p: float | None = Field(None, ge=1e-6, le=1, allow_inf_nan=False,
                                 description="Nucleus mass; 1 disables.")
-    repetition_penalty: float | None = Field(None, gt=0, le=1e6, allow_inf_nan=False,
+    repetition_penalty: float | None = Field(None, ge=1e-3, le=1e3, allow_inf_nan=False,
                                              description="> 1 discourages repeats.")
     num_return_sequences: int | None = Field(None, ge=1, description="How many texts.")
     stop: list[str] | None = Field(None, description="End a text at any of these strings.")
