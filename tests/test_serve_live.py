@@ -143,6 +143,14 @@ def test_the_playground_generates_stops_and_shows_errors(browser: Any, server: L
     page.wait_for_selector("#error", state="visible")
     assert "train it first" in page.text_content("#error")
 
+    # A tagger run tags instead: words with their tags.
+    page.select_option("#model", "tagger")
+    assert page.text_content("#run") == "Tag" and not page.is_visible("#controls")
+    page.fill("#prompt", "Ada met Bob")
+    page.click("#run")
+    page.wait_for_selector("#tags .tag")
+    assert page.locator("#tags .tag").all_text_contents() == ["AdaNOUN", "metX", "BobNOUN"]
+
     # The training tab draws the loss curves of the selected run.
     page.select_option("#model", "tiny")
     page.click("#tab-training")
