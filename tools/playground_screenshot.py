@@ -1,6 +1,6 @@
 """Take docs/playground.png and docs/playground-training.png: the playground in headless chromium.
 
-    python tools/playground_screenshot.py                 # trains a small model for 60 s first
+    python tools/playground_screenshot.py                 # trains a small model for 5 min first
     python tools/playground_screenshot.py --runs runs/    # or serves your runs (first one shown)
 
 Needs Debian's chromium (apt-get install chromium) and the dev extra (Playwright).
@@ -23,6 +23,7 @@ import weft
 from weft.serving import create_app
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+SETTINGS = {"temperature": 0.6, "top_k": 20, "max_new_tokens": 400}
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -30,14 +31,15 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path)
-    parser.add_argument("--prompt", default="The ")
+    parser.add_argument("--prompt", default="The object ")
+    parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         runs = args.runs
         if runs is None:
             runs = Path(tmp)
             weft.train("builtin:pydoc-topics", out=runs / "pydoc-lstm", hidden_size=256,
-                       time_budget=60, eval_every=50, quiet=True)
+                       batch_size=32, time_budget=300, eval_every=50, patience=0, quiet=True)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -52,9 +54,11 @@ def main() -> None:
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_selector("#model option", state="attached")
             page.fill("#prompt", args.prompt)
-            page.fill("#seed", "7")
-            page.eval_on_selector("#max_new_tokens", "el => { el.value = '600'; "
-                                  "el.dispatchEvent(new Event('input', {bubbles: true})); }")
+            page.fill("#seed", str(args.seed))
+            for name, value in SETTINGS.items():
+                page.eval_on_selector(f"#{name}", "(el, v) => { el.value = String(v); "
+                                      "el.dispatchEvent(new Event('input', {bubbles: true})); }",
+                                      value)
             page.click("#run")
             page.wait_for_function(
                 "document.querySelector('#status').textContent.startsWith('done')")
