@@ -305,3 +305,27 @@ def test_an_app_can_be_started_again(served: Path) -> None:
     for _ in range(2):  # the worker pool is shut down with the app, then made anew
         with TestClient(app) as again:
             assert gen(again, max_new_tokens=3).status_code == 200
+
+
+def test_weft_serve_runs_the_app_on_uvicorn(tiny_run: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    import uvicorn
+
+    started: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(app=app, **kw))
+    result = CliRunner().invoke(cli, ["serve", str(tiny_run), "--port", "8123",
+                                      "--max-new-tokens", "7", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "serving 1 run" in result.output and "http://127.0.0.1:8123/" in result.output
+    assert started["host"] == "127.0.0.1" and started["port"] == 8123
+    with TestClient(started["app"], base_url="http://127.0.0.1:8123") as served:
+        assert served.get("/v1/models").json()["limits"]["max_new_tokens"] == 7
+        assert served.get("/v1/health", headers={"host": "evil.example"}).status_code == 400
+        text = served.post("/v1/generate", json={"model": tiny_run.name}).json()["texts"][0]
+        assert len(text) <= 7
+
+    # Beyond loopback: any Host header, and a warning that there is no authentication.
+    result = CliRunner().invoke(cli, ["serve", str(tiny_run), "--host", "0.0.0.0"])
+    assert result.exit_code == 0 and "no authentication" in result.output
+    with TestClient(started["app"]) as served:
+        assert served.get("/v1/health", headers={"host": "box.lan"}).status_code == 200

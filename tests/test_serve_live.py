@@ -168,3 +168,4 @@ def set_slider(page: Any, name: str, value: float) -> None:
         el.value = String(value);
         el.dispatchEvent(new Event('input', {bubbles: true}));
     }""", value)
+
