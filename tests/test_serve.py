@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -329,3 +330,15 @@ def test_weft_serve_runs_the_app_on_uvicorn(tiny_run: Path, monkeypatch: pytest.
     assert result.exit_code == 0 and "no authentication" in result.output
     with TestClient(started["app"]) as served:
         assert served.get("/v1/health", headers={"host": "box.lan"}).status_code == 200
+
+
+def test_the_prompt_is_cleaned_like_the_training_text(tiny_run: Path, tmp_path: Path) -> None:
+    lower = tmp_path / "lower"
+    shutil.copytree(tiny_run, lower)
+    config = json.loads((lower / "config.json").read_text())
+    config["data"]["lowercase"] = True
+    (lower / "config.json").write_text(json.dumps(config))
+    with TestClient(create_app(lower)) as served:
+        done = served.post("/v1/generate", json={"model": "lower", "prompt": "THE",
+                                                 "max_new_tokens": 3}).json()
+    assert done["prompt"] == "the"

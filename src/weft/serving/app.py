@@ -316,10 +316,13 @@ def create_app(
             config = model.generation_config(**{**options,
                                                 "max_new_tokens": limits.max_new_tokens})
 
+        # Cleaned like the training text (lowercased, Unicode form), as `weft generate` does.
+        prompt = model.prepare_prompt(req.prompt) if hasattr(model, "prepare_prompt") \
+            else req.prompt
         if req.stream:
-            return await stream(req.model, model, req.prompt, config)
+            return await stream(req.model, model, prompt, config)
 
-        job = _Job(model, req.prompt, config)
+        job = _Job(model, prompt, config)
         future = await start(job)
         try:
             # Poll for the client leaving: nothing else tells a plain (unstreamed) handler.

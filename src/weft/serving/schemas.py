@@ -45,7 +45,8 @@ class Usage(BaseModel):
 
 class GenerateResponse(BaseModel):
     model: str
-    prompt: str
+    prompt: str = Field(description="The prompt as the model saw it: cleaned like its "
+                                    "training text (e.g. lowercased).")
     texts: list[str] = Field(description="Continuations, without the prompt.")
     usage: Usage
     elapsed: float = Field(description="Seconds spent generating.")

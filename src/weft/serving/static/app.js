@@ -155,6 +155,7 @@ async function generate() {
         const seconds = (performance.now() - started) / 1000;
         $("status").textContent = `${pieces} pieces, ${(pieces / seconds).toFixed(0)}/s`;
       } else if (event === "done") {
+        $("out-prompt").textContent = data.prompt;  // as the model saw it (maybe lowercased)
         const { completion_tokens } = data.usage;
         $("status").textContent = `done: ${completion_tokens} tokens in ${data.elapsed.toFixed(2)} s`
           + ` (${(completion_tokens / Math.max(data.elapsed, 1e-6)).toFixed(0)} tokens/s)`;
