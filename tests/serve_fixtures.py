@@ -23,7 +23,7 @@ class FakeTagger:
 
 def make_served(root: Path, tiny_run: Path) -> Path:
     """A served folder: two copies of the tiny run (one nested), a tagger, an untrained run, a
-    symlink leading out, and a plain file."""
+    run with a damaged config.json, a symlink leading out, and a plain file."""
     served = root / "served"
     shutil.copytree(tiny_run, served / "tiny")
     shutil.copytree(tiny_run, served / "exp" / "tiny2")
@@ -37,6 +37,8 @@ def make_served(root: Path, tiny_run: Path) -> Path:
     shutil.copytree(tiny_run, outside)
     (served / "escape").symlink_to(outside, target_is_directory=True)
     (served / "notes.txt").write_text("not a run")
+    (served / "broken").mkdir()
+    (served / "broken" / "config.json").write_text("{not json")
     return served
 
 

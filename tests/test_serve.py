@@ -58,7 +58,8 @@ def events(text: str) -> list[tuple[str, Any]]:
 def test_models_lists_runs_under_the_folder_only(client: TestClient) -> None:
     data = client.get("/v1/models").json()
     models = {m["name"]: m for m in data["models"]}
-    assert set(models) == {"tiny", "exp/tiny2", "tagger", "untrained"}  # not "escape"
+    # Not "escape" (leads outside), nor "broken" (its config.json is damaged).
+    assert set(models) == {"tiny", "exp/tiny2", "tagger", "untrained"}
     assert models["tiny"]["kind"] == "language-model" and models["tiny"]["ready"]
     assert models["tagger"]["kind"] == "tagger"
     assert not models["untrained"]["ready"]
@@ -130,6 +131,7 @@ def test_streaming_sends_tokens_then_done(client: TestClient) -> None:
     ({"model": "escape"}, 404, "no run named"),
     ({"model": "/etc"}, 404, "no run named"),
     ({"model": "untrained"}, 400, "train it first"),
+    ({"model": "broken"}, 400, "unreadable config.json"),
     ({"model": "tagger"}, 400, "POST /v1/tag"),
     ({"prompt": "x" * 51}, 422, "at most 50"),
     ({"max_new_tokens": 61}, 422, "at most 60"),
