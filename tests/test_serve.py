@@ -344,3 +344,26 @@ def test_the_prompt_is_cleaned_like_the_training_text(tiny_run: Path, tmp_path: 
         done = served.post("/v1/generate", json={"model": "lower", "prompt": "THE",
                                                  "max_new_tokens": 3}).json()
     assert done["prompt"] == "the"
+
+
+def test_a_trained_tagger_is_served(tmp_path: Path) -> None:
+    """With the tagging package (branch tagger), a real tagger run through /v1/tag."""
+    pytest.importorskip("weft.tagging")
+    train = tmp_path / "train.txt"
+    train.write_text("\n".join(["The/DET dog/NOUN barks/VERB ./PUNCT",
+                                "A/DET cat/NOUN sleeps/VERB ./PUNCT"] * 4) + "\n")
+    out = tmp_path / "runs" / "pos"
+    result = CliRunner().invoke(cli, [
+        "tag", "train", str(train), "--out", str(out), "--max-steps", "10", "--quiet",
+        "--word-dim", "8", "--char-dim", "4", "--char-hidden", "4", "--hidden", "8",
+        "--layers", "1", "--batch-size", "4", "--eval-every", "5"])
+    assert result.exit_code == 0, result.output
+    with TestClient(create_app(tmp_path / "runs")) as served:
+        assert served.get("/v1/models").json()["models"][0]["kind"] == "tagger"
+        response = served.post("/v1/tag", json={"model": "pos", "text": "The dog barks. A cat"})
+        assert response.status_code == 200, response.text
+        sentences = response.json()["sentences"]
+        assert [s["words"] for s in sentences] == [["The", "dog", "barks", "."], ["A", "cat"]]
+        assert all(t in {"DET", "NOUN", "VERB", "PUNCT"} for s in sentences for t in s["tags"])
+        metrics = served.get("/v1/runs/pos/metrics").json()["records"]
+        assert metrics and "step" in metrics[0]
