@@ -63,6 +63,8 @@ function selectModel() {
   if (!model) return;
   const tagger = model.kind === "tagger";
   $("controls").hidden = tagger;
+  $("stop").hidden = tagger;
+  $("panel-generate").classList.toggle("tagging", tagger);
   $("prompt-label").textContent = tagger ? "Text to tag" : "Prompt";
   $("run").textContent = tagger ? "Tag" : "Generate";
   $("output").hidden = tagger;
@@ -246,27 +248,45 @@ function el(name, attrs, parent) {
   return node;
 }
 
+// What the training tab plots: losses on one chart, accuracies (a tagger's dev_accuracy) on a
+// second; each entry is [record field, label, CSS class].
+const LOSSES = [["train_loss", "train loss", "train"], ["val_loss", "validation loss", "val"]];
+
 function drawChart() {
   const records = (state.metrics && state.metrics.records) || [];
   const x = state.xAxis;
-  const series = {
-    train: records.filter((r) => finite(r.train_loss) && finite(r[x])).map((r) => [r[x], r.train_loss]),
-    val: records.filter((r) => finite(r.val_loss) && finite(r[x])).map((r) => [r[x], r.val_loss]),
-  };
+  const points = (field) => records.filter((r) => finite(r[field]) && finite(r[x])).map((r) => [r[x], r[field]]);
+  const accuracies = [...new Set(records.flatMap((r) => Object.keys(r)))]
+    .filter((key) => key.endsWith("accuracy"))
+    .map((key) => [key, key.replace(/_/g, " "), "acc"]);
   const box = $("chart");
   box.replaceChildren();
-  const all = [...series.train, ...series.val];
-  $("chart-title").textContent = `Loss of ${$("model").value}`;
-  if (!all.length) {
+  $("chart-title").textContent = `Training of ${$("model").value}`;
+  const notes = [];
+  for (const [group, label] of [[LOSSES, "loss"], [accuracies, "accuracy"]]) {
+    const series = group.map(([field, name, cls]) => ({ name, cls, points: points(field) }))
+      .filter((s) => s.points.length);
+    if (!series.length) continue;
+    box.append(plot(series, label));
+    const held = series.find((s) => s.cls !== "train");
+    if (held) {
+      const values = held.points.map((p) => p[1]);
+      const best = label === "loss" ? Math.min(...values) : Math.max(...values);
+      notes.push(`best ${held.name} ${best.toFixed(4)}`);
+    }
+  }
+  if (!box.children.length) {
     $("chart-note").textContent = "This run has no metrics yet.";
     return;
   }
   const last = records[records.length - 1];
-  const best = series.val.length ? Math.min(...series.val.map((p) => p[1])) : null;
-  $("chart-note").textContent = `${records.length} evaluations; last step ${last.step}`
-    + (best !== null ? `; best validation loss ${best.toFixed(4)}` : "");
+  $("chart-note").textContent = [`${records.length} evaluations`, `last step ${last.step}`, ...notes].join("; ");
+}
 
+// One SVG line chart of `series` ({name, cls, points: [[x, y]]}) against the chosen x axis.
+function plot(series, yLabel) {
   const W = 720, H = 340, L = 52, R = 16, T = 14, B = 40;
+  const all = series.flatMap((s) => s.points);
   const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
   const xTicks = niceTicks(Math.min(...xs), Math.max(...xs), 6);
   const yTicks = niceTicks(Math.min(...ys), Math.max(...ys), 5);
@@ -274,12 +294,14 @@ function drawChart() {
   const [y0, y1] = [Math.min(yTicks[0], ...ys), Math.max(yTicks[yTicks.length - 1], ...ys)];
   const sx = (v) => L + ((v - x0) / (x1 - x0 || 1)) * (W - L - R);
   const sy = (v) => H - B - ((v - y0) / (y1 - y0 || 1)) * (H - T - B);
+  // Enough decimals to tell neighbouring ticks apart.
+  const decimals = Math.max(0, -Math.floor(Math.log10((yTicks[1] - yTicks[0]) || 1)));
 
   const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
-  el("title", {}, svg).textContent = "Training and validation loss";
+  el("title", {}, svg).textContent = series.map((s) => s.name).join(" and ");
   for (const t of yTicks) {
     el("line", { x1: L, x2: W - R, y1: sy(t), y2: sy(t), class: "grid" }, svg);
-    el("text", { x: L - 6, y: sy(t) + 4, "text-anchor": "end" }, svg).textContent = t.toFixed(2);
+    el("text", { x: L - 6, y: sy(t) + 4, "text-anchor": "end" }, svg).textContent = t.toFixed(decimals);
   }
   for (const t of xTicks) {
     el("line", { x1: sx(t), x2: sx(t), y1: T, y2: H - B, class: "grid" }, svg);
@@ -288,20 +310,19 @@ function drawChart() {
   el("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }, svg);
   el("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }, svg);
   el("text", { x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle" }, svg).textContent =
-    x === "step" ? "step" : "training time";
+    state.xAxis === "step" ? "step" : "training time";
+  el("text", { x: 12, y: (T + H - B) / 2, "text-anchor": "middle",
+               transform: `rotate(-90 12 ${(T + H - B) / 2})` }, svg).textContent = yLabel;
   const path = (points) => points.map(([a, b], i) => `${i ? "L" : "M"}${sx(a).toFixed(1)},${sy(b).toFixed(1)}`).join("");
-  if (series.train.length) el("path", { d: path(series.train), class: "train" }, svg);
-  if (series.val.length) {
-    el("path", { d: path(series.val), class: "val" }, svg);
-    for (const [a, b] of series.val) el("circle", { cx: sx(a), cy: sy(b), r: 2.5, class: "val-dot" }, svg);
-  }
-  // Legend, top right.
-  [["train", "train loss"], ["val", "validation loss"]].forEach(([cls, label], i) => {
-    const y = T + 12 + i * 18;
+  series.forEach(({ name, cls, points }, i) => {
+    el("path", { d: path(points), class: cls }, svg);
+    // Evaluations are sparse: mark each held-out point.
+    if (cls !== "train") for (const [a, b] of points) el("circle", { cx: sx(a), cy: sy(b), r: 2.5, class: `${cls}-dot` }, svg);
+    const y = T + 12 + i * 18;  // legend, top right
     el("line", { x1: W - R - 150, x2: W - R - 128, y1: y, y2: y, class: cls }, svg);
-    el("text", { x: W - R - 122, y: y + 4 }, svg).textContent = label;
+    el("text", { x: W - R - 122, y: y + 4 }, svg).textContent = name;
   });
-  box.append(svg);
+  return svg;
 }
 
 function flatten(value, prefix, rows) {
