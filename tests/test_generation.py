@@ -81,3 +81,11 @@ def test_repetition_penalty_lowers_seen_tokens() -> None:
     assert next_tokens(logits, greedy, seen=seen).item() == 0
     penalized = GenerationConfig(temperature=0, repetition_penalty=1.5)
     assert next_tokens(logits, penalized, seen=seen).item() == 1
+
+
+@pytest.mark.parametrize("options", [dict(temperature=1e-200), dict(top_p=1e-300),
+                                     dict(repetition_penalty=1e-40), dict(temperature=1e30),
+                                     dict(repetition_penalty=1e30, temperature=1e-3)])
+def test_extreme_sampling_values_do_not_crash(model: LanguageModel, options: dict) -> None:
+    texts = model.generate("The", max_new_tokens=20, seed=0, **options)
+    assert len(texts[0]) == 20

@@ -40,6 +40,10 @@ def filter_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
+# Below this, dividing by the temperature overflows float32; such a temperature is greedy anyway.
+MIN_TEMPERATURE = 1e-4
+
+
 def next_tokens(
     logits: torch.Tensor,
     config: GenerationConfig,
@@ -48,15 +52,31 @@ def next_tokens(
     banned: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Sample one token per row of ``logits`` ``(batch, vocab)``."""
+    """Sample one token per row of ``logits`` ``(batch, vocab)``.
+
+    Extreme settings (a temperature of 1e-200, a penalty of 1e-40) must never crash: overflowed
+    logits are clamped to the largest float, and a row left with no finite probability falls
+    back to its greedy choice.
+    """
     logits = logits.float()
     if banned is not None:
         logits = logits.masked_fill(banned, float("-inf"))
     if seen is not None:
         logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)
-    if config.temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = filter_top_k(logits / config.temperature, config.top_k)
+    logits = _finite_or_minus_inf(logits)
+    greedy = logits.argmax(dim=-1)
+    if config.temperature < MIN_TEMPERATURE:
+        return greedy
+    logits = _finite_or_minus_inf(logits / config.temperature)
+    logits = filter_top_k(logits, config.top_k)
     logits = filter_top_p(logits, config.top_p)
     probs = torch.softmax(logits, dim=-1)
+    broken = ~torch.isfinite(probs).all(dim=-1) | (probs.sum(dim=-1) <= 0)
+    if bool(broken.any()):
+        probs[broken] = torch.nn.functional.one_hot(greedy[broken], probs.size(-1)).float()
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _finite_or_minus_inf(logits: torch.Tensor) -> torch.Tensor:
+    big = torch.finfo(logits.dtype).max
+    return torch.nan_to_num(logits, nan=float("-inf"), posinf=big, neginf=float("-inf"))
