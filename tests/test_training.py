@@ -54,8 +54,8 @@ def test_overfit_then_generate_back_exactly(tmp_path: Path) -> None:
 
 def test_validation_selects_best_and_run_directory_is_complete(tiny_run: Path) -> None:
     files = {p.name for p in tiny_run.iterdir()}
-    assert {"config.json", "tokenizer.json", "model.safetensors", "last.pt", "metrics.jsonl",
-            "generation.json", "loss.png"} <= files
+    assert {"config.json", "tokenizer.json", "model.safetensors", "last.safetensors",
+            "metrics.jsonl", "generation.json", "loss.png"} <= files
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["train"]["max_steps"] == 30 and config["model"]["vocab_size"] > 10
     records = [json.loads(x) for x in (tiny_run / "metrics.jsonl").read_text().splitlines()]

@@ -10,7 +10,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from weft.config import (
     DataConfig,
@@ -23,7 +23,10 @@ from weft.config import (
 from weft.errors import WeftError
 from weft.runs import LanguageModel, load, read_run_config
 
-__all__ = ["build_run_config", "load", "resume", "train"]
+if TYPE_CHECKING:
+    from weft.training.trainer import TrainResult
+
+__all__ = ["build_run_config", "load", "resume", "run_training", "train"]
 
 _SECTIONS: dict[str, type[Any]] = {"model": ModelConfig, "data": DataConfig,
                                     "train": TrainConfig}
@@ -62,27 +65,41 @@ def train(
     *,
     quiet: bool = False,
     **options: Any,
-) -> LanguageModel:
-    """Train a language model on ``corpus`` into the run directory ``out``."""
-    from weft.training.lm import train_language_model
+) -> LanguageModel | None:
+    """Train a language model on ``corpus`` into the run directory ``out``.
 
+    Returns the trained model; None on ranks other than 0 under ``torchrun``.
+    """
     sources = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
-    config = build_run_config(sources, **options)
-    model, _ = train_language_model(config, Path(out), quiet=quiet)
+    model, _ = run_training(sources, out, quiet=quiet, **options)
     return model
 
 
 def resume(run_dir: str | os.PathLike[str], *, quiet: bool = False,
-           **options: Any) -> LanguageModel:
+           **options: Any) -> LanguageModel | None:
     """Continue a run from its last saved state; only stopping limits may change."""
+    model, _ = run_training(None, run_dir, quiet=quiet, **options)
+    return model
+
+
+def run_training(
+    corpus: Sequence[str | os.PathLike[str]] | None,
+    out: str | os.PathLike[str],
+    *,
+    quiet: bool = False,
+    **options: Any,
+) -> tuple[LanguageModel | None, TrainResult]:
+    """Train (``corpus`` given) or resume (``corpus`` None) and say why training stopped."""
     from weft.training.lm import train_language_model
 
+    if corpus is not None:
+        config = build_run_config(corpus, **options)
+        return train_language_model(config, Path(out), quiet=quiet)
     bad = {k for k, v in options.items() if v is not None} - RESUME_OVERRIDABLE
     if bad:
         raise WeftError(f"--resume keeps the run's settings; these cannot change: "
                         f"{', '.join(sorted('--' + b.replace('_', '-') for b in bad))}")
-    saved = RunConfig.from_dict(read_run_config(Path(run_dir)))
+    saved = RunConfig.from_dict(read_run_config(Path(out)))
     changes = _split_options(options)["train"]
     config = dataclasses.replace(saved, train=dataclasses.replace(saved.train, **changes))
-    model, _ = train_language_model(config, Path(run_dir), resume=True, quiet=quiet)
-    return model
+    return train_language_model(config, Path(out), resume=True, quiet=quiet)

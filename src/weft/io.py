@@ -1,7 +1,9 @@
 """Atomic, checksummed file writes for run directories.
 
 Every file in a run directory is written to a temporary name in the same folder, flushed to disk
-and renamed over the target, so a crash never leaves a half-written file behind.
+and renamed over the target, so a crash never leaves a half-written file behind. Tensor files are
+safetensors whose metadata carries the SHA-256 of their data, so truncation or corruption is
+detected when they are read (a safetensors header holds no code: loading never executes any).
 """
 
 from __future__ import annotations
@@ -13,6 +15,18 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+import torch
+from safetensors.torch import load as _load_safetensors
+from safetensors.torch import save as _save_safetensors
+
+from weft.errors import WeftError
+
+SHA256_KEY = "sha256"
+
+
+class DamagedFileError(WeftError):
+    """A file in a run directory is truncated, corrupted or not in the expected format."""
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
@@ -29,6 +43,21 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable across a power cut (a kill alone never loses it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -58,3 +87,61 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def save_tensors(
+    path: str | os.PathLike[str], tensors: dict[str, torch.Tensor],
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Write a safetensors file atomically, with the SHA-256 of its data in its metadata."""
+    blob = _save_safetensors(tensors, metadata=dict(metadata or {}))
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+    data = memoryview(blob)[8 + size :]
+    header.setdefault("__metadata__", {})[SHA256_KEY] = hashlib.sha256(data).hexdigest()
+    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    head += b" " * (-len(head) % 8)  # safetensors keeps the data 8-byte aligned
+
+    def write(handle: IO[bytes]) -> None:
+        handle.write(len(head).to_bytes(8, "little"))
+        handle.write(head)
+        handle.write(data)
+
+    atomic_write(path, write)
+
+
+def load_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, checked against its recorded SHA-256.
+
+    Raises :class:`DamagedFileError` for a truncated, corrupted or foreign file. Files written
+    without a checksum (by other tools) are still read; safetensors checks their sizes.
+    """
+    name = str(path)
+    try:
+        blob = Path(path).read_bytes()
+    except OSError as exc:
+        raise DamagedFileError(f"cannot read {name} ({exc.strerror})") from None
+    if len(blob) < 8:
+        raise DamagedFileError(f"{name} is damaged: only {len(blob)} bytes (truncated?)")
+    size = int.from_bytes(blob[:8], "little")
+    if size > len(blob) - 8:
+        raise DamagedFileError(f"{name} is damaged or not a safetensors file: its header claims "
+                               f"{size:,} bytes but the file has {len(blob):,} (truncated?)")
+    try:
+        header = json.loads(blob[8 : 8 + size])
+        metadata = header.get("__metadata__") or {}
+        if not isinstance(metadata, dict):
+            raise ValueError("metadata is not a mapping")
+    except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+        raise DamagedFileError(f"{name} is damaged or not a safetensors file ({exc})") from None
+    expected = metadata.get(SHA256_KEY)
+    if expected is not None:
+        actual = hashlib.sha256(memoryview(blob)[8 + size :]).hexdigest()
+        if actual != expected:
+            raise DamagedFileError(f"{name} is damaged: its data does not match the checksum "
+                                   "written with it (truncated or corrupted)")
+    try:
+        tensors = _load_safetensors(blob)
+    except Exception as exc:  # safetensors raises its own error types
+        raise DamagedFileError(f"{name} is damaged or not a safetensors file ({exc})") from None
+    return tensors, {str(k): str(v) for k, v in metadata.items()}

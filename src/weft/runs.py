@@ -4,8 +4,9 @@ A run directory is complete on its own::
 
     config.json         every resolved setting (RunConfig), plus the corpus fingerprint
     tokenizer.json      the tokenizer
-    model.safetensors   weights of the best model by validation loss
-    last.pt             last state for resuming: weights, optimizer, step, RNG, data position
+    model.safetensors   weights of the best model by validation loss (SHA-256 in its metadata)
+    last.safetensors    last state for resuming: weights, optimizer, step, RNG, data position
+    last.prev.safetensors   the state saved before it, used if the last one is damaged
     metrics.jsonl       one JSON record per evaluation
     generation.json     generation defaults
     loss.png            training and validation loss against steps
@@ -19,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save
 
 from weft.config import GenerationConfig, RunConfig, from_fields
 from weft.device import resolve_device, resolve_precision
 from weft.errors import WeftError
-from weft.io import atomic_write_bytes, atomic_write_json, read_json
+from weft.io import atomic_write_json, load_tensors, read_json, save_tensors
 from weft.models.rnn_lm import RNNLanguageModel
 from weft.tokenizers import Tokenizer, load_tokenizer
 
@@ -38,14 +38,11 @@ def save_weights(model: torch.nn.Module, path: str | Path) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if getattr(getattr(model, "config", None), "tie_weights", False):
         tensors.pop("head.weight", None)  # stored once, as embedding.weight
-    atomic_write_bytes(path, save(tensors, metadata={"format": "pt"}))
+    save_tensors(path, tensors, metadata={"format": "pt"})
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
-    try:
-        tensors = load_file(str(path))
-    except Exception as exc:
-        raise WeftError(f"{path} is damaged or not a safetensors file ({exc})") from None
+    tensors, _ = load_tensors(path)  # checks the SHA-256; raises DamagedFileError (WeftError)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     tied = getattr(getattr(model, "config", None), "tie_weights", False)
     if unexpected or [k for k in missing if not (tied and k == "head.weight")]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -147,15 +148,29 @@ def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
     if resume_dir is not None:
         if corpus or out:
             raise WeftError("--resume takes no corpus or --out: they come from the run")
-        changed = {k: v for k, v in options.items()
+        options = {k: v for k, v in options.items()
                    if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
-        api.resume(resume_dir, quiet=quiet, **changed)
-        return
-    if out is None:
-        raise WeftError("--out is required: the run directory to create, e.g. --out runs/demo")
-    if not corpus:
-        raise WeftError("no corpus given: pass text files, or builtin:pydoc-topics")
-    api.train(list(corpus), out, quiet=quiet, **options)
+        run_dir = resume_dir
+    else:
+        if out is None:
+            raise WeftError("--out is required: the run directory to create, e.g. "
+                            "--out runs/demo")
+        if not corpus:
+            raise WeftError("no corpus given: pass text files, or builtin:pydoc-topics")
+        run_dir = out
+    hint = f"weft train --resume {shlex.quote(str(run_dir))}"
+    try:
+        _, result = api.run_training(list(corpus) if resume_dir is None else None, run_dir,
+                                     quiet=quiet, **options)
+    except KeyboardInterrupt:
+        # A second Ctrl-C: quit at once; the state saved at the last evaluation is kept.
+        click.echo(f"interrupted without saving this step; continue from the last saved "
+                   f"state with: {hint}", err=True)
+        sys.exit(130)
+    if result.stopped_because.startswith("interrupted"):
+        click.echo(f"weft: {result.stopped_because} at step {result.steps}; state saved. "
+                   f"Continue with: {hint}", err=True)
+        sys.exit(143 if "SIGTERM" in result.stopped_because else 130)
 
 
 @cli.command()

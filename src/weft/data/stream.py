@@ -10,7 +10,9 @@ so the recurrent state can be carried over (and detached) between windows::
     column 1: i j k l m n o p
     column 2: q r s t u v w x
 
-Targets are the inputs shifted by one token within each column.
+Targets are the inputs shifted by one token within each column. Under ``torchrun`` the columns
+are laid out for the whole (global) batch and each rank keeps its own contiguous share of them,
+so N ranks see exactly the columns that one process with the global batch would.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ class StreamBatches:
     """Windows over a token stream laid out as ``batch_size`` columns, kept on one device."""
 
     def __init__(
-        self, tokens: np.ndarray, batch_size: int, seq_len: int, device: torch.device, what: str
+        self, tokens: np.ndarray, batch_size: int, seq_len: int, device: torch.device, what: str,
+        *, rank: int = 0, world_size: int = 1,
     ) -> None:
         columns_len = len(tokens) // batch_size
         needed = batch_size * (seq_len + 1)
@@ -35,10 +38,16 @@ class StreamBatches:
                 f"x --seq-len {seq_len} (needs at least {needed:,}); use a smaller "
                 "--batch-size or --seq-len, or more text"
             )
-        self.batch_size = batch_size
+        if batch_size % world_size:
+            raise WeftError(f"the global batch of {batch_size} columns does not split evenly "
+                            f"over {world_size} processes; use a number of processes that "
+                            f"divides {batch_size}")
+        share = batch_size // world_size
+        self.batch_size = share
         self.seq_len = seq_len
         # Keep the compact dtype on the device; widen each window only when it is used.
         array = tokens[: columns_len * batch_size].reshape(batch_size, columns_len)
+        array = array[rank * share : (rank + 1) * share]
         compact = array.astype(np.int32) if array.dtype == np.uint32 else array
         self.data = torch.from_numpy(np.ascontiguousarray(compact)).to(device)
         self.num_windows = (columns_len - 1 + self.seq_len - 1) // self.seq_len

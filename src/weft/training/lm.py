@@ -1,4 +1,8 @@
-"""Training a language model end to end: corpus -> tokenizer -> model -> run directory."""
+"""Training a language model end to end: corpus -> tokenizer -> model -> run directory.
+
+Under ``torchrun`` every rank reads the corpus and builds the same model; rank 0 alone builds the
+tokenizer (and hands it to the others), checks and writes the run directory.
+"""
 
 from __future__ import annotations
 
@@ -27,11 +31,19 @@ from weft.runs import (
     save_generation_defaults,
     save_weights,
 )
-from weft.tokenizers import RECORD_SPECIALS, Tokenizer, load_tokenizer, save_tokenizer
+from weft.tokenizers import (
+    RECORD_SPECIALS,
+    Tokenizer,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_from_dict,
+)
 from weft.tokenizers import build_tokenizer as train_tokenizer
+from weft.training import distributed
+from weft.training.checkpoint import LAST_STATE, has_checkpoint
 from weft.training.lm_task import StreamLMTask
 from weft.training.records_task import RecordLMTask
-from weft.training.trainer import LAST_STATE, Trainer, TrainResult
+from weft.training.trainer import Trainer, TrainResult
 
 log = logging.getLogger("weft")
 
@@ -57,7 +69,11 @@ def build_tokenizer(config: RunConfig, texts: list[str]) -> Tokenizer:
 
 
 def check_output_dir(out: Path, resume: bool) -> None:
+    """Fail before any training if the run directory cannot be created or written."""
     if resume:
+        if not out.is_dir():
+            raise WeftError(f"{out} is not a run directory")
+        _probe_writable(out, "the run directory")
         return
     if out.exists() and any(out.iterdir()):
         if (out / CONFIG).exists():
@@ -66,25 +82,50 @@ def check_output_dir(out: Path, resume: bool) -> None:
         raise WeftError(f"{out} exists and is not empty; choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
+    except OSError as exc:
+        raise WeftError(f"cannot create {out} ({exc.strerror}); choose another --out") from None
+    _probe_writable(out, "another --out")
+
+
+def _probe_writable(out: Path, remedy: str) -> None:
+    probe = out / ".write-test"
+    try:
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as exc:
-        raise WeftError(f"cannot write to {out} ({exc.strerror}); choose another --out") from None
+        raise WeftError(f"cannot write to {out} ({exc.strerror}); fix its permissions or use "
+                        f"{remedy}") from None
 
 
 def train_language_model(
     config: RunConfig, out: str | Path, *, resume: bool = False, quiet: bool = False
-) -> tuple[LanguageModel, TrainResult]:
-    """Train (or resume) a language model into ``out`` and return it loaded."""
+) -> tuple[LanguageModel | None, TrainResult]:
+    """Train (or resume) a language model into ``out`` and return it loaded.
+
+    Under ``torchrun`` the model is returned on rank 0 only (None on the other ranks).
+    """
     out = Path(out)
-    check_output_dir(out, resume)
     config.model.validate()
     config.data.validate()
     config.train.validate()
+    dist, device_name = distributed.setup(config.train.device)
+    try:
+        return _train(config, out, resume, quiet or not dist.is_main, dist, device_name)
+    finally:
+        distributed.teardown()
+
+
+def _train(
+    config: RunConfig, out: Path, resume: bool, quiet: bool, dist: distributed.Distributed,
+    device_name: str,
+) -> tuple[LanguageModel | None, TrainResult]:
+    if dist.enabled and config.data.record_mode:
+        raise WeftError("record training (--records) does not run under torchrun yet; train it "
+                        "in one process")
+    distributed.on_main(dist, lambda: check_output_dir(out, resume))
     set_threads(config.train.threads)
     torch.manual_seed(config.train.seed)
-    device = resolve_device(config.train.device)
+    device = resolve_device(device_name)
     precision = resolve_precision(config.train.precision, device)
 
     records: list[str] = []
@@ -97,14 +138,19 @@ def train_language_model(
     else:
         text = prepare_text(config)
     fingerprint = _fingerprint(text)
+    # The columns are laid out for the global batch, fixed when the run starts, so a run can
+    # resume with a different number of ranks and still take the same steps.
+    global_batch = config.train.batch_size * dist.world_size
     if resume:
         saved = read_run_config(out)
         if saved.get("corpus_fingerprint") != fingerprint:
             raise WeftError("the corpus has changed since this run started; resume needs the "
                             "same text (or start a new run)")
         tokenizer = load_tokenizer(out / TOKENIZER)
+        global_batch = int(saved.get("global_batch_size", config.train.batch_size))
     else:
-        tokenizer = build_tokenizer(config, records or [text])
+        tokenizer = tokenizer_from_dict(distributed.on_main(
+            dist, lambda: build_tokenizer(config, records or [text]).to_dict()))
     if config.data.record_mode:
         train_records, val_records = split_records(records, config.data.val_fraction)
         if config.data.val_fraction > 0 and not val_records:
@@ -130,34 +176,47 @@ def train_language_model(
         train_size, val_size = task.num_tokens, len(val_records)
         summary = f"{len(records):,} records -> {task.num_tokens:,} training tokens"
     else:
-        task = StreamLMTask(model, tokenizer, train_ids, val_ids, config.train, device,
-                            precision)
+        task = StreamLMTask(model, tokenizer, train_ids, val_ids,
+                            dataclasses.replace(config.train, batch_size=global_batch), device,
+                            precision, rank=dist.rank, world_size=dist.world_size)
         train_size, val_size = len(train_ids), len(val_ids)
         summary = f"{len(text):,} characters -> {len(ids):,} tokens"
 
-    if not resume:
-        save_tokenizer(tokenizer, out / TOKENIZER)
-        save_generation_defaults(out, GenerationConfig())
     record = config.to_dict() | {"corpus_fingerprint": fingerprint,
                                  "train_tokens": train_size,
                                  ("val_records" if config.data.record_mode else "val_tokens"):
-                                     val_size}
-    atomic_write_json(out / CONFIG, record)
+                                     val_size,
+                                 "global_batch_size": global_batch}
+
+    def write_run_files() -> None:
+        try:
+            if not resume:
+                save_tokenizer(tokenizer, out / TOKENIZER)
+                save_generation_defaults(out, GenerationConfig())
+            atomic_write_json(out / CONFIG, record)
+        except OSError as exc:
+            raise WeftError(f"cannot write the run files in {out} ({exc.strerror})") from None
+
+    distributed.on_main(dist, write_run_files)
     if not quiet:
         params = sum(p.numel() for p in model.parameters())
         print(f"weft: {summary} "
               f"(vocabulary {tokenizer.vocab_size}); {params:,} parameters; "
               f"device {device}, precision {precision or 'fp32'}; "
-              f"{task.steps_per_epoch()} steps per epoch")
+              f"{task.steps_per_epoch()} steps per epoch"
+              + (f"; {dist.world_size} processes x batch {global_batch // dist.world_size}"
+                 if dist.enabled else ""))
 
     def save_best() -> None:
         save_weights(model, out / WEIGHTS)
 
-    if resume and not (out / LAST_STATE).exists():
+    if resume and not has_checkpoint(out):
         raise WeftError(f"{out} has no {LAST_STATE}; it cannot be resumed")
     trainer = Trainer(task, config.train, out, device=device, precision=precision,
-                      save_best=save_best, quiet=quiet)
+                      save_best=save_best, quiet=quiet, dist=dist)
     result = trainer.fit(resume=resume)
+    if not dist.is_main:
+        return None, result
     if not (out / WEIGHTS).exists():
         save_best()  # no validation split: the last weights are the best we have
     if not quiet:

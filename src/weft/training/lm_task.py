@@ -35,13 +35,18 @@ class StreamLMTask:
         config: TrainConfig,
         device: torch.device,
         precision: torch.dtype | None,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
+        """``config.batch_size`` is the global batch; this rank trains on its share."""
         self.model = model
         self.lm = model
         self.tokenizer = tokenizer
         self.device = device
         self.precision = precision
-        self.train = StreamBatches(train_ids, config.batch_size, config.seq_len, device, "corpus")
+        self.train = StreamBatches(train_ids, config.batch_size, config.seq_len, device, "corpus",
+                                   rank=rank, world_size=world_size)
         self.val_ids = val_ids
         self.eval_batch_size = config.batch_size
         self.state: State | None = None
@@ -76,3 +81,18 @@ class StreamLMTask:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.state = state_from_tensors(state.get("hidden", {}), self.device)
+
+    def after_skipped_step(self) -> None:
+        # A non-finite loss may come from a non-finite carried state: start the columns afresh.
+        self.state = None
+
+    @staticmethod
+    def reshard_state(states: list[dict[str, Any]], rank: int, world_size: int
+                      ) -> dict[str, Any]:
+        """This rank's hidden state when the number of ranks changes (columns are global)."""
+        hidden = [s.get("hidden", {}) for s in states]
+        if not all(hidden):
+            return {"hidden": {}}  # at the start of an epoch: zero state everywhere
+        merged = {k: torch.cat([h[k] for h in hidden], dim=1) for k in hidden[0]}
+        return {"hidden": {k: v.chunk(world_size, dim=1)[rank].clone()
+                           for k, v in merged.items()}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,21 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 
 def append_metrics(path: str | Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+    """Append one record as one line, flushed to disk.
+
+    Appending is not atomic, so a crash can leave a torn last line; that line is ended first
+    here (so it cannot swallow the new record), skipped by :func:`read_metrics`, and dropped
+    when a resumed run rewrites the file with :func:`truncate_metrics`.
+    """
+    line = (json.dumps(record) + "\n").encode("utf-8")
+    with open(path, "ab+") as handle:
+        if handle.tell() > 0:
+            handle.seek(-1, 2)
+            if handle.read(1) != b"\n":
+                line = b"\n" + line
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def truncate_metrics(path: str | Path, last_step: int) -> None:

@@ -3,15 +3,21 @@
 A :class:`TrainingTask` owns the model, its data and any state carried between batches (the
 language model's hidden state, say); the :class:`Trainer` owns everything else: the optimizer,
 the warm-up + cosine schedule, gradient clipping, autocast, the progress bar, periodic evaluation
-with best-model selection, early stopping, the stopping limits, the resumable ``last.pt`` state
-and the ``metrics.jsonl`` log.
+with best-model selection, early stopping, the stopping limits, the resumable training state
+(``last.safetensors``, see checkpoint.py) and the ``metrics.jsonl`` log.
+
+Faults it survives: Ctrl-C / SIGTERM (finish the step, save, stop), non-finite losses or
+gradients (skip the step; stop after too many in a row, keeping the last saved state), running
+out of memory and failing writes (a WeftError saying what to change; the saved state is kept).
+Under ``torchrun`` it wraps the model in DistributedDataParallel and keeps every rank in step.
 """
 
 from __future__ import annotations
 
-import io
+import errno
 import logging
 import math
+import random
 import signal
 import threading
 import time
@@ -21,21 +27,29 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from weft.config import TrainConfig
 from weft.device import autocast
 from weft.errors import WeftError
-from weft.io import atomic_write_bytes
+from weft.training import distributed
 from weft.training import metrics as metrics_log
+from weft.training.checkpoint import LAST_STATE, load_checkpoint, save_checkpoint
+from weft.training.distributed import SINGLE, Distributed
 from weft.training.schedule import learning_rate, progress
 
 log = logging.getLogger("weft")
 
-LAST_STATE = "last.pt"
+__all__ = ["LAST_STATE", "Selection", "TrainResult", "Trainer", "TrainerState", "TrainingTask"]
+
 METRICS = "metrics.jsonl"
 PLOT = "loss.png"
+MAX_BAD_STEPS = 10  # non-finite steps in a row before the run is stopped
+_OOM_ERRORS: tuple[type[BaseException], ...] = (
+    getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),
+)
 
 
 class TrainingTask(Protocol):
@@ -65,6 +79,14 @@ class TrainingTask(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+# Optional task methods, looked up with getattr so that a task need not define them:
+#   reshard_state(states: list[dict], rank: int, world_size: int) -> dict
+#       this rank's task state when a run saved by len(states) ranks resumes with world_size;
+#       without it such a run must resume with the same number of ranks.
+#   after_skipped_step() -> None
+#       forget state carried from a step whose loss was non-finite (e.g. a NaN hidden state).
+
+
 @dataclass(frozen=True)
 class Selection:
     """Which evaluation metric picks the best model, and whether lower or higher is better."""
@@ -89,7 +111,7 @@ class TrainerState:
     tokens: int = 0
     best: float | None = None
     bad_evaluations: int = 0
-    skipped_steps: int = 0
+    skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient, over the run
     loss_sum: float = 0.0  # training losses since the last report, so resumed reports match
     loss_count: int = 0
     finished: str = ""  # why the run stopped, when it stopped by a limit
@@ -116,6 +138,7 @@ class Trainer:
         selection: Selection = Selection(),
         save_best: Callable[[], None] = lambda: None,
         quiet: bool = False,
+        dist: Distributed = SINGLE,
     ) -> None:
         self.task = task
         self.config = config.with_default_stop()
@@ -124,50 +147,121 @@ class Trainer:
         self.precision = precision
         self.selection = selection
         self.save_best = save_best
-        self.quiet = quiet
+        self.dist = dist
+        self.quiet = quiet or not dist.is_main
         self.state = TrainerState()
-        params = [p for p in task.model.parameters() if p.requires_grad]
+        self.module = task.model  # the bare model: its state_dict has no DDP prefixes
+        if dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # The task calls task.model for its training loss, so the wrapper goes there and
+            # gradients are averaged over the ranks in backward(). The wrapper copies rank 0's
+            # weights to every rank.
+            task.model = DistributedDataParallel(
+                task.model, device_ids=[device.index] if device.type == "cuda" else None,
+                broadcast_buffers=False,
+            )
+            # The same seed on every rank would give every rank the same dropout masks.
+            torch.manual_seed(self.config.seed + 7919 * dist.rank)
+        params = [p for p in self.module.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             params, lr=self.config.lr, weight_decay=self.config.weight_decay,
             fused=True if device.type == "cuda" else None,
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
-        self._stop_requested = False
+        self._stop_requested: str = ""  # the signal that asked to stop
+        self._stop_agreed = False  # under torchrun: whether all ranks stop now
+        self._bad_in_a_row = 0
+        self._saved_step: int | None = None  # step of the newest state on disk
 
     # ------------------------------------------------------------------ state on disk
     def save_state(self) -> None:
-        payload = {
-            "model": self.task.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "trainer": asdict(self.state),
-            "task": self.task.state_dict(),
-            "rng": {"torch": torch.get_rng_state(),
-                    **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available()
-                       else {})},
-        }
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        atomic_write_bytes(self.run_dir / LAST_STATE, buffer.getvalue())
+        """Save everything needed to continue exactly (every rank takes part; rank 0 writes)."""
+        mine = {"task": self.task.state_dict(), "rng": _rng_state()}
+        ranks = distributed.all_gather(mine) if self.dist.enabled else [mine]
+        if self.dist.is_main:
+            payload = {
+                "model": self.module.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "trainer": asdict(self.state),
+                "ranks": ranks,  # one entry per rank: its share of the task state, its RNG
+            }
+            with self._writing("the training state"):
+                save_checkpoint(self.run_dir, payload)
+        self._saved_step = self.state.step
 
     def load_state(self) -> None:
-        path = self.run_dir / LAST_STATE
-        if not path.exists():
-            raise WeftError(f"{self.run_dir} has no {LAST_STATE} to resume from")
+        payload = load_checkpoint(self.run_dir)
         try:
-            # weights_only: a downloaded run directory must never execute code when loaded.
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise WeftError(f"{path} is damaged and cannot be resumed from ({exc})") from None
-        self.task.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.state = TrainerState(**payload["trainer"])
-        self.task.load_state_dict(payload["task"])
-        torch.set_rng_state(payload["rng"]["torch"])
-        if "cuda" in payload["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
+            self.module.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            known = {f for f in TrainerState.__dataclass_fields__}
+            self.state = TrainerState(**{k: v for k, v in payload["trainer"].items()
+                                         if k in known})
+            ranks = payload["ranks"]
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise WeftError(f"the saved training state in {self.run_dir} does not match this "
+                            f"run ({exc})") from None
+        rank, world = self.dist.rank, self.dist.world_size
+        # Rebuild what the epoch derives from the seed (e.g. a shuffled order), then overlay
+        # the state carried within it.
+        self.task.start_epoch(self.state.epoch)
+        if len(ranks) == world:
+            self.task.load_state_dict(ranks[rank]["task"])
+            _set_rng_state(ranks[rank]["rng"])
+        else:
+            reshard = getattr(self.task, "reshard_state", None)
+            if reshard is None:
+                raise WeftError(f"this run was saved by {len(ranks)} processes and this task "
+                                f"cannot change that; resume it with torchrun "
+                                f"--nproc-per-node {len(ranks)}")
+            self.task.load_state_dict(reshard([r["task"] for r in ranks], rank, world))
+            _set_rng_state(ranks[0]["rng"])
+            torch.manual_seed(self.config.seed + 7919 * rank + self.state.step)
+            if self.dist.is_main:
+                log.warning("resuming with %d processes instead of %d: same data order and "
+                            "steps, but dropout draws differ from an uninterrupted run",
+                            world, len(ranks))
+        self._saved_step = self.state.step
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """A failed write (disk full, permissions) stops the run with the saved state kept."""
+        try:
+            yield
+        except OSError as exc:
+            hint = ("free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                    else "check the directory's permissions and free space")
+            kept = (f"the previous saved state (step {self._saved_step}) is kept: {hint}, then "
+                    f"resume with `weft train --resume {self.run_dir}`"
+                    if self._saved_step is not None else f"{hint} and start again")
+            raise WeftError(f"could not write {what} in {self.run_dir} "
+                            f"({exc.strerror or exc}); {kept}") from None
 
     # ------------------------------------------------------------------ the loop
     def fit(self, resume: bool = False) -> TrainResult:
+        try:
+            return self._fit(resume)
+        except _OOM_ERRORS:
+            raise self._out_of_memory() from None
+        except RuntimeError as exc:
+            # The CPU allocator reports exhaustion as a plain RuntimeError.
+            if "can't allocate memory" in str(exc) or "not enough memory" in str(exc):
+                raise self._out_of_memory() from None
+            raise
+
+    def _out_of_memory(self) -> WeftError:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return WeftError(
+            f"out of memory on {self.device} (--batch-size {self.config.batch_size}, --seq-len "
+            f"{self.config.seq_len}): lower --batch-size, --seq-len or --hidden-size; "
+            + (f"the saved state (step {self._saved_step}) is kept"
+               if self._saved_step is not None else "nothing was saved")
+        )
+
+    def _fit(self, resume: bool) -> TrainResult:
         cfg, st = self.config, self.state
         steps_per_epoch = self.task.steps_per_epoch()
         metrics_path = self.run_dir / METRICS
@@ -175,9 +269,12 @@ class Trainer:
             self.load_state()
             st = self.state
             st.finished = ""
-            metrics_log.truncate_metrics(metrics_path, st.step)
+            if self.dist.is_main:
+                with self._writing(METRICS):
+                    metrics_log.truncate_metrics(metrics_path, st.step)
         else:
-            metrics_path.unlink(missing_ok=True)
+            if self.dist.is_main:
+                metrics_path.unlink(missing_ok=True)
             self.task.start_epoch(st.epoch)
         self.task.model.train()
 
@@ -193,9 +290,11 @@ class Trainer:
         reason = ""
         with self._graceful_stop():
             while True:
-                st.elapsed = elapsed_before + (time.perf_counter() - session_start)
+                if not self.dist.enabled:  # ranks use rank 0's clock, agreed each step
+                    st.elapsed = elapsed_before + (time.perf_counter() - session_start)
                 reason = self._limit_reached(steps_per_epoch)
-                if reason or self._stop_requested:
+                # Under torchrun only the stop agreed by all ranks counts (see below).
+                if reason or (self._stop_agreed if self.dist.enabled else self._stop_requested):
                     reason = reason or "interrupted"
                     break
                 if st.index >= steps_per_epoch:
@@ -211,8 +310,25 @@ class Trainer:
 
                 with autocast(self.device, self.precision):
                     loss, tokens = self.task.train_loss(st.epoch, st.index)
-                if self._step(loss):
-                    loss_sum += loss.detach().float()
+                ok = self._step(loss)
+                step_loss = loss.detach().float()
+                if self.dist.enabled:
+                    # One small collective per step: a stop asked on any rank stops all of
+                    # them at the same step; tokens and the reported loss are global; the
+                    # clock (time budget, schedule) is rank 0's, so every rank agrees on it.
+                    clock = elapsed_before + (time.perf_counter() - session_start)
+                    stop, tokens_all, loss_all, clock_all = distributed.all_sum(
+                        [float(bool(self._stop_requested)), float(tokens),
+                         float(step_loss) if ok else 0.0, clock if self.dist.is_main else 0.0])
+                    if stop and not self._stop_requested:
+                        self._stop_requested = "a signal on another rank"
+                    self._stop_agreed = bool(stop)
+                    st.elapsed = clock_all
+                    tokens = int(tokens_all)
+                    step_loss = torch.full((), loss_all / self.dist.world_size,
+                                           device=self.device)
+                if ok:
+                    loss_sum += step_loss
                     loss_count += 1
                 st.step += 1
                 st.index += 1
@@ -222,6 +338,11 @@ class Trainer:
                 if st.step % 10 == 0 or st.step % cfg.eval_every == 0:
                     if loss_count:
                         last_train_loss = (loss_sum / loss_count).item()
+                        if not math.isfinite(last_train_loss):
+                            # Only reached where the per-step check is skipped (one GPU):
+                            # the weights may already be damaged, so nothing is saved.
+                            raise self._diverged("the average training loss became "
+                                                 f"{last_train_loss}")
                     loss_sum.zero_()
                     loss_count = 0
                     st.loss_sum = 0.0
@@ -245,7 +366,12 @@ class Trainer:
         st.finished = "" if reason == "interrupted" else reason
         st.loss_sum = float(loss_sum)
         self.save_state()
-        metrics_log.plot_metrics(metrics_path, self.run_dir / PLOT, title=self.run_dir.name)
+        if self.dist.is_main:
+            with self._writing(PLOT):
+                metrics_log.plot_metrics(metrics_path, self.run_dir / PLOT,
+                                         title=self.run_dir.name)
+        if reason == "interrupted":
+            reason = f"interrupted by {self._stop_requested}"
         return TrainResult(st.step, st.tokens, st.elapsed, st.best, reason)
 
     def _step(self, loss: torch.Tensor) -> bool:
@@ -253,50 +379,83 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(
-            self.task.model.parameters(), self.config.grad_clip or float("inf")
+            self.module.parameters(), self.config.grad_clip or float("inf")
         )
         ok = True
-        if self.device.type != "cuda":
+        if self.dist.enabled:
+            # Gradients are already averaged over the ranks, so every rank sees the same norm
+            # and makes the same choice (a NaN loss on one rank makes the average NaN).
+            ok = bool(torch.isfinite(norm))
+        elif self.device.type != "cuda":
             # A host check costs nothing on the CPU; on a GPU the scaler or AdamW's own
-            # handling avoids a device sync per step.
+            # handling avoids a device sync per step, and the reported loss is checked instead.
             ok = bool(torch.isfinite(norm)) and bool(torch.isfinite(loss.detach()))
         if ok:
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            self._bad_in_a_row = 0
         else:
             self.state.skipped_steps += 1
-            log.warning("non-finite loss or gradient at step %d: step skipped", self.state.step)
-            if self.state.skipped_steps >= 10:
+            self._bad_in_a_row += 1
+            if self.dist.is_main:
+                log.warning("non-finite loss or gradient at step %d: step skipped (%d in a row, "
+                            "%d in all)", self.state.step, self._bad_in_a_row,
+                            self.state.skipped_steps)
+            forget = getattr(self.task, "after_skipped_step", None)
+            if forget is not None:
+                forget()
+            if self._bad_in_a_row >= MAX_BAD_STEPS:
                 self.optimizer.zero_grad(set_to_none=True)
-                raise WeftError(
-                    "training diverged: 10 steps had a non-finite loss or gradient. Lower --lr, "
-                    "keep --grad-clip on, or use --precision fp32; the last good state is kept."
-                )
+                raise self._diverged(f"{MAX_BAD_STEPS} steps in a row had a non-finite loss "
+                                     "or gradient")
         self.optimizer.zero_grad(set_to_none=True)
         return ok
+
+    def _diverged(self, what: str) -> WeftError:
+        kept = (f"the last good state (step {self._saved_step}) is kept in {self.run_dir}"
+                if self._saved_step is not None else "no state had been saved yet")
+        return WeftError(f"training stopped: {what}. Lower --lr, keep --grad-clip on, or use "
+                         f"--precision fp32; {kept}")
 
     def _evaluate(
         self, bar: tqdm[Any] | None, train_loss: float, lr: float, metrics_path: Path
     ) -> None:
+        """Validate on rank 0 (the others wait), then save the state on every rank."""
         st = self.state
-        self.task.model.eval()
+        if self.dist.is_main:
+            wrapper = self.task.model
+            self.task.model = self.module  # evaluation needs no gradient averaging
+            try:
+                self._evaluate_here(bar, train_loss, lr, metrics_path)
+            finally:
+                self.task.model = wrapper
+        if self.dist.enabled:
+            st.best, st.bad_evaluations = distributed.broadcast((st.best, st.bad_evaluations))
+        self.save_state()
+
+    def _evaluate_here(
+        self, bar: tqdm[Any] | None, train_loss: float, lr: float, metrics_path: Path
+    ) -> None:
+        st = self.state
+        self.module.eval()
         with torch.no_grad(), autocast(self.device, self.precision):
             results = self.task.evaluate()
             sample = self.task.sample()
-        self.task.model.train()
+        self.module.train()
         value = results.get(self.selection.metric)
         improved = value is not None and self.selection.better(value, st.best)
         if improved:
             st.best = value
             st.bad_evaluations = 0
-            self.save_best()
+            with self._writing("the best model"):
+                self.save_best()
         else:
             st.bad_evaluations += 1
         record = {"step": st.step, "epoch": st.epoch, "tokens": st.tokens,
                   "elapsed": round(st.elapsed, 3), "lr": lr,
                   "train_loss": None if math.isnan(train_loss) else train_loss, **results}
-        metrics_log.append_metrics(metrics_path, record)
-        self.save_state()
+        with self._writing(METRICS):
+            metrics_log.append_metrics(metrics_path, record)
         if not self.quiet:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in results.items())
             lines = [f"step {st.step}: {shown}" + (" (best)" if improved else "")]
@@ -345,8 +504,10 @@ class Trainer:
         def handler(signum: int, frame: Any) -> None:
             if self._stop_requested:
                 raise KeyboardInterrupt
-            self._stop_requested = True
-            log.warning("stopping after this step and saving the state (again to quit at once)")
+            self._stop_requested = signal.Signals(signum).name
+            if self.dist.is_main:
+                log.warning("%s: stopping after this step and saving the state (press Ctrl-C "
+                            "again to quit at once, without saving)", self._stop_requested)
 
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -354,3 +515,33 @@ class Trainer:
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+
+
+def _rng_state() -> dict[str, Any]:
+    """Every random generator a task might draw from, so that a resumed run draws the same."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    return {
+        "torch": torch.get_rng_state(),
+        **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
+        "numpy": {"keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+        else:
+            log.warning("the number of GPUs changed since the state was saved: GPU random "
+                        "draws (dropout) differ from an uninterrupted run")
+    if "numpy" in state:
+        saved = state["numpy"]
+        np.random.set_state(("MT19937", saved["keys"].numpy().astype(np.uint32),
+                             saved["pos"], saved["has_gauss"], saved["gauss"]))
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))

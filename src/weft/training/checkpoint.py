@@ -1,0 +1,140 @@
+"""The resume state on disk: safetensors for the tensors, JSON for everything else.
+
+A training state (model, optimizer, trainer counters, task state, random state) is a nested
+structure of dicts, lists, tuples, numbers, strings and tensors. It is stored as one safetensors
+file: the tensors as tensors, the structure as JSON in the file's metadata with each tensor
+replaced by ``{"$tensor": key}``. Nothing is pickled, so loading a downloaded run directory can
+never execute code (``torch.load`` unpickles, and even ``weights_only=True`` has had escapes).
+
+Two generations are kept: ``last.safetensors`` and ``last.prev.safetensors``. Each save moves
+the newest to the previous name, then writes the new one atomically (temporary name, fsync,
+rename). A crash at any moment therefore leaves at least one complete state, and a state that
+is truncated or corrupted later is detected by the SHA-256 in its metadata and skipped in favour
+of the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from weft.errors import WeftError
+from weft.io import DamagedFileError, load_tensors, save_tensors
+
+log = logging.getLogger("weft")
+
+LAST_STATE = "last.safetensors"
+PREVIOUS_STATE = "last.prev.safetensors"
+DAMAGED_SUFFIX = ".damaged"
+LEGACY_STATE = "last.pt"  # pickled state of early versions: never loaded
+FORMAT = "weft-training-state/1"
+
+
+def flatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """A JSON-able copy of ``obj`` with its tensors moved into ``tensors``."""
+    if isinstance(obj, torch.Tensor):
+        key = str(len(tensors))
+        # A copy: tied weights share storage (safetensors refuses that), and the saved state
+        # must not change if training continues while it is written.
+        tensors[key] = obj.detach().to("cpu", copy=True).contiguous()
+        return {"$tensor": key}
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, float, str)):
+        return obj
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) and not k.startswith("$") for k in obj):
+            return {k: flatten(v, tensors) for k, v in obj.items()}
+        # Non-string keys (the optimizer's parameter ids): a list of pairs keeps their type.
+        return {"$items": [[flatten(k, tensors), flatten(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, list):
+        return [flatten(v, tensors) for v in obj]
+    if isinstance(obj, tuple):
+        return {"$tuple": [flatten(v, tensors) for v in obj]}
+    raise TypeError(f"cannot store a {type(obj).__name__} in a training state")
+
+
+def unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """The inverse of :func:`flatten`."""
+    if isinstance(obj, list):
+        return [unflatten(v, tensors) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "$tensor" in obj:
+        return tensors[obj["$tensor"]]
+    if "$tuple" in obj:
+        return tuple(unflatten(v, tensors) for v in obj["$tuple"])
+    if "$items" in obj:
+        return {unflatten(k, tensors): unflatten(v, tensors) for k, v in obj["$items"]}
+    return {k: unflatten(v, tensors) for k, v in obj.items()}
+
+
+def save_state_file(path: str | Path, state: dict[str, Any]) -> None:
+    tensors: dict[str, torch.Tensor] = {}
+    structure = flatten(state, tensors)
+    save_tensors(path, tensors, {"format": FORMAT, "state": json.dumps(structure)})
+
+
+def load_state_file(path: str | Path) -> dict[str, Any]:
+    tensors, metadata = load_tensors(path)
+    if metadata.get("format") != FORMAT or "state" not in metadata:
+        raise DamagedFileError(f"{path} is not a weft training state "
+                               f"(format {metadata.get('format')!r})")
+    try:
+        state = unflatten(json.loads(metadata["state"]), tensors)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DamagedFileError(f"{path} is damaged: its state description is invalid "
+                               f"({exc})") from None
+    if not isinstance(state, dict):
+        raise DamagedFileError(f"{path} is damaged: its state is not a mapping")
+    return state
+
+
+def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` as the newest checkpoint, keeping the one before as the previous."""
+    run_dir = Path(run_dir)
+    last = run_dir / LAST_STATE
+    if last.exists():
+        # Until the new file is renamed into place, the old one is complete under the
+        # previous name: a crash in between leaves a state to resume from.
+        os.replace(last, run_dir / PREVIOUS_STATE)
+    save_state_file(last, state)
+
+
+def has_checkpoint(run_dir: str | Path) -> bool:
+    run_dir = Path(run_dir)
+    return (run_dir / LAST_STATE).exists() or (run_dir / PREVIOUS_STATE).exists()
+
+
+def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
+    """The newest intact checkpoint; a damaged newest one is set aside with a warning."""
+    run_dir = Path(run_dir)
+    problems = []
+    for name in (LAST_STATE, PREVIOUS_STATE):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        try:
+            state = load_state_file(path)
+        except DamagedFileError as exc:
+            problems.append(str(exc))
+            # Renamed so the next save does not rotate it over the good previous state.
+            os.replace(path, path.with_name(path.name + DAMAGED_SUFFIX))
+            log.warning("%s; set aside as %s%s", exc, name, DAMAGED_SUFFIX)
+            continue
+        if problems:
+            log.warning("resuming from the previous saved state (%s), step %s", name,
+                        state.get("trainer", {}).get("step", "?"))
+        return state
+    if problems:
+        raise WeftError("no intact training state to resume from: " + "; ".join(problems))
+    if (run_dir / LEGACY_STATE).exists():
+        raise WeftError(
+            f"{run_dir} has only {LEGACY_STATE}, a pickled state that weft does not load "
+            "because unpickling a file can run code; start a new run (its model.safetensors "
+            "still loads for generation)"
+        )
+    raise WeftError(f"{run_dir} has no {LAST_STATE} to resume from")
