@@ -21,7 +21,7 @@ from weft.config import (
     parse_duration,
 )
 from weft.errors import WeftError
-from weft.runs import LanguageModel, load, read_run_config
+from weft.runs import LanguageModel, load, read_run_config, run_config
 
 if TYPE_CHECKING:
     from weft.training.trainer import TrainResult
@@ -99,7 +99,7 @@ def run_training(
     if bad:
         raise WeftError(f"--resume keeps the run's settings; these cannot change: "
                         f"{', '.join(sorted('--' + b.replace('_', '-') for b in bad))}")
-    saved = RunConfig.from_dict(read_run_config(Path(out)))
+    saved = run_config(read_run_config(Path(out)), Path(out))
     changes = _split_options(options)["train"]
     config = dataclasses.replace(saved, train=dataclasses.replace(saved.train, **changes))
     return train_language_model(config, Path(out), resume=True, quiet=quiet)

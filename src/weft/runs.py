@@ -56,8 +56,19 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
         raise WeftError(f"{run_dir} is not a run directory")
     if not path.exists():
         raise WeftError(f"{run_dir} has no {CONFIG}: is it a weft run directory?")
-    data: dict[str, Any] = read_json(path)
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise WeftError(f"{path} is damaged: it does not hold a settings object")
     return data
+
+
+def run_config(raw: dict[str, Any], run_dir: str | Path) -> RunConfig:
+    """The typed settings of a run; a config.json with wrong types is reported as damaged."""
+    try:
+        return RunConfig.from_dict(raw)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise WeftError(f"{Path(run_dir) / CONFIG} is damaged or from an incompatible version "
+                        f"({exc})") from None
 
 
 class LanguageModel:
@@ -66,7 +77,7 @@ class LanguageModel:
     def __init__(self, run_dir: str | Path, device: str = "auto") -> None:
         self.run_dir = Path(run_dir)
         raw = read_run_config(self.run_dir)
-        self.config = RunConfig.from_dict(raw)
+        self.config = run_config(raw, self.run_dir)
         self.tokenizer: Tokenizer = load_tokenizer(self.run_dir / TOKENIZER)
         self.device = resolve_device(device)
         self.precision = resolve_precision(self.config.train.precision, self.device)

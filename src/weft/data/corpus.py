@@ -41,7 +41,23 @@ def decode_text(data: bytes, source: str) -> str:
             f"{data[exc.start:exc.start + 4]!r}). Convert it first, for example with "
             f"`iconv -f latin1 -t utf-8 {source} > fixed.txt`."
         ) from None
+    _reject_binary(text, source)
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# Control characters that ordinary text does not contain (tab, newlines, form feed excepted).
+_CONTROL = {c: None for c in range(32) if chr(c) not in "\t\n\r\f\v"}
+
+
+def _reject_binary(text: str, source: str) -> None:
+    """Binary data that happens to decode (or UTF-16 text) would explode the vocabulary."""
+    sample = text[: 1 << 20]
+    controls = len(sample) - len(sample.translate(_CONTROL))
+    if "\x00" in sample or controls > max(len(sample) // 100, 8):
+        hint = (" It may be UTF-16: convert it with `iconv -f utf-16 -t utf-8`."
+                if "\x00" in sample else "")
+        raise WeftError(f"{source} looks like binary data, not text ({controls:,} control "
+                        f"characters in its first {len(sample):,}).{hint} Pass text files.")
 
 
 def read_text(source: str | os.PathLike[str]) -> str:

@@ -90,4 +90,8 @@ def save_tokenizer(tokenizer: Tokenizer, path: str | Path) -> None:
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    return tokenizer_from_dict(read_json(path))
+    data = read_json(path)
+    try:
+        return tokenizer_from_dict(data)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise WeftError(f"{path} is damaged: not a tokenizer weft can read ({exc!r})") from None

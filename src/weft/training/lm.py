@@ -59,13 +59,25 @@ def prepare_text(config: RunConfig) -> str:
     return text
 
 
+# Far above any real script's character set (CJK text uses some thousands); beyond it the
+# output layer alone would take gigabytes: it means binary data or a mix of unrelated files.
+MAX_CHAR_VOCAB = 30_000
+
+
 def build_tokenizer(config: RunConfig, texts: list[str]) -> Tokenizer:
     data = config.data
-    return train_tokenizer(
+    tokenizer = train_tokenizer(
         data.level, texts, max_vocab=data.max_vocab, min_count=data.min_count,
         vocab_size=data.bpe_vocab_size,
         specials=RECORD_SPECIALS if data.record_mode else (),
     )
+    if data.level == "char" and tokenizer.vocab_size > MAX_CHAR_VOCAB:
+        raise WeftError(
+            f"the corpus has {tokenizer.vocab_size:,} distinct characters and specials (at most "
+            f"{MAX_CHAR_VOCAB:,} for --level char): is it binary data or encoded text? Pass "
+            "plain text files, or use --level bpe"
+        )
+    return tokenizer
 
 
 def check_output_dir(out: Path, resume: bool) -> None:
