@@ -1,0 +1,93 @@
+"""Real training processes interrupted by signals and by kill -9, then resumed.
+
+Each resumed run must end with exactly the losses of an uninterrupted run (CPU, fixed seed,
+one thread): same data position, optimizer, schedule and random state.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+import weft
+
+from . import procs
+from .conftest import PANGRAM
+
+OPTIONS = dict(hidden_size=48, embedding_dim=16, batch_size=8, seq_len=16, eval_every=5,
+               max_steps=30, threads=1, seed=3, dropout=0.1, layers=2)
+
+
+def flags(**changes: object) -> list[str]:
+    return [arg for key, value in (OPTIONS | changes).items()
+            for arg in ("--" + key.replace("_", "-"), str(value))] + ["--quiet"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "c.txt"
+    path.write_text(PANGRAM * 60 + "Pack my box with five dozen liquor jugs.\n" * 40,
+                    encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted run."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    weft.train(corpus, out=out, quiet=True, **OPTIONS)  # type: ignore[arg-type]
+    return out
+
+
+def _interrupt(out: Path, sig: signal.Signals, after_records: int,
+               *args: str) -> tuple[int, str]:
+    """Start training, send ``sig`` once ``after_records`` evaluations are logged."""
+    proc = procs.start(*args)
+    reached = procs.wait_for(lambda: len(procs.metrics(out)) >= after_records, proc)
+    assert reached and proc.poll() is None, "training ended before it could be interrupted"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def test_signals_and_kill_9_then_resume_give_the_same_losses(
+    corpus: Path, reference: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    code, err = _interrupt(out, signal.SIGINT, 1, "train", str(corpus), "--out", str(out),
+                           *flags())
+    assert code == 130, err
+    assert f"weft train --resume {out}" in err and "SIGINT" in err
+    stopped_at = procs.metrics(out)[-1]["step"]
+
+    code, err = _interrupt(out, signal.SIGTERM, stopped_at // 5 + 1, "train", "--resume",
+                           str(out))
+    assert code == 143, err
+    assert "--resume" in err and "SIGTERM" in err
+
+    # kill -9 gives no chance to save: the resume starts from the last evaluation's state.
+    code, err = _interrupt(out, signal.SIGKILL, len(procs.metrics(out)) + 1, "train",
+                           "--resume", str(out))
+    assert code == -signal.SIGKILL
+    done = procs.run("train", "--resume", str(out))
+    assert done.returncode == 0, done.stderr
+    assert procs.losses(out) == procs.losses(reference)
+    assert [r["step"] for r in procs.metrics(out)] == list(range(5, 31, 5))
+
+
+def test_second_ctrl_c_quits_at_once(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = procs.start("train", str(corpus), "--out", str(out), *flags(max_steps=100_000))
+    assert procs.wait_for(lambda: len(procs.metrics(out)) >= 1, proc)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert time.monotonic() - started < 10
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+    # Whatever was saved last is intact and resumable.
+    assert (out / "last.safetensors").exists() or (out / "last.prev.safetensors").exists()
