@@ -104,9 +104,18 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> None:
     save_state_file(last, state)
 
 
-def has_checkpoint(run_dir: str | Path) -> bool:
+def check_resumable(run_dir: str | Path) -> None:
+    """Fail early, and say why, when a run directory holds no state to resume from."""
     run_dir = Path(run_dir)
-    return (run_dir / LAST_STATE).exists() or (run_dir / PREVIOUS_STATE).exists()
+    if (run_dir / LAST_STATE).exists() or (run_dir / PREVIOUS_STATE).exists():
+        return
+    if (run_dir / LEGACY_STATE).exists():
+        raise WeftError(
+            f"{run_dir} has only {LEGACY_STATE}, a pickled state that weft does not load "
+            "because unpickling a file can run code; start a new run (its model.safetensors "
+            "still loads for generation)"
+        )
+    raise WeftError(f"{run_dir} has no {LAST_STATE} to resume from")
 
 
 def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
@@ -131,10 +140,5 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
         return state
     if problems:
         raise WeftError("no intact training state to resume from: " + "; ".join(problems))
-    if (run_dir / LEGACY_STATE).exists():
-        raise WeftError(
-            f"{run_dir} has only {LEGACY_STATE}, a pickled state that weft does not load "
-            "because unpickling a file can run code; start a new run (its model.safetensors "
-            "still loads for generation)"
-        )
-    raise WeftError(f"{run_dir} has no {LAST_STATE} to resume from")
+    check_resumable(run_dir)
+    raise AssertionError("unreachable: check_resumable raises")

@@ -40,7 +40,7 @@ from weft.tokenizers import (
 )
 from weft.tokenizers import build_tokenizer as train_tokenizer
 from weft.training import distributed
-from weft.training.checkpoint import LAST_STATE, has_checkpoint
+from weft.training.checkpoint import check_resumable
 from weft.training.lm_task import StreamLMTask
 from weft.training.records_task import RecordLMTask
 from weft.training.trainer import Trainer, TrainResult
@@ -222,8 +222,8 @@ def _train(
     def save_best() -> None:
         save_weights(model, out / WEIGHTS)
 
-    if resume and not has_checkpoint(out):
-        raise WeftError(f"{out} has no {LAST_STATE}; it cannot be resumed")
+    if resume:
+        check_resumable(out)
     trainer = Trainer(task, config.train, out, device=device, precision=precision,
                       save_best=save_best, quiet=quiet, dist=dist)
     result = trainer.fit(resume=resume)
