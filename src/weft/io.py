@@ -2,8 +2,8 @@
 
 Every file in a run directory is written to a temporary name in the same folder, flushed to disk
 and renamed over the target, so a crash never leaves a half-written file behind. Tensor files are
-safetensors whose metadata carries the SHA-256 of their data, so truncation or corruption is
-detected when they are read (a safetensors header holds no code: loading never executes any).
+safetensors whose metadata carries a SHA-256 of their header and data, so truncation or
+corruption is detected when they are read (a safetensors header holds no code: loading never executes any).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def save_tensors(
     size = int.from_bytes(blob[:8], "little")
     header = json.loads(blob[8 : 8 + size])
     data = memoryview(blob)[8 + size :]
-    header.setdefault("__metadata__", {})[SHA256_KEY] = hashlib.sha256(data).hexdigest()
+    header.setdefault("__metadata__", {})[SHA256_KEY] = _digest(header, data)
     head = json.dumps(header, separators=(",", ":")).encode("utf-8")
     head += b" " * (-len(head) % 8)  # safetensors keeps the data 8-byte aligned
 
@@ -122,6 +122,16 @@ def save_tensors(
         handle.write(data)
 
     atomic_write(path, write)
+
+
+def _digest(header: dict[str, Any], data: bytes | memoryview) -> str:
+    """SHA-256 of the header (less the checksum itself, in a canonical form) and the data."""
+    described = dict(header)
+    described["__metadata__"] = {k: v for k, v in (header.get("__metadata__") or {}).items()
+                                 if k != SHA256_KEY}
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode("utf-8"))
+    digest.update(data)
+    return digest.hexdigest()
 
 
 def load_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -146,12 +156,11 @@ def load_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
         metadata = header.get("__metadata__") or {}
         if not isinstance(metadata, dict):
             raise ValueError("metadata is not a mapping")
-    except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError) as exc:
         raise DamagedFileError(f"{name} is damaged or not a safetensors file ({exc})") from None
     expected = metadata.get(SHA256_KEY)
     if expected is not None:
-        actual = hashlib.sha256(memoryview(blob)[8 + size :]).hexdigest()
-        if actual != expected:
+        if _digest(header, memoryview(blob)[8 + size :]) != expected:
             raise DamagedFileError(f"{name} is damaged: its data does not match the checksum "
                                    "written with it (truncated or corrupted)")
     try:
