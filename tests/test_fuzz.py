@@ -6,6 +6,7 @@ a run directory, and the training-state format.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -98,7 +99,7 @@ def test_reading_files_with_any_line_endings(tmp_path_factory: pytest.TempPathFa
 def test_binary_and_utf16_files_are_refused_with_advice(tmp_path: Path) -> None:
     utf16 = tmp_path / "utf16.txt"
     utf16.write_bytes("Hello there, this is text.\n".encode("utf-16-le") * 20)
-    with pytest.raises(WeftError, match="binary.*utf-16"):
+    with pytest.raises(WeftError, match=r"binary.*utf-16"):
         read_corpus([utf16])
     controls = tmp_path / "controls.bin"
     controls.write_bytes(bytes(range(1, 32)) * 50)
@@ -124,10 +125,8 @@ def test_any_bytes_as_a_json_file(tmp_path_factory: pytest.TempPathFactory, data
     path = tmp_path_factory.mktemp("json") / "tokenizer.json"
     path.write_bytes(data)
     for read in (read_json, load_tokenizer):
-        try:
+        with contextlib.suppress(WeftError):
             read(path)
-        except WeftError:
-            pass
 
 
 @FUZZ
@@ -141,10 +140,8 @@ def test_any_json_tokenizer_description_loads_or_is_reported(
 ) -> None:
     path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
     path.write_text(json.dumps({"type": "char", "chars": value, "specials": value}))
-    try:
+    with contextlib.suppress(WeftError):
         load_tokenizer(path)
-    except WeftError:
-        pass
 
 
 TENSORS = st.builds(

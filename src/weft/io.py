@@ -3,7 +3,7 @@
 Every file in a run directory is written to a temporary name in the same folder, flushed to disk
 and renamed over the target, so a crash never leaves a half-written file behind. Tensor files are
 safetensors whose metadata carries a SHA-256 of their header and data, so truncation or
-corruption is detected when they are read (a safetensors header holds no code: loading never executes any).
+corruption is detected when they are read (and a safetensors file holds no code to execute).
 """
 
 from __future__ import annotations
@@ -159,10 +159,9 @@ def load_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
     except (ValueError, UnicodeDecodeError, AttributeError, RecursionError) as exc:
         raise DamagedFileError(f"{name} is damaged or not a safetensors file ({exc})") from None
     expected = metadata.get(SHA256_KEY)
-    if expected is not None:
-        if _digest(header, memoryview(blob)[8 + size :]) != expected:
-            raise DamagedFileError(f"{name} is damaged: its data does not match the checksum "
-                                   "written with it (truncated or corrupted)")
+    if expected is not None and _digest(header, memoryview(blob)[8 + size :]) != expected:
+        raise DamagedFileError(f"{name} is damaged: its data does not match the checksum "
+                               "written with it (truncated or corrupted)")
     try:
         tensors = _load_safetensors(blob)
     except Exception as exc:  # safetensors raises its own error types
