@@ -158,8 +158,7 @@ class Trainer:
             # gradients are averaged over the ranks in backward(). The wrapper copies rank 0's
             # weights to every rank.
             task.model = DistributedDataParallel(
-                task.model, device_ids=[device.index] if device.type == "cuda" else None,
-                broadcast_buffers=False,
+                task.model, device_ids=[device.index] if device.type == "cuda" else None
             )
             # The same seed on every rank would give every rank the same dropout masks.
             torch.manual_seed(self.config.seed + 7919 * dist.rank)

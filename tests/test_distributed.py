@@ -1,0 +1,117 @@
+"""Data-parallel training on CPU with Gloo: N ranks x batch B take the steps of 1 x (N B)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import weft
+from weft.training import distributed
+
+from . import procs
+from .conftest import PANGRAM
+
+OPTIONS: dict[str, Any] = dict(hidden_size=32, embedding_dim=16, seq_len=16, eval_every=5,
+                               threads=1, seed=3, quiet=True)
+
+
+def _flags(**options: Any) -> list[str]:
+    return [arg for key, value in options.items() if key != "quiet"
+            for arg in ("--" + key.replace("_", "-"), str(value))] + ["--quiet"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _launch(ranks: int, *args: str) -> None:
+    """Start ``ranks`` weft processes with the environment torchrun gives its workers."""
+    port = _free_port()
+    workers = []
+    for rank in range(ranks):
+        env = procs.env() | {"RANK": str(rank), "LOCAL_RANK": str(rank),
+                             "WORLD_SIZE": str(ranks), "LOCAL_WORLD_SIZE": str(ranks),
+                             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                             "OMP_NUM_THREADS": "1"}
+        workers.append(subprocess.Popen(procs.weft(*args), env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True))
+    for worker in workers:
+        out, err = worker.communicate(timeout=180)
+        assert worker.returncode == 0, out + err
+
+
+def _records(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _assert_same_losses(a: Path, b: Path) -> None:
+    ra, rb = _records(a), _records(b)
+    assert [r["step"] for r in ra] == [r["step"] for r in rb]
+    assert [r["tokens"] for r in ra] == [r["tokens"] for r in rb]  # global tokens
+    for x, y in zip(ra, rb, strict=True):
+        assert x["train_loss"] == pytest.approx(y["train_loss"], rel=1e-5)
+        assert x["val_loss"] == pytest.approx(y["val_loss"], rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "c.txt"
+    path.write_text(PANGRAM * 60 + "Pack my box with five dozen liquor jugs.\n" * 40,
+                    encoding="utf-8")
+    return path
+
+
+def test_two_ranks_follow_one_process_with_twice_the_batch_and_resume_with_one(
+    corpus: Path, tmp_path: Path
+) -> None:
+    # The schedule follows --max-steps, so both runs stop at 10 and are resumed up to 20.
+    weft.train(corpus, out=tmp_path / "single", batch_size=8, max_steps=10, **OPTIONS)
+    weft.resume(tmp_path / "single", quiet=True, max_steps=20)
+    # Two ranks of batch 4 for ten steps, then the same run resumed by one process.
+    _launch(2, "train", str(corpus), "--out", str(tmp_path / "ddp"),
+            *_flags(batch_size=4, max_steps=10, **OPTIONS))
+    config = json.loads((tmp_path / "ddp" / "config.json").read_text())
+    assert config["global_batch_size"] == 8 and config["train"]["batch_size"] == 4
+    weft.resume(tmp_path / "ddp", quiet=True, max_steps=20)
+    _assert_same_losses(tmp_path / "ddp", tmp_path / "single")
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_then_resume_with_two(corpus: Path, tmp_path: Path) -> None:
+    """The real launcher, and a single-process run resumed on two ranks."""
+    weft.train(corpus, out=tmp_path / "single", batch_size=8, max_steps=20, **OPTIONS)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc-per-node", "2", "-m", "weft"]
+    done = subprocess.run([*torchrun, "train", str(corpus), "--out", str(tmp_path / "ddp"),
+                           *_flags(batch_size=4, max_steps=20, **OPTIONS)],
+                          env=procs.env(), capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    _assert_same_losses(tmp_path / "ddp", tmp_path / "single")
+
+    weft.train(corpus, out=tmp_path / "half", batch_size=8, max_steps=10, **OPTIONS)
+    done = subprocess.run([*torchrun, "train", "--resume", str(tmp_path / "half"),
+                           "--max-steps", "20", "--quiet"], env=procs.env(),
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    weft.train(corpus, out=tmp_path / "resumed", batch_size=8, max_steps=10, **OPTIONS)
+    weft.resume(tmp_path / "resumed", quiet=True, max_steps=20)
+    _assert_same_losses(tmp_path / "half", tmp_path / "resumed")
+
+
+def test_single_process_needs_no_process_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    dist, device = distributed.setup("auto")
+    assert not dist.enabled and dist.is_main and device == "auto"
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(weft.WeftError, match="integers"):
+        distributed.from_environment()
