@@ -102,7 +102,7 @@ class Selection:
 
 @dataclass
 class TrainerState:
-    """Where training stands; saved in ``last.pt`` so that a run resumes exactly."""
+    """Where training stands; saved in ``last.safetensors`` so that a run resumes exactly."""
 
     step: int = 0
     epoch: int = 0
