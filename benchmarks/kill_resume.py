@@ -86,15 +86,19 @@ def main() -> None:
         while len(cycles) < args.cycles:
             proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, text=True)
-            # Anywhere from start-up to well into training, including mid-save.
-            delay = rng.uniform(0.5, max(uninterrupted * 0.8, 1.0))
+            # Anywhere from start-up (a few seconds to import torch) to a stretch of training
+            # that lets the K kills spread over the whole run, saves included.
+            delay = rng.uniform(0.2, 3.0 + 2.0 * uninterrupted / args.cycles)
             time.sleep(delay)
-            sig = rng.choice(sigs)
+            chosen = rng.choice(sigs)
+            sig: signal.Signals | None = chosen
             if proc.poll() is None:
-                proc.send_signal(sig)
+                proc.send_signal(chosen)
+            else:
+                sig = None  # it had already finished
             _, err = proc.communicate()
             records = metrics(run)
-            cycles.append({"signal": sig.name, "after_s": round(delay, 2),
+            cycles.append({"signal": sig.name if sig else None, "after_s": round(delay, 2),
                            "exit": proc.returncode,
                            "last_logged_step": records[-1]["step"] if records else 0,
                            "error": err.strip().splitlines()[-1] if proc.returncode not in
@@ -117,7 +121,7 @@ def main() -> None:
         result = {
             "machine": machine(),
             "cycles": len(cycles),
-            "signals": sorted({c["signal"] for c in cycles}),
+            "signals": sorted({c["signal"] for c in cycles if c["signal"]}),
             "steps": args.steps,
             "uninterrupted_s": round(uninterrupted, 1),
             "final_exit": final.returncode,
