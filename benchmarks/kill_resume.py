@@ -77,12 +77,12 @@ def main() -> None:
         corpus.write_text(TEXT, encoding="utf-8")
         reference, run = Path(tmp) / "reference", Path(tmp) / "run"
         started = time.perf_counter()
-        proc = subprocess.Popen(weft("train", str(corpus), "--out", str(reference), *flags),
-                                env=env)
-        while not metrics(reference) and proc.poll() is None:
+        first = subprocess.Popen(weft("train", str(corpus), "--out", str(reference), *flags),
+                                 env=env)
+        while not metrics(reference) and first.poll() is None:
             time.sleep(0.01)
         startup = time.perf_counter() - started  # imports, corpus, first evaluation
-        if proc.wait() != 0:
+        if first.wait() != 0:
             raise SystemExit("the uninterrupted run failed")
         uninterrupted = time.perf_counter() - started
         per_cycle = 2.0 * (uninterrupted - startup) / args.cycles
