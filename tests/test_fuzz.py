@@ -24,7 +24,7 @@ from weft.io import DamagedFileError, load_tensors, read_json, save_tensors
 from weft.tokenizers import CharTokenizer, load_tokenizer
 from weft.training.checkpoint import flatten, load_state_file, save_state_file, unflatten
 
-FUZZ = settings(max_examples=150, deadline=None,
+FUZZ = settings(max_examples=100, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 # Every code point, lone surrogates included (they reach weft through surrogateescape).
 ANY_TEXT = st.text(st.characters(codec=None, categories=None), max_size=200)
