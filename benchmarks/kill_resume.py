@@ -85,18 +85,24 @@ def main() -> None:
         if first.wait() != 0:
             raise SystemExit("the uninterrupted run failed")
         uninterrupted = time.perf_counter() - started
-        per_cycle = 2.0 * (uninterrupted - startup) / args.cycles
+        per_cycle = (uninterrupted - startup) / args.cycles
 
         cycles: list[dict[str, Any]] = []
         command = weft("train", str(corpus), "--out", str(run), *flags)
         while len(cycles) < args.cycles:
             proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, text=True)
-            # One kill in five lands during start-up; the others after a stretch of training
-            # that spreads the K kills over the whole run (saves included).
-            delay = (rng.uniform(0.2, startup) if rng.random() < 0.2
-                     else startup + rng.uniform(0.0, per_cycle))
-            time.sleep(delay)
+            # One kill in five lands during start-up; the others once the process has logged a
+            # new evaluation, after a random stretch of training (saves included), so that the
+            # kills spread over the whole run whatever the machine's load.
+            launched, logged = time.perf_counter(), len(metrics(run))
+            if rng.random() < 0.2:
+                time.sleep(rng.uniform(0.2, startup))
+            else:
+                while len(metrics(run)) <= logged and proc.poll() is None:
+                    time.sleep(0.01)
+                time.sleep(rng.uniform(0.0, per_cycle))
+            delay = time.perf_counter() - launched
             chosen = rng.choice(sigs)
             sig: signal.Signals | None = chosen
             if proc.poll() is None:
