@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,10 +15,13 @@ import pytest
 
 import weft
 from weft.training import distributed
+from weft.training.checkpoint import load_checkpoint
 
 from . import procs
 from .conftest import PANGRAM
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+            "2", "-m", "weft"]
 OPTIONS: dict[str, Any] = dict(hidden_size=32, embedding_dim=16, seq_len=16, eval_every=5,
                                threads=1, seed=3, quiet=True)
 
@@ -88,8 +93,7 @@ def test_two_ranks_follow_one_process_with_twice_the_batch_and_resume_with_one(
 def test_torchrun_two_ranks_then_resume_with_two(corpus: Path, tmp_path: Path) -> None:
     """The real launcher, and a single-process run resumed on two ranks."""
     weft.train(corpus, out=tmp_path / "single", batch_size=8, max_steps=20, **OPTIONS)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                "--nproc-per-node", "2", "-m", "weft"]
+    torchrun = TORCHRUN
     done = subprocess.run([*torchrun, "train", str(corpus), "--out", str(tmp_path / "ddp"),
                            *_flags(batch_size=4, max_steps=20, **OPTIONS)],
                           env=procs.env(), capture_output=True, text=True, timeout=300,
@@ -105,6 +109,28 @@ def test_torchrun_two_ranks_then_resume_with_two(corpus: Path, tmp_path: Path) -
     weft.train(corpus, out=tmp_path / "resumed", batch_size=8, max_steps=10, **OPTIONS)
     weft.resume(tmp_path / "resumed", quiet=True, max_steps=20)
     _assert_same_losses(tmp_path / "half", tmp_path / "resumed")
+
+
+@pytest.mark.slow
+def test_ctrl_c_under_torchrun_stops_every_rank_after_one_saved_step(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """A terminal's Ctrl-C reaches torchrun and every worker; torchrun forwards it again."""
+    out = tmp_path / "ddp"
+    proc = subprocess.Popen([*TORCHRUN, "train", str(corpus), "--out", str(out),
+                             *_flags(batch_size=4, max_steps=100_000, **OPTIONS)],
+                            env=procs.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    assert procs.wait_for(lambda: (out / "last.safetensors").exists(), proc, timeout=240)
+    os.killpg(proc.pid, signal.SIGINT)  # the whole foreground process group, as Ctrl-C does
+    _, err = proc.communicate(timeout=120)
+    assert f"weft train --resume {out}" in err and "state saved" in err
+    state = load_checkpoint(out)
+    assert state["trainer"]["step"] >= 5 and len(state["ranks"]) == 2
+    done = subprocess.run([*TORCHRUN, "train", "--resume", str(out), "--max-steps",
+                           str(state["trainer"]["step"] + 3), "--quiet"], env=procs.env(),
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
 
 
 def test_single_process_needs_no_process_group(monkeypatch: pytest.MonkeyPatch) -> None:
