@@ -115,7 +115,8 @@ def test_torchrun_two_ranks_then_resume_with_two(corpus: Path, tmp_path: Path) -
 def test_ctrl_c_under_torchrun_stops_every_rank_after_one_saved_step(
     corpus: Path, tmp_path: Path
 ) -> None:
-    """A terminal's Ctrl-C reaches torchrun and every worker; torchrun forwards it again."""
+    """A terminal's Ctrl-C reaches torchrun, which forwards it to its workers (they run in
+    their own session): all of them stop after the same step and rank 0 saves."""
     out = tmp_path / "ddp"
     proc = subprocess.Popen([*TORCHRUN, "train", str(corpus), "--out", str(out),
                              *_flags(batch_size=4, max_steps=100_000, **OPTIONS)],
