@@ -143,6 +143,7 @@ def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
           resume_dir: Path | None, quiet: bool, **options: Any) -> None:
     """Train a language model on CORPUS (text files, or builtin:pydoc-topics)."""
     from weft import api
+    from weft.training.distributed import from_environment
 
     _setup_logging(quiet)
     if resume_dir is not None:
@@ -168,8 +169,9 @@ def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
                    f"state with: {hint}", err=True)
         sys.exit(130)
     if result.stopped_because.startswith("interrupted"):
-        click.echo(f"weft: {result.stopped_because} at step {result.steps}; state saved. "
-                   f"Continue with: {hint}", err=True)
+        if from_environment().is_main:  # under torchrun, one message rather than one per rank
+            click.echo(f"weft: {result.stopped_because} at step {result.steps}; state saved. "
+                       f"Continue with: {hint}", err=True)
         sys.exit(143 if "SIGTERM" in result.stopped_because else 130)
 
 
