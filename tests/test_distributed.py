@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 import weft
+from weft.cli.main import cli
 from weft.training import distributed
 from weft.training.checkpoint import load_checkpoint
 
@@ -37,20 +39,26 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _launch(ranks: int, *args: str) -> None:
-    """Start ``ranks`` weft processes with the environment torchrun gives its workers."""
+def _torchrun_env(rank: int, ranks: int, port: int) -> dict[str, str]:
+    """The variables torchrun gives each of its workers."""
+    return {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(ranks),
+            "LOCAL_WORLD_SIZE": str(ranks), "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port)}
+
+
+def _launch_two(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
+    """Rank 1 as a ``weft`` subprocess, rank 0 as the same command in this process."""
     port = _free_port()
-    workers = []
-    for rank in range(ranks):
-        env = procs.env() | {"RANK": str(rank), "LOCAL_RANK": str(rank),
-                             "WORLD_SIZE": str(ranks), "LOCAL_WORLD_SIZE": str(ranks),
-                             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-                             "OMP_NUM_THREADS": "1"}
-        workers.append(subprocess.Popen(procs.weft(*args), env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True))
-    for worker in workers:
-        out, err = worker.communicate(timeout=180)
-        assert worker.returncode == 0, out + err
+    worker = subprocess.Popen(procs.weft(*args), env=procs.env() | _torchrun_env(1, 2, port)
+                              | {"OMP_NUM_THREADS": "1"},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with monkeypatch.context() as patch:
+        for key, value in _torchrun_env(0, 2, port).items():
+            patch.setenv(key, value)
+        result = CliRunner().invoke(cli, list(args))
+    out, err = worker.communicate(timeout=180)
+    assert result.exit_code == 0, result.output
+    assert worker.returncode == 0, out + err
 
 
 def _records(run: Path) -> list[dict[str, Any]]:
@@ -75,14 +83,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_two_ranks_follow_one_process_with_twice_the_batch_and_resume_with_one(
-    corpus: Path, tmp_path: Path
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The schedule follows --max-steps, so both runs stop at 10 and are resumed up to 20.
     weft.train(corpus, out=tmp_path / "single", batch_size=8, max_steps=10, **OPTIONS)
     weft.resume(tmp_path / "single", quiet=True, max_steps=20)
     # Two ranks of batch 4 for ten steps, then the same run resumed by one process.
-    _launch(2, "train", str(corpus), "--out", str(tmp_path / "ddp"),
-            *_flags(batch_size=4, max_steps=10, **OPTIONS))
+    _launch_two(monkeypatch, "train", str(corpus), "--out", str(tmp_path / "ddp"),
+                *_flags(batch_size=4, max_steps=10, **OPTIONS))
     config = json.loads((tmp_path / "ddp" / "config.json").read_text())
     assert config["global_batch_size"] == 8 and config["train"]["batch_size"] == 4
     weft.resume(tmp_path / "ddp", quiet=True, max_steps=20)
