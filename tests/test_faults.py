@@ -19,6 +19,7 @@ from weft.training import checkpoint
 from weft.training.checkpoint import LAST_STATE, PREVIOUS_STATE, load_state_file
 from weft.training.lm_task import StreamLMTask
 from weft.training.metrics import append_metrics, read_metrics
+from weft.training.trainer import Trainer
 
 from .conftest import PANGRAM, TINY
 
@@ -197,6 +198,31 @@ def test_all_states_damaged_is_a_clear_error(corpus: Path, tmp_path: Path) -> No
         (run / name).write_bytes(data[: len(data) // 3])  # truncated
     with pytest.raises(WeftError, match=r"no intact training state.*truncated"):
         weft.resume(run, quiet=True, max_steps=40)
+
+
+@pytest.mark.parametrize("extra", [dict(records="lines"), dict(level="word")])
+def test_interrupted_runs_of_every_kind_resume_with_the_same_losses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: dict[str, Any]
+) -> None:
+    """Record training (shuffled per epoch) and word-level streams resume exactly too."""
+    corpus = tmp_path / "lines.txt"
+    corpus.write_text("".join(f"line {i} says {'ab' * (i % 7)} to the fox\n" for i in range(80)),
+                      encoding="utf-8")
+    options = dict(OPTIONS, max_steps=40, dropout=0.1, **extra)
+    weft.train(corpus, out=tmp_path / "full", **options)
+    original = Trainer._limit_reached
+
+    def stop_at_17(self: Trainer, steps_per_epoch: int) -> str:
+        if self.state.step == 17:
+            self._stop_requested = "SIGINT"
+        return original(self, steps_per_epoch)
+
+    monkeypatch.setattr(Trainer, "_limit_reached", stop_at_17)
+    weft.train(corpus, out=tmp_path / "part", **options)
+    monkeypatch.setattr(Trainer, "_limit_reached", original)
+    assert load_state_file(tmp_path / "part" / LAST_STATE)["trainer"]["step"] == 17
+    weft.resume(tmp_path / "part", quiet=True)
+    assert _losses(tmp_path / "part") == _losses(tmp_path / "full")
 
 
 def test_a_torn_metrics_line_loses_nothing_after_it(tmp_path: Path) -> None:
