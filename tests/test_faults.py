@@ -225,6 +225,29 @@ def test_interrupted_runs_of_every_kind_resume_with_the_same_losses(
     assert _losses(tmp_path / "part") == _losses(tmp_path / "full")
 
 
+def test_a_crash_between_evaluations_loses_only_the_steps_since_the_last_timed_save(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = dict(OPTIONS, checkpoint_every=1e-9, eval_every=20)  # a save after every step
+    weft.train(corpus, out=tmp_path / "full", **options)
+    original = StreamLMTask.train_loss
+    calls: list[int] = []
+
+    def crash_at_14(self: StreamLMTask, epoch: int, index: int) -> tuple[torch.Tensor, int]:
+        calls.append(index)
+        if len(calls) == 14:
+            raise RuntimeError("simulated crash")  # nothing is saved on the way out
+        return original(self, epoch, index)
+
+    monkeypatch.setattr(StreamLMTask, "train_loss", crash_at_14)
+    with pytest.raises(RuntimeError, match="simulated"):
+        weft.train(corpus, out=tmp_path / "run", **options)
+    monkeypatch.setattr(StreamLMTask, "train_loss", original)
+    assert load_state_file(tmp_path / "run" / LAST_STATE)["trainer"]["step"] == 13
+    weft.resume(tmp_path / "run", quiet=True)
+    assert _losses(tmp_path / "run") == _losses(tmp_path / "full")
+
+
 def test_a_torn_metrics_line_loses_nothing_after_it(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     append_metrics(path, {"step": 1})

@@ -31,6 +31,7 @@ __all__ = ["build_run_config", "load", "resume", "run_training", "train"]
 _SECTIONS: dict[str, type[Any]] = {"model": ModelConfig, "data": DataConfig,
                                     "train": TrainConfig}
 RESUME_OVERRIDABLE = {"epochs", "max_steps", "time_budget", "patience", "eval_every",
+                      "checkpoint_every",
                       "device", "threads"}
 
 
@@ -42,6 +43,8 @@ def _split_options(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
             continue
         if key == "time_budget":
             value = parse_duration(value)
+        if key == "checkpoint_every":
+            value = 0.0 if str(value).strip() in ("0", "0s", "off") else parse_duration(value)
         owner = next((name for name, names in fields.items() if key in names), None)
         if owner is None:
             raise WeftError(f"unknown training option {key!r}")

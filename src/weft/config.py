@@ -105,6 +105,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
     grad_clip: float = 1.0
     eval_every: int = 100  # steps between validations (and checkpoints)
+    checkpoint_every: float = 600.0  # seconds without a save before the state is saved anyway
     patience: int = 10  # validations without improvement before early stopping; 0 disables
     epochs: float | None = None
     max_steps: int | None = None
@@ -121,6 +122,9 @@ class TrainConfig:
             raise WeftError("--lr must be > 0")
         if self.eval_every < 1:
             raise WeftError("--eval-every must be >= 1")
+        if self.checkpoint_every < 0:
+            raise WeftError("--checkpoint-every must be a duration, or 0 to save only at "
+                            "evaluations")
         if self.precision not in PRECISIONS:
             raise WeftError(f"--precision must be one of: {', '.join(PRECISIONS)}")
         for name in ("epochs", "max_steps", "time_budget"):

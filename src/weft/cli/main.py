@@ -124,6 +124,9 @@ def cli() -> None:
               help="Maximum gradient norm; 0 disables clipping.")
 @click.option("--eval-every", type=int, default=_T.eval_every, show_default=True,
               help="Steps between validations, samples and checkpoints.")
+@click.option("--checkpoint-every", default="10m", show_default=True,
+              help="Also save the resume state after this long without a save, so a crash "
+              "loses little work (e.g. 2m); 0 saves only at evaluations.")
 @click.option("--patience", type=int, default=_T.patience, show_default=True,
               help="Evaluations without improvement before stopping; 0 disables.")
 @click.option("--epochs", type=float, help="Stop after this many passes [default: 10 when "

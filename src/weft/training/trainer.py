@@ -172,6 +172,7 @@ class Trainer:
         self._stop_agreed = False  # under torchrun: whether all ranks stop now
         self._bad_in_a_row = 0
         self._saved_step: int | None = None  # step of the newest state on disk
+        self._saved_at = 0.0  # training time (state.elapsed) of that save
 
     # ------------------------------------------------------------------ state on disk
     def save_state(self) -> None:
@@ -188,6 +189,7 @@ class Trainer:
             with self._writing("the training state"):
                 save_checkpoint(self.run_dir, payload)
         self._saved_step = self.state.step
+        self._saved_at = self.state.elapsed
 
     def load_state(self) -> None:
         payload = load_checkpoint(self.run_dir)
@@ -222,6 +224,7 @@ class Trainer:
                             "steps, but dropout draws differ from an uninterrupted run",
                             world, len(ranks))
         self._saved_step = self.state.step
+        self._saved_at = self.state.elapsed
 
     @contextmanager
     def _writing(self, what: str) -> Iterator[None]:
@@ -358,6 +361,12 @@ class Trainer:
                     if cfg.patience and st.bad_evaluations >= cfg.patience:
                         reason = f"early stopping: no improvement in {cfg.patience} evaluations"
                         break
+                elif cfg.checkpoint_every and st.elapsed - self._saved_at >= cfg.checkpoint_every:
+                    # Between evaluations too, so that a kill loses little work. The pending
+                    # loss average is saved with it, so the next report is the same.
+                    # (st.elapsed is rank 0's clock on every rank: they all save together.)
+                    st.loss_sum = float(loss_sum)
+                    self.save_state()
         bar.close()
         if st.step > evaluated_at and st.step > 0 and reason != "interrupted":
             self._evaluate(None, last_train_loss, self.optimizer.param_groups[0]["lr"],
