@@ -22,6 +22,7 @@ prefer to buffer bytes themselves.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -35,6 +36,9 @@ from weft.tokenizers.char import BOS, EOS, PAD, UNK, _code_points
 
 _BYTE_ALPHABET = pre_tokenizers.ByteLevel.alphabet()
 _ENCODE_PIECE = 1 << 12  # characters per piece when encoding long texts
+# Lone surrogates (from surrogate-escaped command-line bytes or JSON "\ud800") have no UTF-8
+# bytes, and the Rust tokenizer raises TypeError on them: they are encoded as U+FFFD instead.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # ByteLevel maps each byte to a printable character; this is the inverse, for decode_bytes.
 _BYTE_OF_CHAR: dict[str, int] = {}
 
@@ -142,6 +146,7 @@ class BPETokenizer:
     def encode(self, text: str, report: EncodeReport | None = None) -> np.ndarray:
         if report is not None and text:
             self._report_unseen(text, report)
+        text = _SURROGATE.sub("\ufffd", text)
         if len(text) <= _ENCODE_PIECE:
             ids = self.hf.encode(text, add_special_tokens=False).ids
             return np.asarray(ids, dtype=self._dtype)
@@ -158,7 +163,8 @@ class BPETokenizer:
         """Ids of many short texts (records) in one call (parallel on the Rust side)."""
         if report is not None:
             self._report_unseen("".join(texts), report)
-        encodings = self.hf.encode_batch(list(texts), add_special_tokens=False)
+        encodings = self.hf.encode_batch([_SURROGATE.sub("\ufffd", t) for t in texts],
+                                         add_special_tokens=False)
         return [np.asarray(e.ids, dtype=self._dtype) for e in encodings]
 
     def _report_unseen(self, text: str, report: EncodeReport) -> None:
