@@ -25,8 +25,11 @@ from weft.errors import WeftError
 SHA256_KEY = "sha256"
 
 
-class DamagedFileError(WeftError):
-    """A file in a run directory is truncated, corrupted or not in the expected format."""
+class DamagedFileError(WeftError, ValueError):
+    """A file in a run directory is truncated, corrupted or not in the expected format.
+
+    Also a ValueError, as json.load's errors were, for callers that catch those.
+    """
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
