@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,8 +144,6 @@ def test_unwritable_output_is_refused_before_training(
 
 
 def test_read_only_directory(corpus: Path, tmp_path: Path) -> None:
-    import os
-
     if os.geteuid() == 0:
         pytest.skip("root can write to read-only directories")
     out = tmp_path / "ro"
@@ -246,6 +245,15 @@ def test_a_crash_between_evaluations_loses_only_the_steps_since_the_last_timed_s
     assert load_state_file(tmp_path / "run" / LAST_STATE)["trainer"]["step"] == 13
     weft.resume(tmp_path / "run", quiet=True)
     assert _losses(tmp_path / "run") == _losses(tmp_path / "full")
+
+
+def test_two_processes_cannot_train_in_one_run_directory(corpus: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    weft.train(corpus, out=run, **OPTIONS)
+    busy = rf"another weft process \(pid {os.getpid()}\)"
+    with checkpoint.exclusive(run), pytest.raises(WeftError, match=busy):  # as a trainer holds it
+        weft.resume(run, quiet=True, max_steps=40)
+    weft.resume(run, quiet=True, max_steps=40)  # released: a killed holder releases it too
 
 
 def test_a_torn_metrics_line_loses_nothing_after_it(tmp_path: Path) -> None:

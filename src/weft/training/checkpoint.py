@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ LAST_STATE = "last.safetensors"
 PREVIOUS_STATE = "last.prev.safetensors"
 DAMAGED_SUFFIX = ".damaged"
 LEGACY_STATE = "last.pt"  # pickled state of early versions: never loaded
+LOCK = ".weft.lock"
 FORMAT = "weft-training-state/1"
 
 
@@ -102,6 +105,35 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> None:
         # previous name: a crash in between leaves a state to resume from.
         os.replace(last, run_dir / PREVIOUS_STATE)
     save_state_file(last, state)
+
+
+@contextmanager
+def exclusive(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run directory for one training process: a second one would clobber its files.
+
+    An advisory ``flock``: the system releases it when the process ends, even by ``kill -9``,
+    so it never goes stale. (Where ``fcntl`` does not exist, e.g. Windows, nothing is locked.)
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    handle = open(Path(run_dir) / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held below
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip()
+            raise WeftError(f"another weft process{f' (pid {pid})' if pid else ''} is training "
+                            f"in {run_dir}; wait for it to finish or stop it first") from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # also releases the lock
 
 
 def check_resumable(run_dir: str | Path) -> None:

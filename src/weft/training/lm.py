@@ -6,6 +6,7 @@ tokenizer (and hands it to the others), checks and writes the run directory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -40,7 +41,7 @@ from weft.tokenizers import (
 )
 from weft.tokenizers import build_tokenizer as train_tokenizer
 from weft.training import distributed
-from weft.training.checkpoint import check_resumable
+from weft.training.checkpoint import check_resumable, exclusive
 from weft.training.lm_task import StreamLMTask
 from weft.training.records_task import RecordLMTask
 from weft.training.trainer import Trainer, TrainResult
@@ -121,20 +122,21 @@ def train_language_model(
     config.data.validate()
     config.train.validate()
     dist, device_name = distributed.setup(config.train.device)
-    try:
-        return _train(config, out, resume, quiet or not dist.is_main, dist, device_name)
-    finally:
-        distributed.teardown()
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(distributed.teardown)
+        return _train(config, out, resume, quiet or not dist.is_main, dist, device_name,
+                      cleanup)
 
 
 def _train(
     config: RunConfig, out: Path, resume: bool, quiet: bool, dist: distributed.Distributed,
-    device_name: str,
+    device_name: str, cleanup: contextlib.ExitStack,
 ) -> tuple[LanguageModel | None, TrainResult]:
     if dist.enabled and config.data.record_mode:
         raise WeftError("record training (--records) does not run under torchrun yet; train it "
                         "in one process")
     distributed.on_main(dist, lambda: check_output_dir(out, resume))
+    distributed.on_main(dist, lambda: cleanup.enter_context(exclusive(out)))
     set_threads(config.train.threads)
     torch.manual_seed(config.train.seed)
     device = resolve_device(device_name)
