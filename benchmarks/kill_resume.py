@@ -110,6 +110,7 @@ def main() -> None:
             else:
                 sig = None  # it had already finished
             _, err = proc.communicate()
+            err = err.replace(tmp, "TMP")  # no machine-specific paths in the results
             records = metrics(run)
             cycles.append({"signal": sig.name if sig else None, "after_s": round(delay, 2),
                            "exit": proc.returncode,
