@@ -41,7 +41,7 @@ from weft.tokenizers import (
 )
 from weft.tokenizers import build_tokenizer as train_tokenizer
 from weft.training import distributed
-from weft.training.checkpoint import check_resumable, exclusive
+from weft.training.checkpoint import LOCK, check_resumable, exclusive
 from weft.training.lm_task import StreamLMTask
 from weft.training.records_task import RecordLMTask
 from weft.training.trainer import Trainer, TrainResult
@@ -88,7 +88,8 @@ def check_output_dir(out: Path, resume: bool) -> None:
             raise WeftError(f"{out} is not a run directory")
         _probe_writable(out, "the run directory")
         return
-    if out.exists() and any(out.iterdir()):
+    # The lock file of an earlier attempt that failed (e.g. a missing corpus) does not count.
+    if out.exists() and any(p.name != LOCK for p in out.iterdir()):
         if (out / CONFIG).exists():
             raise WeftError(f"{out} already holds a run; resume it with `weft train --resume "
                             f"{out}`, or choose another --out")
