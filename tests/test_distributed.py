@@ -142,6 +142,15 @@ def test_ctrl_c_under_torchrun_stops_every_rank_after_one_saved_step(
     assert done.returncode == 0, done.stderr
 
 
+def test_record_training_under_torchrun_is_refused_before_any_rank_waits(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in _torchrun_env(1, 2, _free_port()).items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(weft.WeftError, match="does not run under torchrun"):
+        weft.train(corpus, out=tmp_path / "r", records="lines", batch_size=4, **OPTIONS)
+
+
 def test_single_process_needs_no_process_group(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)

@@ -122,6 +122,10 @@ def train_language_model(
     config.model.validate()
     config.data.validate()
     config.train.validate()
+    if distributed.from_environment().enabled and config.data.record_mode:
+        # Every rank fails alike, before any rank waits for the others.
+        raise WeftError("record training (--records, --csv-column) does not run under torchrun "
+                        "yet; train it in one process")
     dist, device_name = distributed.setup(config.train.device)
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(distributed.teardown)
@@ -133,9 +137,6 @@ def _train(
     config: RunConfig, out: Path, resume: bool, quiet: bool, dist: distributed.Distributed,
     device_name: str, cleanup: contextlib.ExitStack,
 ) -> tuple[LanguageModel | None, TrainResult]:
-    if dist.enabled and config.data.record_mode:
-        raise WeftError("record training (--records) does not run under torchrun yet; train it "
-                        "in one process")
     distributed.on_main(dist, lambda: check_output_dir(out, resume))
     distributed.on_main(dist, lambda: cleanup.enter_context(exclusive(out)))
     set_threads(config.train.threads)
