@@ -143,6 +143,17 @@ def test_unwritable_output_is_refused_before_training(
         weft.train(corpus, out=tmp_path / "run", **OPTIONS)
 
 
+def test_too_little_disk_space_is_refused_before_training(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage",
+                        lambda path: usage._replace(free=1 << 20))  # 1 MB left
+    with pytest.raises(WeftError, match=r"1 MB free but this run needs about \d+ MB"):
+        weft.train(corpus, out=tmp_path / "run", **OPTIONS)
+    assert not (tmp_path / "run" / LAST_STATE).exists()
+
+
 def test_read_only_directory(corpus: Path, tmp_path: Path) -> None:
     if os.geteuid() == 0:
         pytest.skip("root can write to read-only directories")

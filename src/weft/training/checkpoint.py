@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -134,6 +135,23 @@ def exclusive(run_dir: str | Path) -> Iterator[None]:
         yield
     finally:
         handle.close()  # also releases the lock
+
+
+def check_free_space(run_dir: str | Path, model: torch.nn.Module, resume: bool) -> None:
+    """Refuse to start when the disk cannot hold the files the run will save.
+
+    A state is the weights plus AdamW's two moments: 3 x 4 bytes per parameter. At the peak of
+    a save the directory holds the previous state, the new one being written and the best
+    weights (7 x 4 bytes per parameter); a resumed run already has two of those on disk, and
+    each save replaces the oldest, so it needs room for one more state. Plus a margin.
+    """
+    params = sum(p.numel() for p in model.parameters())
+    needed = (12 if resume else 28) * params + (16 << 20)
+    free = shutil.disk_usage(run_dir).free
+    if free < needed:
+        raise WeftError(f"{run_dir} has {free / 2**20:,.0f} MB free but this run needs about "
+                        f"{needed / 2**20:,.0f} MB for its saved states and weights; free some "
+                        "space or choose another --out")
 
 
 def check_resumable(run_dir: str | Path) -> None:

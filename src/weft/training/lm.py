@@ -41,7 +41,7 @@ from weft.tokenizers import (
 )
 from weft.tokenizers import build_tokenizer as train_tokenizer
 from weft.training import distributed
-from weft.training.checkpoint import LOCK, check_resumable, exclusive
+from weft.training.checkpoint import LOCK, check_free_space, check_resumable, exclusive
 from weft.training.lm_task import StreamLMTask
 from weft.training.records_task import RecordLMTask
 from weft.training.trainer import Trainer, TrainResult
@@ -183,6 +183,7 @@ def _train(
                        train=config.train.with_default_stop(), corpus=config.corpus,
                        weft_version=__version__)
     model = RNNLanguageModel(config.model).to(device)
+    distributed.on_main(dist, lambda: check_free_space(out, model, resume))
     task: StreamLMTask | RecordLMTask
     if config.data.record_mode:
         task = RecordLMTask(model, tokenizer, train_records, val_records, config.data,
