@@ -29,7 +29,7 @@ class ModelConfig:
     cell: str = "lstm"
     vocab_size: int = 0  # filled in from the tokenizer
     embedding_dim: int = 64  # 0 feeds one-hot vectors instead of an embedding
-    hidden_size: int = 512
+    hidden_size: int = 256  # measured best at a 2-minute CPU budget (docs/benchmarks.md)
     layers: int = 1
     dropout: float = 0.0
     tie_weights: bool = False  # needs embedding_dim == hidden_size
@@ -97,14 +97,16 @@ class DataConfig:
 class TrainConfig:
     """Optimization, evaluation and stopping. Training stops at whichever limit comes first."""
 
-    batch_size: int = 64
-    seq_len: int = 64
-    lr: float = 4e-3
+    # Small batches and windows give more updates per second of CPU, which wins in short runs
+    # (docs/benchmarks.md, "Choosing the defaults").
+    batch_size: int = 32
+    seq_len: int = 32
+    lr: float = 3e-3
     weight_decay: float = 0.0
     warmup_steps: int = 50
     min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
     grad_clip: float = 1.0
-    eval_every: int = 100  # steps between validations (and checkpoints)
+    eval_every: int = 200  # steps between validations (and checkpoints)
     checkpoint_every: float = 600.0  # seconds without a save before the state is saved anyway
     patience: int = 10  # validations without improvement before early stopping; 0 disables
     epochs: float | None = None
