@@ -9,9 +9,9 @@ from typing import Any
 from weft.config import LEVELS
 from weft.errors import WeftError
 from weft.io import atomic_write_json, read_json
-from weft.tokenizers.base import EncodeReport, Tokenizer, id_dtype
+from weft.tokenizers.base import BOS, EOS, PAD, UNK, EncodeReport, Tokenizer, id_dtype
 from weft.tokenizers.bpe import BPETokenizer
-from weft.tokenizers.char import BOS, EOS, PAD, UNK, CharTokenizer
+from weft.tokenizers.char import CharTokenizer
 from weft.tokenizers.word import WordTokenizer
 
 __all__ = [

@@ -26,6 +26,36 @@ class EncodeReport:
         return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
 
 
+UNK, BOS, EOS, PAD = "<unk>", "<bos>", "<eos>", "<pad>"
+
+
+class SpecialTokenIds:
+    """The special-token properties of the protocol, looked up in ``_special_ids``."""
+
+    _special_ids: dict[str, int]
+
+    @property
+    def unk_id(self) -> int | None:
+        return self._special_ids.get(UNK)
+
+    @property
+    def bos_id(self) -> int | None:
+        return self._special_ids.get(BOS)
+
+    @property
+    def eos_id(self) -> int | None:
+        return self._special_ids.get(EOS)
+
+    @property
+    def pad_id(self) -> int | None:
+        return self._special_ids.get(PAD)
+
+    @property
+    def never_generate(self) -> list[int]:
+        """Every special token but end-of-sequence (which ends a record)."""
+        return [i for name, i in self._special_ids.items() if name != EOS]
+
+
 @runtime_checkable
 class Tokenizer(Protocol):
     """Maps text to token ids and back."""

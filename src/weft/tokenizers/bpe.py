@@ -31,8 +31,8 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from weft.errors import WeftError
-from weft.tokenizers.base import EncodeReport, id_dtype
-from weft.tokenizers.char import BOS, EOS, PAD, UNK, _code_points
+from weft.tokenizers.base import UNK, EncodeReport, SpecialTokenIds, id_dtype
+from weft.tokenizers.char import _code_points
 
 _BYTE_ALPHABET = pre_tokenizers.ByteLevel.alphabet()
 _ENCODE_PIECE = 1 << 12  # characters per piece when encoding long texts
@@ -72,7 +72,7 @@ def _batches(texts: Iterable[str], size: int = 1 << 16) -> Iterator[str]:
             start = end
 
 
-class BPETokenizer:
+class BPETokenizer(SpecialTokenIds):
     """Subword tokenizer: byte-level BPE with ``vocab_size`` entries including special tokens."""
 
     type_name = "bpe"
@@ -123,25 +123,10 @@ class BPETokenizer:
     def vocab_size(self) -> int:
         return int(self.hf.get_vocab_size(with_added_tokens=True))
 
-    @property
-    def unk_id(self) -> int | None:
-        return None
 
-    @property
-    def bos_id(self) -> int | None:
-        return self._special_ids.get(BOS)
 
-    @property
-    def eos_id(self) -> int | None:
-        return self._special_ids.get(EOS)
 
-    @property
-    def pad_id(self) -> int | None:
-        return self._special_ids.get(PAD)
 
-    @property
-    def never_generate(self) -> list[int]:
-        return [i for name, i in self._special_ids.items() if name != EOS]
 
     def encode(self, text: str, report: EncodeReport | None = None) -> np.ndarray:
         if report is not None and text:

@@ -13,16 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from weft.tokenizers.base import EncodeReport, id_dtype
-
-UNK, BOS, EOS, PAD = "<unk>", "<bos>", "<eos>", "<pad>"
+from weft.tokenizers.base import UNK, EncodeReport, SpecialTokenIds, id_dtype
 
 
 def _code_points(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
 
 
-class CharTokenizer:
+class CharTokenizer(SpecialTokenIds):
     """One token per Unicode code point seen in training, plus special tokens."""
 
     type_name = "char"
@@ -60,28 +58,11 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return self._offset + len(self.chars)
 
-    def _special(self, name: str) -> int | None:
-        return self._special_ids.get(name)
 
-    @property
-    def unk_id(self) -> int | None:
-        return self._special(UNK)
 
-    @property
-    def bos_id(self) -> int | None:
-        return self._special(BOS)
 
-    @property
-    def eos_id(self) -> int | None:
-        return self._special(EOS)
 
-    @property
-    def pad_id(self) -> int | None:
-        return self._special(PAD)
 
-    @property
-    def never_generate(self) -> list[int]:
-        return [i for name, i in self._special_ids.items() if name != EOS]
 
     def _table(self, size: int) -> np.ndarray:
         """Dense lookup table code point -> id for points below ``size``; unknown -> <unk>."""

@@ -32,8 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from weft.tokenizers.base import EncodeReport, id_dtype
-from weft.tokenizers.char import BOS, EOS, PAD, UNK
+from weft.tokenizers.base import UNK, EncodeReport, SpecialTokenIds, id_dtype
 
 TOKEN_PATTERN = re.compile(
     r"\n"
@@ -136,7 +135,7 @@ def detokenize(tokens: Iterable[str]) -> str:
     return "".join(out)
 
 
-class WordTokenizer:
+class WordTokenizer(SpecialTokenIds):
     """Words, punctuation and newlines seen in training, bounded by ``max_vocab``/``min_count``."""
 
     type_name = "word"
@@ -185,25 +184,10 @@ class WordTokenizer:
     def vocab_size(self) -> int:
         return len(self.tokens)
 
-    @property
-    def unk_id(self) -> int | None:
-        return self._special_ids.get(UNK)
 
-    @property
-    def bos_id(self) -> int | None:
-        return self._special_ids.get(BOS)
 
-    @property
-    def eos_id(self) -> int | None:
-        return self._special_ids.get(EOS)
 
-    @property
-    def pad_id(self) -> int | None:
-        return self._special_ids.get(PAD)
 
-    @property
-    def never_generate(self) -> list[int]:
-        return [i for name, i in self._special_ids.items() if name != EOS]
 
     def id_of(self, token: str) -> int | None:
         """The id of one word-level token, or None when it is not in the vocabulary."""
