@@ -1,0 +1,138 @@
+"""The tagger network: word embedding + character BiLSTM -> sentence BiLSTM -> tag scores (+ CRF).
+
+A batch is a padded ``(B, T)`` word-id matrix with a mask. Characters are encoded once per
+*distinct* word form of the batch (a ``(U, L)`` char matrix) and gathered back to ``(B, T)``
+with an index, so frequent words cost one char-LSTM pass per batch. Both LSTMs run on packed
+sequences, so padding never changes a sentence's scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from weft.errors import WeftError
+from weft.tagging.crf import CRF
+
+
+@dataclass(frozen=True)
+class TaggerModelConfig:
+    """Sizes and regularization; saved in ``config.json`` under ``"model"``."""
+
+    num_words: int = 0  # filled in from the vocabulary
+    num_chars: int = 0
+    num_tags: int = 0
+    word_dim: int = 100
+    char_dim: int = 50
+    char_hidden: int = 50  # per direction
+    hidden: int = 200  # sentence LSTM, per direction
+    layers: int = 2
+    dropout: float = 0.33
+    word_dropout: float = 0.25  # alpha in p(unk) = alpha / (alpha + count)
+    crf: bool = False
+
+    def validate(self) -> None:
+        sizes = (self.word_dim, self.char_dim, self.char_hidden, self.hidden, self.layers)
+        if min(sizes) < 1:
+            raise WeftError(
+                "--word-dim, --char-dim, --char-hidden, --hidden and --layers must be >= 1"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise WeftError("--dropout must be in [0, 1)")
+        if self.word_dropout < 0:
+            raise WeftError("--word-dropout must be >= 0 (0 disables it)")
+
+
+@dataclass
+class Batch:
+    """Tensors for one padded batch of sentences."""
+
+    words: torch.Tensor  # (B, T) word ids, 0 on padding
+    forms: torch.Tensor  # (B, T) index into ``chars``' rows
+    chars: torch.Tensor  # (U, L) char ids of the distinct forms
+    char_lengths: torch.Tensor  # (U,)
+    lengths: torch.Tensor  # (B,) sentence lengths, on the CPU
+    tags: torch.Tensor | None = None  # (B, T) gold tag ids, 0 on padding
+
+    @property
+    def mask(self) -> torch.Tensor:
+        positions = torch.arange(self.words.size(1), device=self.words.device)
+        return positions.unsqueeze(0) < self.lengths.to(self.words.device).unsqueeze(1)
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(
+            self.words.to(device), self.forms.to(device), self.chars.to(device),
+            self.char_lengths, self.lengths,
+            None if self.tags is None else self.tags.to(device),
+        )
+
+
+class BiLSTMTagger(nn.Module):
+    def __init__(self, config: TaggerModelConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.word_embedding = nn.Embedding(config.num_words, config.word_dim, padding_idx=0)
+        self.char_embedding = nn.Embedding(config.num_chars, config.char_dim, padding_idx=0)
+        self.char_lstm = nn.LSTM(
+            config.char_dim, config.char_hidden, batch_first=True, bidirectional=True
+        )
+        self.lstm = nn.LSTM(
+            config.word_dim + 2 * config.char_hidden,
+            config.hidden,
+            num_layers=config.layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=config.dropout if config.layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.output = nn.Linear(2 * config.hidden, config.num_tags)
+        self.crf = CRF(config.num_tags) if config.crf else None
+
+    def encode_chars(self, chars: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``(U, 2*char_hidden)``: final forward and backward states of each form's chars."""
+        packed = pack_padded_sequence(
+            self.char_embedding(chars), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        _, (h_n, _) = self.char_lstm(packed)
+        return torch.cat([h_n[0], h_n[1]], dim=1)
+
+    def emissions(self, batch: Batch) -> torch.Tensor:
+        """Per-token tag scores ``(B, T, num_tags)``; padding positions hold zeros."""
+        char_features = self.encode_chars(batch.chars, batch.char_lengths)[batch.forms]
+        x = torch.cat([self.word_embedding(batch.words), char_features], dim=2)
+        x = self.dropout(x)
+        packed = pack_padded_sequence(x, batch.lengths.cpu(), batch_first=True,
+                                      enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        h, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        return self.output(self.dropout(h))
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Summed loss over the batch's tokens (CRF: summed sentence negative log-likelihood)."""
+        if batch.tags is None:
+            raise ValueError("loss needs a batch with gold tags")
+        scores = self.emissions(batch)
+        mask = batch.mask
+        if self.crf is not None:
+            return self.crf.neg_log_likelihood(scores.float(), batch.tags, mask)
+        return nn.functional.cross_entropy(scores[mask].float(), batch.tags[mask], reduction="sum")
+
+    def predict(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Best tags ``(B, T)`` and per-tag probabilities ``(B, T, K)`` (CRF: marginals)."""
+        scores = self.emissions(batch).float()
+        mask = batch.mask
+        if self.crf is not None:
+            return self.crf.decode(scores, mask), self.crf.marginals(scores, mask)
+        probs = scores.softmax(dim=2) * mask.unsqueeze(2)
+        return scores.argmax(dim=2) * mask.long(), probs
+
+    def decode(self, batch: Batch) -> torch.Tensor:
+        """Best tags only (cheaper than :meth:`predict` with a CRF)."""
+        scores = self.emissions(batch).float()
+        if self.crf is not None:
+            return self.crf.decode(scores, batch.mask)
+        return scores.argmax(dim=2) * batch.mask.long()

@@ -1,0 +1,94 @@
+"""The tagger as a training task for weft's generic trainer.
+
+Batches are length buckets reshuffled each epoch from ``seed + epoch``; word dropout draws from
+a generator seeded by ``(seed, epoch, index)``, so a resumed run sees exactly the batches it
+would have seen. The selection metric is ``dev_accuracy`` (higher is better).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from weft.tagging.batching import EncodedData, length_batches, make_batch
+from weft.tagging.model import BiLSTMTagger
+from weft.tagging.vocab import TaggerVocab
+
+
+class TaggingTask:
+    def __init__(
+        self,
+        model: BiLSTMTagger,
+        vocab: TaggerVocab,
+        train: EncodedData,
+        dev: EncodedData,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        eval_batch_size: int = 256,
+    ) -> None:
+        self.model = model
+        self.vocab = vocab
+        self.train = train
+        self.dev = dev
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = device
+        self.eval_batch_size = eval_batch_size
+        self.word_counts = torch.tensor(vocab.word_counts, dtype=torch.long)
+        self.batches: list[list[int]] = []
+        self._epoch = -1
+
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.train) // self.batch_size)
+
+    def start_epoch(self, epoch: int) -> None:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        self.batches = length_batches(self.train.lengths, self.batch_size, generator)
+        self._epoch = epoch
+
+    def train_loss(self, epoch: int, index: int) -> tuple[torch.Tensor, int]:
+        if epoch != self._epoch:
+            self.start_epoch(epoch)
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 100_003 + index)
+        batch = make_batch(
+            self.train, self.batches[index], self.word_counts,
+            self.model.config.word_dropout, generator,
+        ).to(self.device)
+        tokens = int(batch.lengths.sum())
+        # mean over tokens, so the learning rate does not depend on sentence lengths
+        return self.model.loss(batch) / tokens, tokens
+
+    def predict_ids(self, data: EncodedData) -> list[list[int]]:
+        """Best tag ids of every sentence of ``data`` (the model's mode is left to the caller)."""
+        out: list[list[int]] = [[] for _ in range(len(data))]
+        for indices in length_batches(data.lengths, self.eval_batch_size):
+            batch = make_batch(data, indices).to(self.device)
+            tags = self.model.decode(batch).cpu()
+            for row, i in enumerate(indices):
+                out[i] = tags[row, : int(batch.lengths[row])].tolist()
+        return out
+
+    def evaluate(self) -> dict[str, float]:
+        assert self.dev.tags is not None
+        correct = total = 0
+        predicted = self.predict_ids(self.dev)
+        for pred, gold in zip(predicted, self.dev.tags, strict=True):
+            correct += int((torch.tensor(pred) == gold).sum())
+            total += len(gold)
+        return {"dev_accuracy": correct / max(total, 1)}
+
+    def sample(self) -> str | None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}  # batches and word dropout are recomputed from the seed, epoch and index
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def tag_names(vocab: TaggerVocab, ids: Sequence[int]) -> list[str]:
+    return [vocab.tags.itos[i] for i in ids]
