@@ -1,0 +1,164 @@
+"""A trained tagger loaded from its run directory: tag raw text or tokenized sentences, evaluate.
+
+A tagger run directory holds::
+
+    config.json         "kind": "tagger", the model sizes, reading and training settings
+    vocab.json          words (with training counts), characters and tags
+    model.safetensors   weights of the model with the best dev accuracy
+    last.pt, metrics.jsonl, loss.png   written by the trainer (resume state, log, plot)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save
+
+from weft.config import from_fields
+from weft.errors import WeftError
+from weft.io import atomic_write_bytes, read_json
+from weft.tagging.batching import encode, length_batches, make_batch
+from weft.tagging.metrics import evaluate_tags
+from weft.tagging.model import BiLSTMTagger, TaggerModelConfig
+from weft.tagging.readers import TaggedSentence
+from weft.tagging.tokenize import tokenize_sentences
+from weft.tagging.vocab import TaggerVocab
+
+KIND = "tagger"
+CONFIG = "config.json"
+VOCAB = "vocab.json"
+WEIGHTS = "model.safetensors"
+
+
+def save_weights(model: torch.nn.Module, path: str | Path) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, save(tensors, metadata={"format": "pt"}))
+
+
+def load_weights(model: torch.nn.Module, path: str | Path) -> None:
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:
+        raise WeftError(f"{path} is damaged or not a safetensors file ({exc})") from None
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise WeftError(f"{path} does not match the model in {CONFIG}: {exc}") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise WeftError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+
+
+@dataclass
+class TaggedOutput:
+    """Tags of one sentence and, when asked for, each token's probability for every tag."""
+
+    words: list[str]
+    tags: list[str]
+    probabilities: list[dict[str, float]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"words": self.words, "tags": self.tags}
+        if self.probabilities is not None:
+            out["probabilities"] = self.probabilities
+        return out
+
+    def __str__(self) -> str:
+        return " ".join(f"{w}/{t}" for w, t in zip(self.words, self.tags, strict=True))
+
+
+class Tagger:
+    """A trained part-of-speech tagger: ``Tagger("runs/pos").tag("The old man the boats.")``."""
+
+    def __init__(self, run_dir: str | Path, device: str = "cpu") -> None:
+        self.run_dir = Path(run_dir)
+        if not self.run_dir.is_dir():
+            raise WeftError(f"{run_dir} is not a run directory")
+        config_path = self.run_dir / CONFIG
+        if not config_path.exists():
+            raise WeftError(f"{run_dir} has no {CONFIG}: is it a weft run directory?")
+        self.config: dict[str, Any] = read_json(config_path)
+        if self.config.get("kind") != KIND:
+            raise WeftError(f"{run_dir} holds a {self.config.get('kind')!r} run, not a tagger")
+        self.vocab = TaggerVocab.from_dict(read_json(self.run_dir / VOCAB))
+        self.model_config = from_fields(TaggerModelConfig, self.config.get("model", {}))
+        self.device = resolve_device(device)
+        self.model = BiLSTMTagger(self.model_config)
+        weights = self.run_dir / WEIGHTS
+        if not weights.exists():
+            raise WeftError(f"{run_dir} has no {WEIGHTS} yet: train it first")
+        load_weights(self.model, weights)
+        self.model.to(self.device).eval()
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self.vocab.tags.itos)
+
+    def tag(self, text: str | Sequence[str]) -> list[tuple[str, str]]:
+        """``(word, tag)`` pairs: raw text is tokenized and split into sentences first; a list
+        of strings is taken as one tokenized sentence."""
+        sentences = tokenize_sentences(text) if isinstance(text, str) else [list(text)]
+        return [pair for out in self.tag_sentences(sentences)
+                for pair in zip(out.words, out.tags, strict=True)]
+
+    def tag_text(self, text: str, probabilities: bool = False) -> list[TaggedOutput]:
+        """Tokenize raw text into sentences and tag each."""
+        return self.tag_sentences(tokenize_sentences(text), probabilities)
+
+    @torch.no_grad()
+    def tag_sentences(
+        self,
+        sentences: Sequence[Sequence[str]],
+        probabilities: bool = False,
+        batch_size: int = 256,
+    ) -> list[TaggedOutput]:
+        """Tag tokenized sentences (empty ones give empty results), batched by length."""
+        outputs = [TaggedOutput([], [], [] if probabilities else None) for _ in sentences]
+        todo = [i for i, s in enumerate(sentences) if len(s)]
+        if not todo:
+            return outputs
+        data = encode(self.vocab, [list(sentences[i]) for i in todo])
+        names = self.vocab.tags.itos
+        for indices in length_batches(data.lengths, batch_size):
+            batch = make_batch(data, indices).to(self.device)
+            if probabilities:
+                best, probs = self.model.predict(batch)
+                probs_cpu = probs.cpu()
+            else:
+                best = self.model.decode(batch)
+            best_cpu = best.cpu()
+            for row, i in enumerate(indices):
+                n = int(batch.lengths[row])
+                out = outputs[todo[i]]
+                out.words = list(sentences[todo[i]])
+                out.tags = [names[t] for t in best_cpu[row, :n].tolist()]
+                if probabilities:
+                    out.probabilities = [
+                        {name: round(p, 4) for name, p in zip(names, dist, strict=True)}
+                        for dist in probs_cpu[row, :n].tolist()
+                    ]
+        return outputs
+
+    def evaluate(self, sentences: Sequence[TaggedSentence], top_confusions: int = 10
+                 ) -> dict[str, Any]:
+        """Accuracy (overall, seen and unseen words), per-tag P/R/F1 and confusions."""
+        predicted = self.tag_sentences([s.words for s in sentences])
+        return evaluate_tags(
+            [s.words for s in sentences], [s.tags for s in sentences],
+            [p.tags for p in predicted], self.vocab.is_known, top_confusions,
+        )
+
+
+def load_tagger(run_dir: str | Path, device: str = "cpu") -> Tagger:
+    """Load a trained tagger run directory."""
+    return Tagger(run_dir, device)

@@ -1,0 +1,164 @@
+"""Training a tagger: read the data, build vocabularies and model, run weft's trainer.
+
+The model with the best dev accuracy is saved as ``model.safetensors`` whenever it improves,
+so a run directory is usable (``weft tag eval``/``predict``) while training continues.
+Without ``--dev``, the last ``dev_fraction`` of the training sentences (in file order) is
+held out for model selection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import weft
+from weft.config import TrainConfig, from_fields
+from weft.device import resolve_device, resolve_precision, set_threads
+from weft.errors import WeftError
+from weft.io import atomic_write_json, read_json
+from weft.tagging.api import CONFIG, KIND, VOCAB, WEIGHTS, save_weights
+from weft.tagging.batching import encode
+from weft.tagging.model import BiLSTMTagger, TaggerModelConfig
+from weft.tagging.readers import ReadOptions, TaggedSentence, read_tagged
+from weft.tagging.task import TaggingTask
+from weft.tagging.vocab import TaggerVocab
+from weft.training.trainer import Selection, Trainer, TrainResult
+
+log = logging.getLogger("weft")
+
+# The tagger's defaults where they differ from a language model's (TrainConfig's own).
+TAGGER_TRAIN_DEFAULTS: dict[str, Any] = {
+    "batch_size": 32, "lr": 2e-3, "warmup_steps": 100, "eval_every": 200, "patience": 10,
+    "grad_clip": 5.0,
+}
+
+
+@dataclass(frozen=True)
+class TaggerDataConfig:
+    """Where the sentences come from; saved in ``config.json`` under ``"data"``."""
+
+    train: str = ""
+    dev: str | None = None
+    dev_fraction: float = 0.1  # used only without --dev
+    format: str = "auto"
+    column: str = "upos"
+    tagset_map: str | None = None
+    keep_traces: bool = True
+    sentences: str | None = None  # fraction slice of the training file, e.g. ":0.9"
+    lowercase: bool = True  # word embeddings keyed by lowercased words
+
+    def read_options(self, sentences: str | None = None) -> ReadOptions:
+        return ReadOptions(self.format, self.column, self.tagset_map, self.keep_traces, sentences)
+
+    def validate(self) -> None:
+        if not 0.0 < self.dev_fraction < 1.0:
+            raise WeftError("--dev-fraction must be in (0, 1)")
+
+
+def tagger_train_config(**options: Any) -> TrainConfig:
+    """A :class:`TrainConfig` with the tagger's defaults under the given options."""
+    values = {**TAGGER_TRAIN_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    config = from_fields(TrainConfig, values)
+    config.validate()
+    return config
+
+
+def load_data(
+    data: TaggerDataConfig,
+) -> tuple[list[TaggedSentence], list[TaggedSentence]]:
+    """Training and dev sentences as the data settings say."""
+    train = read_tagged(data.train, data.read_options(data.sentences))
+    if data.dev:
+        dev = read_tagged(data.dev, data.read_options())
+    else:
+        cut = len(train) - max(1, round(data.dev_fraction * len(train)))
+        if cut < 1:
+            raise WeftError(
+                f"{data.train} has only {len(train)} sentence(s): too few to hold out a dev "
+                "set; pass --dev"
+            )
+        train, dev = train[:cut], train[cut:]
+    return train, dev
+
+
+def train_tagger(
+    out: str | Path,
+    data: TaggerDataConfig,
+    model: TaggerModelConfig | None = None,
+    train: TrainConfig | None = None,
+    quiet: bool = False,
+    resume: bool = False,
+) -> TrainResult:
+    """Train (or, with ``resume``, continue training) a tagger into run directory ``out``."""
+    run_dir = Path(out)
+    if resume:
+        saved = read_json(run_dir / CONFIG)
+        data = from_fields(TaggerDataConfig, saved["data"])
+        model = from_fields(TaggerModelConfig, saved["model"])
+        train = train or from_fields(TrainConfig, saved["train"])
+    data.validate()
+    train_config = (train or tagger_train_config()).with_default_stop()
+    train_config.validate()
+    set_threads(train_config.threads)
+    torch.manual_seed(train_config.seed)
+
+    train_sents, dev_sents = load_data(data)
+    if resume:
+        vocab = TaggerVocab.from_dict(read_json(run_dir / VOCAB))
+    else:
+        vocab = TaggerVocab.build(((s.words, s.tags) for s in train_sents), data.lowercase)
+    unknown_tags = sorted({t for s in dev_sents for t in s.tags} - set(vocab.tags.itos))
+    if unknown_tags:
+        log.warning("dev tags never seen in training (always counted wrong): %s",
+                    ", ".join(unknown_tags))
+        dev_sents = [s for s in dev_sents if not set(s.tags) & set(unknown_tags)] or dev_sents[:0]
+        if not dev_sents:
+            raise WeftError("every dev sentence has a tag never seen in training")
+    model_config = dataclasses.replace(
+        model or TaggerModelConfig(),
+        num_words=len(vocab.words), num_chars=len(vocab.chars), num_tags=len(vocab.tags),
+    )
+    network = BiLSTMTagger(model_config)
+    device = resolve_device(train_config.device)
+    precision = resolve_precision(train_config.precision, device)
+    network.to(device)
+
+    train_data = encode(vocab, [s.words for s in train_sents], [s.tags for s in train_sents])
+    dev_data = encode(vocab, [s.words for s in dev_sents], [s.tags for s in dev_sents])
+    task = TaggingTask(network, vocab, train_data, dev_data, train_config.batch_size,
+                       train_config.seed, device)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        atomic_write_json(run_dir / VOCAB, vocab.to_dict())
+        atomic_write_json(run_dir / CONFIG, {
+            "kind": KIND,
+            "weft_version": weft.__version__,
+            "model": dataclasses.asdict(model_config),
+            "data": dataclasses.asdict(data),
+            "train": dataclasses.asdict(train_config),
+            "sizes": {
+                "train_sentences": len(train_sents),
+                "train_tokens": sum(len(s) for s in train_sents),
+                "dev_sentences": len(dev_sents),
+                "dev_tokens": sum(len(s) for s in dev_sents),
+                "words": len(vocab.words), "chars": len(vocab.chars), "tags": len(vocab.tags),
+            },
+        })
+    if not quiet:
+        log.info("training on %d sentences (%d tokens), selecting on %d dev sentences; "
+                 "%d tags, %d words, %d characters; %s parameters",
+                 len(train_sents), sum(len(s) for s in train_sents), len(dev_sents),
+                 len(vocab.tags), len(vocab.words), len(vocab.chars),
+                 f"{sum(p.numel() for p in network.parameters()):,}")
+    trainer = Trainer(
+        task, train_config, run_dir, device=device, precision=precision,
+        selection=Selection("dev_accuracy", "max"),
+        save_best=lambda: save_weights(network, run_dir / WEIGHTS), quiet=quiet,
+    )
+    return trainer.fit(resume=resume)
