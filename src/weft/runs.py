@@ -196,6 +196,10 @@ def load(run_dir: str | Path, device: str = "auto") -> Any:
     kind = read_run_config(run_dir).get("kind", "language-model")
     if kind == "language-model":
         return LanguageModel(run_dir, device=device)
+    if kind == "tagger":
+        from weft.tagging.api import load_tagger
+
+        return load_tagger(run_dir, device=device)
     raise WeftError(f"{run_dir} holds a run of unknown kind {kind!r}")
 
 

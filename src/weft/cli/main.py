@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from weft.cli.tag import tag
 from weft.config import (
     CELLS,
     LEVELS,
@@ -282,6 +283,7 @@ def plot(run: Path) -> None:
 from weft.cli.serve import serve  # noqa: E402  (registered after the group exists)
 
 cli.add_command(serve)
+cli.add_command(tag)
 
 
 def main() -> None:

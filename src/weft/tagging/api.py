@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save
 
 from weft.config import from_fields
 from weft.errors import WeftError
-from weft.io import atomic_write_bytes, read_json
+from weft.device import resolve_device
+from weft.io import read_json
+from weft.runs import load_weights, read_run_config
 from weft.tagging.batching import encode, length_batches, make_batch
 from weft.tagging.metrics import evaluate_tags
 from weft.tagging.model import BiLSTMTagger, TaggerModelConfig
@@ -32,31 +33,6 @@ KIND = "tagger"
 CONFIG = "config.json"
 VOCAB = "vocab.json"
 WEIGHTS = "model.safetensors"
-
-
-def save_weights(model: torch.nn.Module, path: str | Path) -> None:
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(path, save(tensors, metadata={"format": "pt"}))
-
-
-def load_weights(model: torch.nn.Module, path: str | Path) -> None:
-    try:
-        tensors = load_file(str(path))
-    except Exception as exc:
-        raise WeftError(f"{path} is damaged or not a safetensors file ({exc})") from None
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as exc:
-        raise WeftError(f"{path} does not match the model in {CONFIG}: {exc}") from None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise WeftError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
 
 
 @dataclass
@@ -82,12 +58,7 @@ class Tagger:
 
     def __init__(self, run_dir: str | Path, device: str = "cpu") -> None:
         self.run_dir = Path(run_dir)
-        if not self.run_dir.is_dir():
-            raise WeftError(f"{run_dir} is not a run directory")
-        config_path = self.run_dir / CONFIG
-        if not config_path.exists():
-            raise WeftError(f"{run_dir} has no {CONFIG}: is it a weft run directory?")
-        self.config: dict[str, Any] = read_json(config_path)
+        self.config: dict[str, Any] = read_run_config(self.run_dir)
         if self.config.get("kind") != KIND:
             raise WeftError(f"{run_dir} holds a {self.config.get('kind')!r} run, not a tagger")
         self.vocab = TaggerVocab.from_dict(read_json(self.run_dir / VOCAB))

@@ -16,6 +16,12 @@ from weft.tagging.batching import EncodedData, length_batches, make_batch
 from weft.tagging.model import BiLSTMTagger
 from weft.tagging.vocab import TaggerVocab
 
+# The tagger's training defaults where they differ from a language model's (TrainConfig's).
+TAGGER_TRAIN_DEFAULTS: dict[str, Any] = {
+    "batch_size": 32, "lr": 2e-3, "warmup_steps": 100, "eval_every": 200, "patience": 10,
+    "grad_clip": 5.0,
+}
+
 
 class TaggingTask:
     def __init__(

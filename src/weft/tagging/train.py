@@ -21,21 +21,17 @@ from weft.config import TrainConfig, from_fields
 from weft.device import resolve_device, resolve_precision, set_threads
 from weft.errors import WeftError
 from weft.io import atomic_write_json, read_json
-from weft.tagging.api import CONFIG, KIND, VOCAB, WEIGHTS, save_weights
+from weft.runs import save_weights
+from weft.tagging.api import CONFIG, KIND, VOCAB, WEIGHTS
 from weft.tagging.batching import encode
 from weft.tagging.model import BiLSTMTagger, TaggerModelConfig
 from weft.tagging.readers import ReadOptions, TaggedSentence, read_tagged
-from weft.tagging.task import TaggingTask
+from weft.tagging.task import TAGGER_TRAIN_DEFAULTS, TaggingTask
 from weft.tagging.vocab import TaggerVocab
 from weft.training.trainer import Selection, Trainer, TrainResult
 
 log = logging.getLogger("weft")
 
-# The tagger's defaults where they differ from a language model's (TrainConfig's own).
-TAGGER_TRAIN_DEFAULTS: dict[str, Any] = {
-    "batch_size": 32, "lr": 2e-3, "warmup_steps": 100, "eval_every": 200, "patience": 10,
-    "grad_clip": 5.0,
-}
 
 
 @dataclass(frozen=True)

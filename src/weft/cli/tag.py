@@ -1,0 +1,215 @@
+"""``weft tag``: train, evaluate and use part-of-speech taggers.
+
+Every flag and its default is listed in docs/cli.md; docs/tagging.md explains them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from weft.config import PRECISIONS, parse_duration
+from weft.errors import WeftError
+from weft.tagging.model import TaggerModelConfig
+from weft.tagging.readers import FORMATS
+from weft.tagging.task import TAGGER_TRAIN_DEFAULTS
+
+_M = TaggerModelConfig()
+_TRAIN_DEFAULTS = TAGGER_TRAIN_DEFAULTS
+
+tag = click.Group("tag", help="Part-of-speech tagging: train, evaluate and tag with a BiLSTM "
+                               "tagger.")
+
+
+def _setup_logging(quiet: bool) -> None:
+    from weft.cli.main import _setup_logging as setup
+
+    setup(quiet)
+
+
+def _read_options(func: Any) -> Any:
+    """Flags that say how to read a tagged file (shared by train and eval)."""
+    options = [
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                     help="Input format [default: auto, from the name and first line; eval: "
+                          "auto].", show_default=False),
+        click.option("--column", type=click.Choice(["upos", "xpos"]), default=None,
+                     help="CoNLL-U tag column [default: upos; eval: the run's]."),
+        click.option("--tagset-map", help="Map tags through this file (FROM<TAB>TO lines) or "
+                     "the en-ptb.map inside this zip (universal_tagset.zip) [eval: the run's]."),
+        click.option("--no-traces", is_flag=True, default=None,
+                     help="Drop Penn Treebank -NONE- trace tokens [eval: as the run did]."),
+        click.option("--sentences", help="Use only this slice of the file's sentences, as "
+                     "fractions: ':0.9' is the first 90%, '0.9:' the rest."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@tag.command("train")
+@click.argument("train_file", type=click.Path(path_type=Path))
+@click.option("--dev", "dev_file", type=click.Path(path_type=Path),
+              help="Dev file for model selection [default: hold out --dev-fraction].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run directory to create (with --resume: the run to continue).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last state.")
+@click.option("--dev-fraction", type=float, default=0.1, show_default=True,
+              help="Without --dev: share of the training sentences, from the end, held out.")
+@_read_options
+@click.option("--case-sensitive-words", is_flag=True,
+              help="Key word embeddings by the exact word, not the lowercased one.")
+@click.option("--word-dim", type=int, default=_M.word_dim, show_default=True,
+              help="Word embedding size.")
+@click.option("--char-dim", type=int, default=_M.char_dim, show_default=True,
+              help="Character embedding size.")
+@click.option("--char-hidden", type=int, default=_M.char_hidden, show_default=True,
+              help="Character BiLSTM units per direction.")
+@click.option("--hidden", type=int, default=_M.hidden, show_default=True,
+              help="Sentence BiLSTM units per direction.")
+@click.option("--layers", type=int, default=_M.layers, show_default=True,
+              help="Sentence BiLSTM layers.")
+@click.option("--dropout", type=float, default=_M.dropout, show_default=True,
+              help="Dropout on the word features, between layers and before the output.")
+@click.option("--word-dropout", type=float, default=_M.word_dropout, show_default=True,
+              help="Replace a training word seen c times by <unk> with probability "
+                   "a/(a+c); 0 disables.")
+@click.option("--crf", is_flag=True, help="Add a CRF layer (Viterbi decoding).")
+@click.option("--batch-size", type=int, default=_TRAIN_DEFAULTS["batch_size"],
+              show_default=True, help="Sentences per step.")
+@click.option("--lr", type=float, default=_TRAIN_DEFAULTS["lr"], show_default=True,
+              help="Peak learning rate (AdamW).")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True,
+              help="AdamW weight decay.")
+@click.option("--warmup-steps", type=int, default=_TRAIN_DEFAULTS["warmup_steps"],
+              show_default=True, help="Linear warm-up steps before the cosine decay.")
+@click.option("--min-lr-ratio", type=float, default=0.05, show_default=True,
+              help="The cosine decays to lr x this by the end of the run.")
+@click.option("--grad-clip", type=float, default=_TRAIN_DEFAULTS["grad_clip"],
+              show_default=True, help="Maximum gradient norm; 0 disables clipping.")
+@click.option("--eval-every", type=int, default=_TRAIN_DEFAULTS["eval_every"],
+              show_default=True, help="Steps between dev evaluations and checkpoints.")
+@click.option("--patience", type=int, default=_TRAIN_DEFAULTS["patience"], show_default=True,
+              help="Evaluations without improvement before stopping; 0 disables.")
+@click.option("--epochs", type=float, help="Stop after this many passes [default: 10 when "
+              "no limit is given].")
+@click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
+@click.option("--time-budget", help="Stop after this much time, e.g. 90s, 10m, 1h.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="auto: bf16 where the hardware supports it.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
+@click.option("--threads", type=int, help="CPU threads [default: PyTorch's choice].")
+@click.option("--seed", type=int, default=1337, show_default=True,
+              help="Makes a CPU run repeatable.")
+@click.option("--quiet", is_flag=True, help="No progress bar or evaluation lines.")
+def train_command(
+    train_file: Path, dev_file: Path | None, out: Path, resume: bool, dev_fraction: float,
+    fmt: str | None, column: str | None, tagset_map: str | None, no_traces: bool | None,
+    sentences: str | None, case_sensitive_words: bool, word_dim: int, char_dim: int,
+    char_hidden: int, hidden: int, layers: int, dropout: float, word_dropout: float, crf: bool,
+    quiet: bool, time_budget: str | None, **train_options: Any,
+) -> None:
+    """Train a tagger on TRAIN_FILE, selecting the model by accuracy on the dev set."""
+    from weft.tagging.train import TaggerDataConfig, tagger_train_config, train_tagger
+
+    _setup_logging(quiet)
+    budget = parse_duration(time_budget) if time_budget else None
+    config = tagger_train_config(time_budget=budget, **train_options)
+    data = TaggerDataConfig(
+        train=str(train_file), dev=str(dev_file) if dev_file else None,
+        dev_fraction=dev_fraction, format=fmt or "auto", column=column or "upos",
+        tagset_map=tagset_map, keep_traces=not no_traces, sentences=sentences,
+        lowercase=not case_sensitive_words,
+    )
+    model = TaggerModelConfig(
+        word_dim=word_dim, char_dim=char_dim, char_hidden=char_hidden, hidden=hidden,
+        layers=layers, dropout=dropout, word_dropout=word_dropout, crf=crf,
+    )
+    if resume and not (out / "config.json").exists():
+        raise WeftError(f"--resume: {out} has no config.json to continue from")
+    if not resume and (out / "config.json").exists():
+        raise WeftError(f"{out} already holds a run; pick another --out or pass --resume")
+    result = train_tagger(out, data, model, config, quiet=quiet, resume=resume)
+    if not quiet:
+        best = f"{100 * result.best:.2f}%" if result.best is not None else "n/a"
+        click.echo(f"done: {result.steps} steps in {result.elapsed:.0f}s "
+                   f"({result.stopped_because}); best dev accuracy {best}; saved in {out}")
+
+
+@tag.command("eval")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
+@_read_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--top-confusions", type=int, default=10, show_default=True,
+              help="How many of the most frequent confusions to list.")
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps.")
+def eval_command(
+    run: Path, file: Path, fmt: str | None, column: str | None, tagset_map: str | None,
+    no_traces: bool | None, sentences: str | None, as_json: bool, top_confusions: int,
+    device: str,
+) -> None:
+    """Evaluate the tagger in RUN on the tagged FILE: accuracy (on words seen and unseen in
+    training), per-tag precision/recall/F1 and the most frequent confusions."""
+    from weft.tagging.api import load_tagger
+    from weft.tagging.metrics import format_report
+    from weft.tagging.readers import ReadOptions, read_tagged
+
+    _setup_logging(False)
+    tagger = load_tagger(run, device=device)
+    saved = tagger.config.get("data", {})
+    options = ReadOptions(
+        format=fmt or "auto",
+        column=column or saved.get("column", "upos"),
+        tagset_map=tagset_map or saved.get("tagset_map"),
+        keep_traces=(not no_traces) if no_traces is not None else saved.get("keep_traces", True),
+        sentences=sentences,
+    )
+    gold = read_tagged(file, options)
+    start = time.perf_counter()
+    metrics = tagger.evaluate(gold, top_confusions)
+    seconds = time.perf_counter() - start
+    metrics["tokens_per_second"] = metrics["tokens"] / max(seconds, 1e-9)
+    if as_json:
+        click.echo(json.dumps(metrics))
+        return
+    click.echo(format_report(metrics))
+    click.echo(f"\ntagged {metrics['tokens']:,} tokens in {seconds:.2f}s "
+               f"({metrics['tokens_per_second']:,.0f} tokens/s)")
+
+
+@tag.command("predict")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("file", default="-")
+@click.option("--tokenized", is_flag=True,
+              help="Input is one sentence per line, tokens separated by spaces.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per sentence, with each token's tag probabilities.")
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps.")
+def predict_command(run: Path, file: str, tokenized: bool, as_json: bool, device: str) -> None:
+    """Tag FILE (raw text, or '-' for standard input) with the tagger in RUN; prints one
+    sentence per line as word/TAG."""
+    from weft.data.corpus import decode_text
+    from weft.tagging.api import load_tagger
+    from weft.tagging.tokenize import tokenize_sentences
+
+    _setup_logging(False)
+    tagger = load_tagger(run, device=device)
+    if file == "-":
+        text = decode_text(sys.stdin.buffer.read(), "standard input")
+    else:
+        path = Path(file)
+        if not path.is_file():
+            raise WeftError(f"file not found: {file}")
+        text = decode_text(path.read_bytes(), file)
+    if tokenized:
+        sentences = [line.split() for line in text.split("\n") if line.strip()]
+    else:
+        sentences = tokenize_sentences(text)
+    for output in tagger.tag_sentences(sentences, probabilities=as_json):
+        click.echo(json.dumps(output.to_dict(), ensure_ascii=False) if as_json else str(output))
