@@ -95,6 +95,7 @@ def test_padding_never_changes_a_sentence(crf: bool) -> None:
 
 def _brute_force(crf: CRF, emissions: torch.Tensor, length: int) -> tuple[float, list[int]]:
     """log Z and the best path by enumerating every tag sequence."""
+    crf = crf.requires_grad_(False)
     scores = {}
     for path in itertools.product(range(crf.num_tags), repeat=length):
         s = crf.start[path[0]] + crf.end[path[-1]]
@@ -102,6 +103,7 @@ def _brute_force(crf: CRF, emissions: torch.Tensor, length: int) -> tuple[float,
         s = s + sum(crf.transitions[path[t - 1], path[t]] for t in range(1, length))
         scores[path] = float(s)
     log_z = float(torch.logsumexp(torch.tensor(list(scores.values())), 0))
+    crf.requires_grad_(True)
     return log_z, list(max(scores, key=lambda p: scores[p]))
 
 
