@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from weft.config import from_fields
-from weft.errors import WeftError
 from weft.device import resolve_device
+from weft.errors import WeftError
 from weft.io import read_json
 from weft.runs import load_weights, read_run_config
 from weft.tagging.batching import encode, length_batches, make_batch

@@ -22,7 +22,9 @@ class CRF(nn.Module):
         self.start = nn.Parameter(torch.zeros(num_tags))
         self.end = nn.Parameter(torch.zeros(num_tags))
 
-    def score(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def score(
+        self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """Unnormalized score of the given tag sequences, shape ``(batch,)``."""
         m = mask.to(emissions.dtype)
         emit = emissions.gather(2, tags.unsqueeze(2)).squeeze(2)  # (B, T)

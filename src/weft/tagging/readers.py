@@ -126,7 +126,9 @@ def slice_fraction(sentences: list[TaggedSentence], spec: str) -> list[TaggedSen
         lo = float(match.group(1)) if match.group(1) else 0.0
         hi = float(match.group(2)) if match.group(2) else 1.0
     except ValueError:
-        raise WeftError(f"cannot read --sentences {spec!r}; use fractions like :0.9 or 0.9:") from None
+        raise WeftError(
+            f"cannot read --sentences {spec!r}; use fractions like :0.9 or 0.9:"
+        ) from None
     if not 0.0 <= lo <= hi <= 1.0:
         raise WeftError(f"--sentences {spec!r}: need 0 <= start <= end <= 1")
     n = len(sentences)

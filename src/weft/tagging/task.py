@@ -24,6 +24,8 @@ TAGGER_TRAIN_DEFAULTS: dict[str, Any] = {
 
 
 class TaggingTask:
+    model: torch.nn.Module  # the trainer's contract; also kept as .tagger
+
     def __init__(
         self,
         model: BiLSTMTagger,
@@ -36,6 +38,7 @@ class TaggingTask:
         eval_batch_size: int = 256,
     ) -> None:
         self.model = model
+        self.tagger = model
         self.vocab = vocab
         self.train = train
         self.dev = dev
@@ -61,18 +64,18 @@ class TaggingTask:
         generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 100_003 + index)
         batch = make_batch(
             self.train, self.batches[index], self.word_counts,
-            self.model.config.word_dropout, generator,
+            self.tagger.config.word_dropout, generator,
         ).to(self.device)
         tokens = int(batch.lengths.sum())
         # mean over tokens, so the learning rate does not depend on sentence lengths
-        return self.model.loss(batch) / tokens, tokens
+        return self.tagger.loss(batch) / tokens, tokens
 
     def predict_ids(self, data: EncodedData) -> list[list[int]]:
         """Best tag ids of every sentence of ``data`` (the model's mode is left to the caller)."""
         out: list[list[int]] = [[] for _ in range(len(data))]
         for indices in length_batches(data.lengths, self.eval_batch_size):
             batch = make_batch(data, indices).to(self.device)
-            tags = self.model.decode(batch).cpu()
+            tags = self.tagger.decode(batch).cpu()
             for row, i in enumerate(indices):
                 out[i] = tags[row, : int(batch.lengths[row])].tolist()
         return out

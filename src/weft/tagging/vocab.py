@@ -50,7 +50,8 @@ class Vocab:
         try:
             return self.stoi[item]
         except KeyError:
-            raise WeftError(f"unknown tag {item!r}; the model knows: {', '.join(self.itos)}") from None
+            known = ", ".join(self.itos)
+            raise WeftError(f"unknown tag {item!r}; the model knows: {known}") from None
 
     @classmethod
     def build(cls, counts: Counter[str], specials: bool = True) -> Vocab:
