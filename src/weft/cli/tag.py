@@ -154,8 +154,7 @@ def eval_command(
     no_traces: bool | None, sentences: str | None, as_json: bool, top_confusions: int,
     device: str,
 ) -> None:
-    """Evaluate the tagger in RUN on the tagged FILE: accuracy (on words seen and unseen in
-    training), per-tag precision/recall/F1 and the most frequent confusions."""
+    """Score the tagger in RUN on tagged FILE: accuracy, per-tag P/R/F1, confusions."""
     from weft.tagging.api import load_tagger
     from weft.tagging.metrics import format_report
     from weft.tagging.readers import ReadOptions, read_tagged
@@ -192,8 +191,7 @@ def eval_command(
               help="One JSON object per sentence, with each token's tag probabilities.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps.")
 def predict_command(run: Path, file: str, tokenized: bool, as_json: bool, device: str) -> None:
-    """Tag FILE (raw text, or '-' for standard input) with the tagger in RUN; prints one
-    sentence per line as word/TAG."""
+    """Tag FILE (raw text; '-' reads standard input) with RUN, one sentence per line."""
     from weft.data.corpus import decode_text
     from weft.tagging.api import load_tagger
     from weft.tagging.tokenize import tokenize_sentences
