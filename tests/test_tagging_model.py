@@ -116,11 +116,11 @@ def test_crf_matches_brute_force() -> None:
     emissions = torch.randn(3, 4, 3)
     lengths = [4, 2, 1]
     mask = torch.arange(4).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
-    log_z = crf.log_partition(emissions, mask)
+    log_z = crf.log_partition(emissions, mask).detach()
     best = crf.decode(emissions, mask)
     marginals = crf.marginals(emissions, mask)
     tags = torch.tensor([[0, 1, 2, 1], [2, 2, 0, 0], [1, 0, 0, 0]])
-    nll = crf.neg_log_likelihood(emissions, tags, mask)
+    nll = crf.neg_log_likelihood(emissions, tags, mask).detach()
     expected_nll = 0.0
     for b, n in enumerate(lengths):
         z, path = _brute_force(crf, emissions[b], n)
@@ -131,7 +131,7 @@ def test_crf_matches_brute_force() -> None:
         gold_score = (crf.start[gold[0]] + crf.end[gold[-1]]
                       + sum(emissions[b, t, gold[t]] for t in range(n))
                       + sum(crf.transitions[gold[t - 1], gold[t]] for t in range(1, n)))
-        expected_nll += z - float(gold_score)
+        expected_nll += z - float(gold_score.detach())
         # marginals: probabilities summing to one at each real position
         assert torch.allclose(marginals[b, :n].sum(1), torch.ones(n), atol=1e-5)
     assert float(nll) == pytest.approx(expected_nll, abs=1e-3)
