@@ -28,7 +28,7 @@ class TaggerModelConfig:
     word_dim: int = 100
     char_dim: int = 50
     char_hidden: int = 50  # per direction
-    hidden: int = 200  # sentence LSTM, per direction
+    hidden: int = 128  # sentence LSTM, per direction; 2x128 trains EWT in 15 min on a CPU
     layers: int = 2
     dropout: float = 0.33
     word_dropout: float = 0.25  # alpha in p(unk) = alpha / (alpha + count)
