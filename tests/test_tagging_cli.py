@@ -120,6 +120,8 @@ def test_crf_run_and_dev_fraction(tagged_files: dict[str, Path]) -> None:
     assert code == 0, output
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 50
+    code, output = _invoke("tag", "train", "x", "--out", str(out), "--resume", "--lr", "0.1")
+    assert code == 2 and "cannot change: --lr" in output
 
 
 def test_treebank_zip_with_map_and_slices(tmp_path: Path) -> None:

@@ -115,9 +115,26 @@ def train_command(
     quiet: bool, time_budget: str | None, **train_options: Any,
 ) -> None:
     """Train a tagger on TRAIN_FILE, selecting the model by accuracy on the dev set."""
-    from weft.tagging.train import TaggerDataConfig, tagger_train_config, train_tagger
+    from weft.tagging.train import (
+        TaggerDataConfig,
+        resume_train_config,
+        tagger_train_config,
+        train_tagger,
+    )
 
     _setup_logging(quiet)
+    if resume:
+        ctx = click.get_current_context()
+        given = {k: v for k, v in {**train_options, "time_budget": time_budget}.items()
+                 if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+        if given.get("time_budget"):
+            given["time_budget"] = parse_duration(given["time_budget"])
+        if not (out / "config.json").exists():
+            raise WeftError(f"--resume: {out} has no config.json to continue from")
+        result = train_tagger(out, TaggerDataConfig(), train=resume_train_config(out, given),
+                              quiet=quiet, resume=True)
+        _report(result, out, quiet)
+        return
     budget = parse_duration(time_budget) if time_budget else None
     config = tagger_train_config(time_budget=budget, **train_options)
     data = TaggerDataConfig(
@@ -130,11 +147,12 @@ def train_command(
         word_dim=word_dim, char_dim=char_dim, char_hidden=char_hidden, hidden=hidden,
         layers=layers, dropout=dropout, word_dropout=word_dropout, crf=crf,
     )
-    if resume and not (out / "config.json").exists():
-        raise WeftError(f"--resume: {out} has no config.json to continue from")
-    if not resume and (out / "config.json").exists():
+    if (out / "config.json").exists():
         raise WeftError(f"{out} already holds a run; pick another --out or pass --resume")
-    result = train_tagger(out, data, model, config, quiet=quiet, resume=resume)
+    _report(train_tagger(out, data, model, config, quiet=quiet), out, quiet)
+
+
+def _report(result: Any, out: Path, quiet: bool) -> None:
     if not quiet:
         best = f"{100 * result.best:.2f}%" if result.best is not None else "n/a"
         click.echo(f"done: {result.steps} steps in {result.elapsed:.0f}s "

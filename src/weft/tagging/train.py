@@ -64,6 +64,22 @@ def tagger_train_config(**options: Any) -> TrainConfig:
     return config
 
 
+RESUME_OVERRIDABLE = {"epochs", "max_steps", "time_budget", "patience", "eval_every",
+                      "device", "threads"}
+
+
+def resume_train_config(run_dir: str | Path, changes: dict[str, Any]) -> TrainConfig:
+    """The run's saved training settings with only its stopping limits (and device) changed."""
+    bad = set(changes) - RESUME_OVERRIDABLE
+    if bad:
+        raise WeftError(f"--resume keeps the run's settings; these cannot change: "
+                        f"{', '.join(sorted('--' + b.replace('_', '-') for b in bad))}")
+    saved = from_fields(TrainConfig, read_json(Path(run_dir) / CONFIG).get("train", {}))
+    config = dataclasses.replace(saved, **changes)
+    config.validate()
+    return config
+
+
 def load_data(
     data: TaggerDataConfig,
 ) -> tuple[list[TaggedSentence], list[TaggedSentence]]:
@@ -110,8 +126,8 @@ def train_tagger(
         vocab = TaggerVocab.build(((s.words, s.tags) for s in train_sents), data.lowercase)
     unknown_tags = sorted({t for s in dev_sents for t in s.tags} - set(vocab.tags.itos))
     if unknown_tags:
-        log.warning("dev tags never seen in training (always counted wrong): %s",
-                    ", ".join(unknown_tags))
+        log.warning("dev sentences with tags never seen in training are left out of model "
+                    "selection: %s", ", ".join(unknown_tags))
         dev_sents = [s for s in dev_sents if not set(s.tags) & set(unknown_tags)] or dev_sents[:0]
         if not dev_sents:
             raise WeftError("every dev sentence has a tag never seen in training")
