@@ -93,6 +93,15 @@ def test_padding_never_changes_a_sentence(crf: bool) -> None:
             assert (pb[row, n:] == 0).all() and (qb[row, n:] == 0).all()
 
 
+def test_precomputed_form_table_gives_the_same_scores() -> None:
+    vocab, model = _setup()
+    data = encode(vocab, [s for s, _ in SENTENCES])
+    batch = make_batch(data, [2, 0, 3])
+    with torch.no_grad():
+        table = model.encode_forms(data.form_chars, data.form_lengths, chunk=3)
+        assert torch.allclose(model.emissions(batch), model.emissions(batch, table), atol=1e-5)
+
+
 def _brute_force(crf: CRF, emissions: torch.Tensor, length: int) -> tuple[float, list[int]]:
     """log Z and the best path by enumerating every tag sequence."""
     crf = crf.requires_grad_(False)

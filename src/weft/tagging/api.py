@@ -100,13 +100,14 @@ class Tagger:
             return outputs
         data = encode(self.vocab, [list(sentences[i]) for i in todo])
         names = self.vocab.tags.itos
+        table = self.model.encode_forms(data.form_chars, data.form_lengths)
         for indices in length_batches(data.lengths, batch_size):
             batch = make_batch(data, indices).to(self.device)
             if probabilities:
-                best, probs = self.model.predict(batch)
+                best, probs = self.model.predict(batch, table)
                 probs_cpu = probs.cpu()
             else:
-                best = self.model.decode(batch)
+                best = self.model.decode(batch, table)
             best_cpu = best.cpu()
             for row, i in enumerate(indices):
                 n = int(batch.lengths[row])

@@ -88,7 +88,7 @@ def make_batch(
     unique, inverse = torch.unique(forms, return_inverse=True)
     char_lengths = data.form_lengths[unique]
     chars = data.form_chars[unique, : int(char_lengths.max())]
-    return Batch(words, inverse, chars, char_lengths, lengths, tags)
+    return Batch(words, inverse, chars, char_lengths, lengths, tags, form_ids=unique)
 
 
 def length_batches(

@@ -56,6 +56,7 @@ class Batch:
     char_lengths: torch.Tensor  # (U,)
     lengths: torch.Tensor  # (B,) sentence lengths, on the CPU
     tags: torch.Tensor | None = None  # (B, T) gold tag ids, 0 on padding
+    form_ids: torch.Tensor | None = None  # (U,) dataset-level ids of the rows of ``chars``
 
     @property
     def mask(self) -> torch.Tensor:
@@ -67,6 +68,7 @@ class Batch:
             self.words.to(device), self.forms.to(device), self.chars.to(device),
             self.char_lengths, self.lengths,
             None if self.tags is None else self.tags.to(device),
+            None if self.form_ids is None else self.form_ids.to(device),
         )
 
 
@@ -100,9 +102,30 @@ class BiLSTMTagger(nn.Module):
         _, (h_n, _) = self.char_lstm(packed)
         return torch.cat([h_n[0], h_n[1]], dim=1)
 
-    def emissions(self, batch: Batch) -> torch.Tensor:
-        """Per-token tag scores ``(B, T, num_tags)``; padding positions hold zeros."""
-        char_features = self.encode_chars(batch.chars, batch.char_lengths)[batch.forms]
+    @torch.no_grad()
+    def encode_forms(
+        self, chars: torch.Tensor, lengths: torch.Tensor, chunk: int = 4096
+    ) -> torch.Tensor:
+        """Char features of every form of a dataset at once, for inference: a dataset has far
+        fewer distinct forms than the batches together, so each is encoded only once."""
+        device = self.char_embedding.weight.device
+        parts = [
+            self.encode_chars(chars[i : i + chunk].to(device), lengths[i : i + chunk])
+            for i in range(0, chars.size(0), chunk)
+        ]
+        return torch.cat(parts)
+
+    def emissions(self, batch: Batch, form_table: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-token tag scores ``(B, T, num_tags)``; padding positions hold zeros.
+
+        ``form_table`` holds precomputed char features by dataset form id (see
+        :meth:`encode_forms`); then the batch's ``form_ids`` index it instead of running the
+        char LSTM.
+        """
+        if form_table is not None and batch.form_ids is not None:
+            char_features = form_table[batch.form_ids][batch.forms]
+        else:
+            char_features = self.encode_chars(batch.chars, batch.char_lengths)[batch.forms]
         x = torch.cat([self.word_embedding(batch.words), char_features], dim=2)
         x = self.dropout(x)
         packed = pack_padded_sequence(x, batch.lengths.cpu(), batch_first=True,
@@ -121,18 +144,20 @@ class BiLSTMTagger(nn.Module):
             return self.crf.neg_log_likelihood(scores.float(), batch.tags, mask)
         return nn.functional.cross_entropy(scores[mask].float(), batch.tags[mask], reduction="sum")
 
-    def predict(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(
+        self, batch: Batch, form_table: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Best tags ``(B, T)`` and per-tag probabilities ``(B, T, K)`` (CRF: marginals)."""
-        scores = self.emissions(batch).float()
+        scores = self.emissions(batch, form_table).float()
         mask = batch.mask
         if self.crf is not None:
             return self.crf.decode(scores, mask), self.crf.marginals(scores, mask)
         probs = scores.softmax(dim=2) * mask.unsqueeze(2)
         return scores.argmax(dim=2) * mask.long(), probs
 
-    def decode(self, batch: Batch) -> torch.Tensor:
+    def decode(self, batch: Batch, form_table: torch.Tensor | None = None) -> torch.Tensor:
         """Best tags only (cheaper than :meth:`predict` with a CRF)."""
-        scores = self.emissions(batch).float()
+        scores = self.emissions(batch, form_table).float()
         if self.crf is not None:
             return self.crf.decode(scores, batch.mask)
         return scores.argmax(dim=2) * batch.mask.long()

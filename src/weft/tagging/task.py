@@ -73,9 +73,10 @@ class TaggingTask:
     def predict_ids(self, data: EncodedData) -> list[list[int]]:
         """Best tag ids of every sentence of ``data`` (the model's mode is left to the caller)."""
         out: list[list[int]] = [[] for _ in range(len(data))]
+        table = self.tagger.encode_forms(data.form_chars, data.form_lengths)
         for indices in length_batches(data.lengths, self.eval_batch_size):
             batch = make_batch(data, indices).to(self.device)
-            tags = self.tagger.decode(batch).cpu()
+            tags = self.tagger.decode(batch, table).cpu()
             for row, i in enumerate(indices):
                 out[i] = tags[row, : int(batch.lengths[row])].tolist()
         return out
