@@ -23,7 +23,7 @@ TRAIN = [
 ] * 3
 TINY_FLAGS = ["--word-dim", "16", "--char-dim", "8", "--char-hidden", "8", "--hidden", "24",
               "--layers", "1", "--batch-size", "4", "--lr", "0.02", "--warmup-steps", "5",
-              "--eval-every", "10", "--quiet", "--seed", "3"]
+              "--eval-every", "10", "--quiet", "--seed", "3", "--dropout", "0.1"]
 
 
 def _invoke(*args: str, input: str | None = None) -> tuple[int, str]:

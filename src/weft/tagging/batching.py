@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from weft.tagging.model import Batch
-from weft.tagging.vocab import UNK_ID, TaggerVocab
+from weft.tagging.vocab import UNK_ID, TaggerVocab, case_id
 
 
 @dataclass
@@ -26,6 +26,7 @@ class EncodedData:
     tags: list[torch.Tensor] | None  # per sentence: tag ids (None when untagged)
     form_chars: torch.Tensor  # (F, L) char ids of every distinct form
     form_lengths: torch.Tensor  # (F,)
+    form_cases: torch.Tensor  # (F,) capitalization class of each form
 
     def __len__(self) -> int:
         return len(self.words)
@@ -52,7 +53,8 @@ def encode(
     if tags is not None:
         tag_ids = [torch.tensor([vocab.tags.id(t) for t in s], dtype=torch.long) for s in tags]
     chars, lengths = vocab.char_matrix(list(form_index))
-    return EncodedData(words, forms, tag_ids, chars, lengths)
+    cases = torch.tensor([case_id(f) for f in form_index], dtype=torch.long)
+    return EncodedData(words, forms, tag_ids, chars, lengths, cases)
 
 
 def make_batch(
@@ -72,11 +74,13 @@ def make_batch(
     longest = int(lengths.max())
     words = torch.zeros(len(indices), longest, dtype=torch.long)
     forms = torch.zeros(len(indices), longest, dtype=torch.long)
+    cases = torch.zeros(len(indices), longest, dtype=torch.long)
     tags = torch.zeros(len(indices), longest, dtype=torch.long) if data.tags is not None else None
     for row, i in enumerate(indices):
         n = len(data.words[i])
         words[row, :n] = data.words[i]
         forms[row, :n] = data.forms[i]
+        cases[row, :n] = data.form_cases[data.forms[i]]
         if tags is not None and data.tags is not None:
             tags[row, :n] = data.tags[i]
     if word_dropout > 0 and word_counts is not None:
@@ -88,7 +92,8 @@ def make_batch(
     unique, inverse = torch.unique(forms, return_inverse=True)
     char_lengths = data.form_lengths[unique]
     chars = data.form_chars[unique, : int(char_lengths.max())]
-    return Batch(words, inverse, chars, char_lengths, lengths, tags, form_ids=unique)
+    return Batch(words, inverse, chars, char_lengths, lengths, tags, form_ids=unique,
+                 cases=cases)
 
 
 def length_batches(

@@ -16,6 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from weft.errors import WeftError
 from weft.tagging.crf import CRF
+from weft.tagging.vocab import CASES
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class TaggerModelConfig:
     word_dim: int = 100
     char_dim: int = 50
     char_hidden: int = 50  # per direction
+    case_dim: int = 8  # capitalization class embedding; 0 disables
     hidden: int = 128  # sentence LSTM, per direction; 2x128 trains EWT in 15 min on a CPU
     layers: int = 2
     dropout: float = 0.33
@@ -57,6 +59,7 @@ class Batch:
     lengths: torch.Tensor  # (B,) sentence lengths, on the CPU
     tags: torch.Tensor | None = None  # (B, T) gold tag ids, 0 on padding
     form_ids: torch.Tensor | None = None  # (U,) dataset-level ids of the rows of ``chars``
+    cases: torch.Tensor | None = None  # (B, T) capitalization classes, 0 on padding
 
     @property
     def mask(self) -> torch.Tensor:
@@ -69,6 +72,7 @@ class Batch:
             self.char_lengths, self.lengths,
             None if self.tags is None else self.tags.to(device),
             None if self.form_ids is None else self.form_ids.to(device),
+            None if self.cases is None else self.cases.to(device),
         )
 
 
@@ -82,8 +86,11 @@ class BiLSTMTagger(nn.Module):
         self.char_lstm = nn.LSTM(
             config.char_dim, config.char_hidden, batch_first=True, bidirectional=True
         )
+        self.case_embedding = (
+            nn.Embedding(CASES, config.case_dim, padding_idx=0) if config.case_dim else None
+        )
         self.lstm = nn.LSTM(
-            config.word_dim + 2 * config.char_hidden,
+            config.word_dim + 2 * config.char_hidden + config.case_dim,
             config.hidden,
             num_layers=config.layers,
             batch_first=True,
@@ -126,7 +133,12 @@ class BiLSTMTagger(nn.Module):
             char_features = form_table[batch.form_ids][batch.forms]
         else:
             char_features = self.encode_chars(batch.chars, batch.char_lengths)[batch.forms]
-        x = torch.cat([self.word_embedding(batch.words), char_features], dim=2)
+        parts = [self.word_embedding(batch.words), char_features]
+        if self.case_embedding is not None:
+            if batch.cases is None:
+                raise ValueError("this model needs the batch's capitalization classes")
+            parts.append(self.case_embedding(batch.cases))
+        x = torch.cat(parts, dim=2)
         x = self.dropout(x)
         packed = pack_padded_sequence(x, batch.lengths.cpu(), batch_first=True,
                                       enforce_sorted=False)
