@@ -70,6 +70,8 @@ def _read_options(func: Any) -> Any:
               help="Character embedding size.")
 @click.option("--char-hidden", type=int, default=_M.char_hidden, show_default=True,
               help="Character BiLSTM units per direction.")
+@click.option("--case-dim", type=int, default=_M.case_dim, show_default=True,
+              help="Capitalization class embedding size; 0 disables.")
 @click.option("--hidden", type=int, default=_M.hidden, show_default=True,
               help="Sentence BiLSTM units per direction.")
 @click.option("--layers", type=int, default=_M.layers, show_default=True,
@@ -111,7 +113,7 @@ def train_command(
     train_file: Path, dev_file: Path | None, out: Path, resume: bool, dev_fraction: float,
     fmt: str | None, column: str | None, tagset_map: str | None, no_traces: bool | None,
     sentences: str | None, case_sensitive_words: bool, word_dim: int, char_dim: int,
-    char_hidden: int, hidden: int, layers: int, dropout: float, word_dropout: float, crf: bool,
+    char_hidden: int, case_dim: int, hidden: int, layers: int, dropout: float, word_dropout: float, crf: bool,
     quiet: bool, time_budget: str | None, **train_options: Any,
 ) -> None:
     """Train a tagger on TRAIN_FILE, selecting the model by accuracy on the dev set."""
@@ -144,7 +146,8 @@ def train_command(
         lowercase=not case_sensitive_words,
     )
     model = TaggerModelConfig(
-        word_dim=word_dim, char_dim=char_dim, char_hidden=char_hidden, hidden=hidden,
+        word_dim=word_dim, char_dim=char_dim, char_hidden=char_hidden, case_dim=case_dim,
+        hidden=hidden,
         layers=layers, dropout=dropout, word_dropout=word_dropout, crf=crf,
     )
     if (out / "config.json").exists():

@@ -42,6 +42,8 @@ class TaggerModelConfig:
             raise WeftError(
                 "--word-dim, --char-dim, --char-hidden, --hidden and --layers must be >= 1"
             )
+        if self.case_dim < 0:
+            raise WeftError("--case-dim must be >= 0 (0 disables it)")
         if not 0.0 <= self.dropout < 1.0:
             raise WeftError("--dropout must be in [0, 1)")
         if self.word_dropout < 0:
