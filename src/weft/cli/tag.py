@@ -113,7 +113,8 @@ def train_command(
     train_file: Path, dev_file: Path | None, out: Path, resume: bool, dev_fraction: float,
     fmt: str | None, column: str | None, tagset_map: str | None, no_traces: bool | None,
     sentences: str | None, case_sensitive_words: bool, word_dim: int, char_dim: int,
-    char_hidden: int, case_dim: int, hidden: int, layers: int, dropout: float, word_dropout: float, crf: bool,
+    char_hidden: int, case_dim: int, hidden: int, layers: int, dropout: float,
+    word_dropout: float, crf: bool,
     quiet: bool, time_budget: str | None, **train_options: Any,
 ) -> None:
     """Train a tagger on TRAIN_FILE, selecting the model by accuracy on the dev set."""
