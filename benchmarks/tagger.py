@@ -81,8 +81,8 @@ def run_one(data: TaggerDataConfig, test: list[TaggedSentence], budget: float, t
     if traces is not None and any(any(row) for row in traces):
         # the same predictions scored on the tokens that are not -NONE- traces
         ok = total = 0
-        for sentence, pred, traces in zip(test, predicted, traces, strict=True):
-            for gold, guess, trace in zip(sentence.tags, pred.tags, traces, strict=True):
+        for sentence, pred, marks in zip(test, predicted, traces, strict=True):
+            for gold, guess, trace in zip(sentence.tags, pred.tags, marks, strict=True):
                 if not trace:
                     total += 1
                     ok += gold == guess
