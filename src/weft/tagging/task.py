@@ -18,7 +18,7 @@ from weft.tagging.vocab import TaggerVocab
 
 # The tagger's training defaults where they differ from a language model's (TrainConfig's).
 TAGGER_TRAIN_DEFAULTS: dict[str, Any] = {
-    "batch_size": 32, "lr": 3e-3, "warmup_steps": 100, "eval_every": 200, "patience": 10,
+    "batch_size": 16, "lr": 2e-3, "warmup_steps": 100, "eval_every": 500, "patience": 10,
     "grad_clip": 5.0,
 }
 
