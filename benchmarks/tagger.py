@@ -10,21 +10,22 @@ tagset with en-ptb.map; the first 90% of sentences (file order) train, the last 
 part selects the model, and the last 10% of all sentences test. It is reported with the
 ``-NONE-`` trace tokens (tagged X) and without them: the same model's accuracy over the
 non-trace test tokens, and a second model trained and tested with traces dropped.
-Tagging speed is ``Tagger.tag_sentences`` over the whole test set. Data comes from $WEFT_DATA.
+Tagging speed is ``Tagger.tag_sentences`` over the whole test set. Data comes from $WEFT_DATA;
+the trained runs are kept in ``runs/bench-NAME/`` (git-ignored) to try them out.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import tempfile
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks.common import data_file, machine, write_result
+from benchmarks.common import REPO, data_file, machine, write_result
 from weft.tagging.api import Tagger
 from weft.tagging.model import TaggerModelConfig
 from weft.tagging.readers import TRACE_TAG, ReadOptions, TaggedSentence, read_tagged
@@ -106,31 +107,32 @@ def main() -> None:
     info = machine()
     report: dict[str, Any] = {"benchmark": f"tagger_{args.dataset}", "budget_s": args.budget,
                               "overrides": options}
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.dataset == "ewt":
-            folder = "ud-english-ewt/"
-            data = TaggerDataConfig(train=str(data_file(folder + "en_ewt-ud-train.conllu")),
-                                    dev=str(data_file(folder + "en_ewt-ud-dev.conllu")))
-            test = read_tagged(data_file(folder + "en_ewt-ud-test.conllu"))
-            report["upos"] = run_one(data, test, args.budget, args.threads, options,
-                                     Path(tmp) / "ewt")
-            report["target_test_accuracy"] = 95.5
-        else:
-            treebank = str(data_file("treebank/treebank.zip"))
-            tag_map = str(data_file("treebank/universal_tagset.zip"))
-            for keep in (True, False):
-                if not keep and args.skip_no_trace_model:
-                    continue
-                data = TaggerDataConfig(train=treebank, tagset_map=tag_map, keep_traces=keep,
-                                        sentences=":0.9", dev_fraction=0.1)
-                test = read_tagged(treebank, ReadOptions(tagset_map=tag_map, keep_traces=keep,
-                                                         sentences="0.9:"))
-                raw = read_tagged(treebank, ReadOptions(keep_traces=keep, sentences="0.9:"))
-                traces = [[t == TRACE_TAG for t in s.tags] for s in raw]
-                key = "with_traces" if keep else "without_traces"
-                report[key] = run_one(data, test, args.budget, args.threads, options,
-                                      Path(tmp) / key, traces)
-            report["target_test_accuracy"] = 96.0
+    tmp = REPO / "runs" / f"bench-{args.name or args.dataset}"  # kept for trying it out
+    shutil.rmtree(tmp, ignore_errors=True)
+    if args.dataset == "ewt":
+        folder = "ud-english-ewt/"
+        data = TaggerDataConfig(train=str(data_file(folder + "en_ewt-ud-train.conllu")),
+                                dev=str(data_file(folder + "en_ewt-ud-dev.conllu")))
+        test = read_tagged(data_file(folder + "en_ewt-ud-test.conllu"))
+        report["upos"] = run_one(data, test, args.budget, args.threads, options,
+                                 tmp / "ewt")
+        report["target_test_accuracy"] = 95.5
+    else:
+        treebank = str(data_file("treebank/treebank.zip"))
+        tag_map = str(data_file("treebank/universal_tagset.zip"))
+        for keep in (True, False):
+            if not keep and args.skip_no_trace_model:
+                continue
+            data = TaggerDataConfig(train=treebank, tagset_map=tag_map, keep_traces=keep,
+                                    sentences=":0.9", dev_fraction=0.1)
+            test = read_tagged(treebank, ReadOptions(tagset_map=tag_map, keep_traces=keep,
+                                                     sentences="0.9:"))
+            raw = read_tagged(treebank, ReadOptions(keep_traces=keep, sentences="0.9:"))
+            traces = [[t == TRACE_TAG for t in s.tags] for s in raw]
+            key = "with_traces" if keep else "without_traces"
+            report[key] = run_one(data, test, args.budget, args.threads, options,
+                                  tmp / key, traces)
+        report["target_test_accuracy"] = 96.0
     report["machine"] = info
     write_result(args.name or f"tagger_{args.dataset}", report)
 
