@@ -58,9 +58,9 @@ def test_train_writes_a_complete_run(run: Path) -> None:
     config = json.loads((run / "config.json").read_text())
     assert config["kind"] == "tagger"
     assert config["data"]["format"] == "auto" and config["model"]["hidden"] == 24
-    assert {"vocab.json", "model.safetensors", "last.pt", "metrics.jsonl"} <= {
+    assert {"vocab.json", "model.safetensors", "last.safetensors", "metrics.jsonl"} <= {
         p.name for p in run.iterdir()}
-    assert not list(run.glob("*.pkl"))
+    assert not list(run.glob("*.pkl")) and not list(run.glob("*.pt"))
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert records and "dev_accuracy" in records[-1]
 

@@ -5,7 +5,7 @@ A tagger run directory holds::
     config.json         "kind": "tagger", the model sizes, reading and training settings
     vocab.json          words (with training counts), characters and tags
     model.safetensors   weights of the model with the best dev accuracy
-    last.pt, metrics.jsonl, loss.png   written by the trainer (resume state, log, plot)
+    last.safetensors, last.prev.safetensors, metrics.jsonl, loss.png   written by the trainer
 """
 
 from __future__ import annotations
