@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from weft.config import PRECISIONS, parse_duration
+from weft.device import set_threads
 from weft.errors import WeftError
 from weft.tagging.model import TaggerModelConfig
 from weft.tagging.readers import FORMATS
@@ -171,10 +172,11 @@ def _report(result: Any, out: Path, quiet: bool) -> None:
 @click.option("--top-confusions", type=int, default=10, show_default=True,
               help="How many of the most frequent confusions to list.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps.")
+@click.option("--threads", type=int, help="CPU threads [default: PyTorch's choice].")
 def eval_command(
     run: Path, file: Path, fmt: str | None, column: str | None, tagset_map: str | None,
     no_traces: bool | None, sentences: str | None, as_json: bool, top_confusions: int,
-    device: str,
+    device: str, threads: int | None,
 ) -> None:
     """Score the tagger in RUN on tagged FILE: accuracy, per-tag P/R/F1, confusions."""
     from weft.tagging.api import load_tagger
@@ -182,6 +184,7 @@ def eval_command(
     from weft.tagging.readers import ReadOptions, read_tagged
 
     _setup_logging(False)
+    set_threads(threads)
     tagger = load_tagger(run, device=device)
     saved = tagger.config.get("data", {})
     options = ReadOptions(
@@ -212,13 +215,16 @@ def eval_command(
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per sentence, with each token's tag probabilities.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps.")
-def predict_command(run: Path, file: str, tokenized: bool, as_json: bool, device: str) -> None:
+@click.option("--threads", type=int, help="CPU threads [default: PyTorch's choice].")
+def predict_command(run: Path, file: str, tokenized: bool, as_json: bool, device: str,
+                    threads: int | None) -> None:
     """Tag FILE (raw text; '-' reads standard input) with RUN, one sentence per line."""
     from weft.data.corpus import decode_text
     from weft.tagging.api import load_tagger
     from weft.tagging.tokenize import tokenize_sentences
 
     _setup_logging(False)
+    set_threads(threads)
     tagger = load_tagger(run, device=device)
     if file == "-":
         text = decode_text(sys.stdin.buffer.read(), "standard input")

@@ -32,7 +32,7 @@ class TaggerModelConfig:
     case_dim: int = 8  # capitalization class embedding; 0 disables
     hidden: int = 128  # sentence LSTM, per direction; 2x128 trains EWT in 15 min on a CPU
     layers: int = 2
-    dropout: float = 0.33
+    dropout: float = 0.25
     word_dropout: float = 0.25  # alpha in p(unk) = alpha / (alpha + count)
     crf: bool = False
 
