@@ -101,7 +101,7 @@ class TrainConfig:
     # (docs/benchmarks.md, "Choosing the defaults").
     batch_size: int = 32
     seq_len: int = 32
-    lr: float = 3e-3
+    lr: float = 5e-3
     weight_decay: float = 0.0
     warmup_steps: int = 50
     min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
