@@ -64,3 +64,13 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return out
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set FIELD=VALUE`` value as int, float, bool or string."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)

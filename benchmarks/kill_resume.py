@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import REPO, machine, write_result
+from weft.training.metrics import read_metrics
 
 TEXT = ("The quick brown fox jumps over the lazy dog.\n" * 60
         + "Pack my box with five dozen liquor jugs.\n" * 40)
@@ -44,16 +45,7 @@ def environment() -> dict[str, str]:
 
 
 def metrics(run: Path) -> list[dict[str, Any]]:
-    path = run / "metrics.jsonl"
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    return read_metrics(run / "metrics.jsonl")
 
 
 def losses(run: Path) -> list[tuple[int, float, float]]:

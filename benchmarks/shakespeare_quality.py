@@ -13,20 +13,10 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import weft
-from benchmarks.common import data_file, machine, write_result
+from benchmarks.common import data_file, machine, parse_value, write_result
 from weft.data.corpus import read_text
-
-
-def parse_value(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def main() -> None:

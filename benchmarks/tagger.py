@@ -25,20 +25,11 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import REPO, data_file, machine, write_result
+from benchmarks.common import REPO, data_file, machine, parse_value, write_result
 from weft.tagging.api import Tagger
 from weft.tagging.model import TaggerModelConfig
 from weft.tagging.readers import TRACE_TAG, ReadOptions, TaggedSentence, read_tagged
 from weft.tagging.train import TaggerDataConfig, tagger_train_config, train_tagger
-
-
-def parse_value(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def run_one(data: TaggerDataConfig, test: list[TaggedSentence], budget: float, threads: int,
