@@ -65,6 +65,7 @@ class DataConfig:
     csv_column: str | None = None  # one record per CSV row, from this column
     max_record_len: int = 512  # tokens per record row; longer records are split
     long_records: str = "split"  # or "truncate"
+    memmap: bool = False  # char level: encode in chunks to tokens.npy, train memory-mapped
 
     @property
     def record_mode(self) -> bool:
@@ -89,6 +90,9 @@ class DataConfig:
             raise WeftError("--min-count must be >= 1")
         if self.level != "word" and (self.max_vocab is not None or self.min_count != 1):
             raise WeftError("--max-vocab and --min-count apply to --level word only")
+        if self.memmap and (self.level != "char" or self.record_mode or self.strip_gutenberg):
+            raise WeftError("--memmap streams character-level text: it does not combine with "
+                            "--level word/bpe, --records, --csv-column or --strip-gutenberg")
         if self.level != "bpe" and self.bpe_vocab_size is not None:
             raise WeftError("--vocab-size applies to --level bpe only")
 

@@ -96,6 +96,9 @@ def cli() -> None:
 @click.option("--normalize", type=click.Choice(NORMAL_FORMS),
               help="Unicode normalization before training (and of prompts).")
 @click.option("--lowercase", is_flag=True, help="Lowercase the corpus before training.")
+@click.option("--memmap", is_flag=True,
+              help="Character level: encode the corpus in chunks to tokens.npy in the run and "
+              "train from it memory-mapped (corpora larger than memory).")
 @click.option("--val-fraction", type=float, default=_D.val_fraction, show_default=True,
               help="Share of the text, taken from its end, held out for validation.")
 @click.option("--cell", type=click.Choice(CELLS), default=_M.cell, show_default=True,

@@ -10,13 +10,17 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from weft import __version__
 from weft.config import GenerationConfig, RunConfig
-from weft.data.prepare import load_records, load_text
+from weft.data.corpus import BUILTIN_PREFIX, expand_sources
+from weft.data.memmap import encode_to_npy, iter_text_chunks
+from weft.data.prepare import clean_like_training, load_records, load_text
 from weft.data.records import split_records
 from weft.data.stream import split_tokens
 from weft.device import resolve_device, resolve_precision, set_threads
@@ -34,6 +38,7 @@ from weft.runs import (
 )
 from weft.tokenizers import (
     RECORD_SPECIALS,
+    CharTokenizer,
     Tokenizer,
     load_tokenizer,
     save_tokenizer,
@@ -122,6 +127,9 @@ def train_language_model(
     config.model.validate()
     config.data.validate()
     config.train.validate()
+    if distributed.from_environment().enabled and config.data.memmap:
+        raise WeftError("--memmap training runs in one process for now; drop --memmap or "
+                        "torchrun")
     if distributed.from_environment().enabled and config.data.record_mode:
         # Every rank fails alike, before any rank waits for the others.
         raise WeftError("record training (--records, --csv-column) does not run under torchrun "
@@ -145,7 +153,11 @@ def _train(
     precision = resolve_precision(config.train.precision, device)
 
     records: list[str] = []
-    if config.data.record_mode:
+    memmapped: tuple[Tokenizer, np.ndarray, int] | None = None
+    if config.data.memmap:
+        memmapped, fingerprint = _memmap_corpus(config, out, resume)
+        text = ""
+    elif config.data.record_mode:
         records, notes = load_records(list(config.corpus), config.data)
         for note in notes:
             log.info(note)
@@ -153,7 +165,8 @@ def _train(
         text = "\x1e".join(records)
     else:
         text = prepare_text(config)
-    fingerprint = _fingerprint(text)
+    if memmapped is None:
+        fingerprint = _fingerprint(text)
     # The columns are laid out for the global batch, fixed when the run starts, so a run can
     # resume with a different number of ranks and still take the same steps.
     global_batch = config.train.batch_size * dist.world_size
@@ -162,8 +175,10 @@ def _train(
         if saved.get("corpus_fingerprint") != fingerprint:
             raise WeftError("the corpus has changed since this run started; resume needs the "
                             "same text (or start a new run)")
-        tokenizer = load_tokenizer(out / TOKENIZER)
+        tokenizer = memmapped[0] if memmapped else load_tokenizer(out / TOKENIZER)
         global_batch = int(saved.get("global_batch_size", config.train.batch_size))
+    elif memmapped is not None:
+        tokenizer = memmapped[0]
     else:
         tokenizer = tokenizer_from_dict(distributed.on_main(
             dist, lambda: build_tokenizer(config, records or [text]).to_dict()))
@@ -172,7 +187,7 @@ def _train(
         if config.data.val_fraction > 0 and not val_records:
             raise WeftError("the validation split is empty: use more records")
     else:
-        ids = tokenizer.encode(text)
+        ids = memmapped[1] if memmapped is not None else tokenizer.encode(text)
         train_ids, val_ids = split_tokens(ids, config.data.val_fraction)
         if config.data.val_fraction > 0 and len(val_ids) < 2:
             raise WeftError(
@@ -197,7 +212,8 @@ def _train(
                             dataclasses.replace(config.train, batch_size=global_batch), device,
                             precision, rank=dist.rank, world_size=dist.world_size)
         train_size, val_size = len(train_ids), len(val_ids)
-        summary = f"{len(text):,} characters -> {len(ids):,} tokens"
+        characters = memmapped[2] if memmapped is not None else len(text)
+        summary = f"{characters:,} characters -> {len(ids):,} tokens"
 
     record = config.to_dict() | {"corpus_fingerprint": fingerprint,
                                  "train_tokens": train_size,
@@ -241,3 +257,42 @@ def _train(
               f"{result.tokens:,} tokens, {result.elapsed:.0f}s; run saved in {out}")
     return LanguageModel(out, device=str(device)), result
 
+
+
+TOKENS = "tokens.npy"
+
+
+def _memmap_corpus(
+    config: RunConfig, out: Path, resume: bool
+) -> tuple[tuple[Tokenizer, np.ndarray, int], str]:
+    """Tokenize a corpus too large for memory into ``tokens.npy``, read back memory-mapped.
+
+    Two passes over the files in chunks: the first learns the characters and fingerprints the
+    text, the second writes the ids. Memory stays at one chunk of text and its ids; the
+    returned array is paged in from disk as training reads it.
+    """
+    sources = expand_sources(list(config.corpus))
+    if any(source.startswith(BUILTIN_PREFIX) for source in sources):
+        raise WeftError("--memmap reads text files; a built-in corpus fits in memory without it")
+    digest = hashlib.sha256()
+    characters = 0
+
+    def chunks(first_pass: bool) -> Iterator[str]:
+        nonlocal characters
+        for source in sources:
+            for chunk in iter_text_chunks(source):
+                chunk = clean_like_training(chunk, config.data)
+                if first_pass:
+                    digest.update(chunk.encode("utf-8"))
+                    characters += len(chunk)
+                yield chunk
+
+    if resume:
+        for _ in chunks(first_pass=True):
+            pass
+        tokenizer = load_tokenizer(out / TOKENIZER)
+        ids = np.load(out / TOKENS, mmap_mode="c")
+    else:
+        tokenizer = CharTokenizer.train(chunks(first_pass=True))
+        ids = encode_to_npy(chunks(first_pass=False), tokenizer, out / TOKENS)
+    return (tokenizer, ids, characters), digest.hexdigest()[:16]
