@@ -25,6 +25,15 @@ def pangram_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two sentences repeated: enough text for the subprocess training tests."""
+    path = tmp_path_factory.mktemp("corpus") / "c.txt"
+    path.write_text(PANGRAM * 60 + "Pack my box with five dozen liquor jugs.\n" * 40,
+                    encoding="utf-8")
+    return path
+
+
 TINY = dict(hidden_size=32, embedding_dim=16, batch_size=4, seq_len=16, eval_every=10,
             quiet=True)
 

@@ -20,7 +20,6 @@ from weft.training import distributed
 from weft.training.checkpoint import load_checkpoint
 
 from . import procs
-from .conftest import PANGRAM
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
             "2", "-m", "weft"]
@@ -72,14 +71,6 @@ def _assert_same_losses(a: Path, b: Path) -> None:
     for x, y in zip(ra, rb, strict=True):
         assert x["train_loss"] == pytest.approx(y["train_loss"], rel=1e-5)
         assert x["val_loss"] == pytest.approx(y["val_loss"], rel=1e-5)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "c.txt"
-    path.write_text(PANGRAM * 60 + "Pack my box with five dozen liquor jugs.\n" * 40,
-                    encoding="utf-8")
-    return path
 
 
 def test_two_ranks_follow_one_process_with_twice_the_batch_and_resume_with_one(

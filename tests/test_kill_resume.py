@@ -18,7 +18,6 @@ from weft.cli.main import cli
 from weft.training.checkpoint import load_checkpoint
 
 from . import procs
-from .conftest import PANGRAM
 
 OPTIONS = dict(hidden_size=48, embedding_dim=16, batch_size=8, seq_len=16, eval_every=5,
                max_steps=30, threads=1, seed=3, dropout=0.1, layers=2)
@@ -27,14 +26,6 @@ OPTIONS = dict(hidden_size=48, embedding_dim=16, batch_size=8, seq_len=16, eval_
 def flags(**changes: object) -> list[str]:
     return [arg for key, value in (OPTIONS | changes).items()
             for arg in ("--" + key.replace("_", "-"), str(value))] + ["--quiet"]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "c.txt"
-    path.write_text(PANGRAM * 60 + "Pack my box with five dozen liquor jugs.\n" * 40,
-                    encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")

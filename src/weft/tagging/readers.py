@@ -139,11 +139,11 @@ def _sentence(words: list[str], tags: list[str]) -> TaggedSentence:
     return TaggedSentence(tuple(words), tuple(tags))
 
 
-def parse_conllu(text: str, source: str, column: str = "upos") -> list[TaggedSentence]:
-    """CoNLL-U: skips comments, multiword token ranges and empty nodes."""
-    if column not in ("upos", "xpos"):
-        raise WeftError(f"--column must be upos or xpos, not {column!r}")
-    col = 3 if column == "upos" else 4
+def _blank_line_sentences(
+    text: str, parse_line: Callable[[int, str], tuple[str, str] | None]
+) -> list[TaggedSentence]:
+    """Sentences separated by blank lines; ``parse_line`` gives each line's word and tag, or
+    None for a line that holds no word (a comment, a multiword range)."""
     sentences: list[TaggedSentence] = []
     words: list[str] = []
     tags: list[str] = []
@@ -153,8 +153,24 @@ def parse_conllu(text: str, source: str, column: str = "upos") -> list[TaggedSen
                 sentences.append(_sentence(words, tags))
                 words, tags = [], []
             continue
+        parsed = parse_line(lineno, line)
+        if parsed is not None:
+            words.append(parsed[0])
+            tags.append(parsed[1])
+    if words:
+        sentences.append(_sentence(words, tags))
+    return sentences
+
+
+def parse_conllu(text: str, source: str, column: str = "upos") -> list[TaggedSentence]:
+    """CoNLL-U: skips comments, multiword token ranges and empty nodes."""
+    if column not in ("upos", "xpos"):
+        raise WeftError(f"--column must be upos or xpos, not {column!r}")
+    col = 3 if column == "upos" else 4
+
+    def word_and_tag(lineno: int, line: str) -> tuple[str, str] | None:
         if line.startswith("#"):
-            continue
+            return None
         fields = line.split("\t")
         if len(fields) != 10:
             raise WeftError(
@@ -163,17 +179,15 @@ def parse_conllu(text: str, source: str, column: str = "upos") -> list[TaggedSen
             )
         token_id = fields[0]
         if "-" in token_id or "." in token_id:
-            continue  # multiword token range or empty node: not a word of the sentence
+            return None  # multiword token range or empty node: not a word of the sentence
         if not token_id.isdigit():
             raise WeftError(f"{source}:{lineno}: bad token id {token_id!r}")
         tag = fields[col]
         if tag == "_" or not tag:
             raise WeftError(f"{source}:{lineno}: word {fields[1]!r} has no {column.upper()} tag")
-        words.append(fields[1])
-        tags.append(tag)
-    if words:
-        sentences.append(_sentence(words, tags))
-    return sentences
+        return fields[1], tag
+
+    return _blank_line_sentences(text, word_and_tag)
 
 
 def parse_wordtag(text: str, source: str) -> list[TaggedSentence]:
@@ -198,25 +212,16 @@ def parse_wordtag(text: str, source: str) -> list[TaggedSentence]:
 
 def parse_tsv(text: str, source: str) -> list[TaggedSentence]:
     """``word<TAB>tag`` lines, sentences separated by blank lines."""
-    sentences: list[TaggedSentence] = []
-    words: list[str] = []
-    tags: list[str] = []
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            if words:
-                sentences.append(_sentence(words, tags))
-                words, tags = [], []
-            continue
+
+    def word_and_tag(lineno: int, line: str) -> tuple[str, str]:
         fields = line.split("\t")
         if len(fields) != 2 or not fields[0] or not fields[1].strip():
             raise WeftError(
                 f"{source}:{lineno}: expected word<TAB>tag, found {line[:60]!r}"
             )
-        words.append(fields[0])
-        tags.append(fields[1].strip())
-    if words:
-        sentences.append(_sentence(words, tags))
-    return sentences
+        return fields[0], fields[1].strip()
+
+    return _blank_line_sentences(text, word_and_tag)
 
 
 _PTB_TOKEN = re.compile(r"\(|\)|[^\s()]+")
