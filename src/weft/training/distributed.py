@@ -13,6 +13,7 @@ path stays as it was.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,9 +84,22 @@ def setup(device_name: str) -> tuple[Distributed, str]:
     return dist, device_name
 
 
-def teardown() -> None:
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        torch_dist.destroy_process_group()
+def teardown(*, finished: bool = False) -> None:
+    """Leave the process group; ``finished`` (all ranks got here) waits for every rank first.
+
+    Gloo's worker threads must be joined while the interpreter is alive: a process group still
+    referenced at exit (by a DDP reducer in a reference cycle, say) is destroyed during
+    finalization, where joining aborts the process ("terminate called without an active
+    exception"). So the cycles are collected, and the ranks pass a barrier so that none closes
+    its connections while another is still in a collective. After an error the barrier is
+    skipped: the other ranks may never reach it.
+    """
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return
+    if finished:
+        torch_dist.barrier()
+    gc.collect()
+    torch_dist.destroy_process_group()
 
 
 def _device() -> torch.device:

@@ -135,10 +135,15 @@ def train_language_model(
         raise WeftError("record training (--records, --csv-column) does not run under torchrun "
                         "yet; train it in one process")
     dist, device_name = distributed.setup(config.train.device)
-    with contextlib.ExitStack() as cleanup:
-        cleanup.callback(distributed.teardown)
-        return _train(config, out, resume, quiet or not dist.is_main, dist, device_name,
-                      cleanup)
+    try:
+        with contextlib.ExitStack() as cleanup:
+            trained = _train(config, out, resume, quiet or not dist.is_main, dist, device_name,
+                             cleanup)
+    except BaseException:
+        distributed.teardown()
+        raise
+    distributed.teardown(finished=True)
+    return trained
 
 
 def _train(
