@@ -1,17 +1,23 @@
-"""Generation speed: weft's fused stepper vs naive ``nn.LSTM`` stepping, 1 and 64 streams.
+"""Generation speed: weft's steppers (float32, int8) vs naive ``nn.LSTM`` stepping.
 
 Model: a 2 x 512 character LSTM (vocabulary 65, embedding 64), as in the classic char-rnn
 recipes; speed does not depend on what the weights have learned, so they are random.
-Also measures the machine's float32 (and bf16) matrix-product peak, to say how close to the
-limit each figure is. A 2 x 512 LSTM step costs about 6.6 MFLOP per token.
+Single-stream figures are taken with 1 and 2 threads (the choice ``generate`` makes is
+recorded in weft.generation.generate). Also measures the machine's float32, bf16 and int8
+matrix-product peaks, to say how close to the limit each figure is. A 2 x 512 LSTM step costs
+about 6.6 MFLOP per token.
 
-    python -m benchmarks.generation_speed
+With ``--run RUN --text FILE`` it also measures what int8 costs in quality: the held-out loss
+(nats per token) of the trained model in RUN on FILE, stepped in float32 and in int8.
+
+    python -m benchmarks.generation_speed [--run RUN --text FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,20 +25,32 @@ import torch
 from benchmarks.common import machine, write_result
 from weft.config import GenerationConfig, ModelConfig
 from weft.generation import generate
+from weft.generation.quantized import Int8Stepper
+from weft.generation.stepper import RecurrentStepper
 from weft.models.rnn_lm import RNNLanguageModel
+from weft.runs import load
 from weft.tokenizers import CharTokenizer
 
 CHARS = "".join(chr(c) for c in range(32, 96))  # 64 characters + <unk> = 65 tokens
 
 
 def matmul_peak(dtype: torch.dtype, size: int = 1024, seconds: float = 1.5) -> float:
-    """Sustained GFLOP/s of square matrix products."""
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
-    a @ b
+    """Sustained GFLOP/s (GOP/s for int8) of square matrix products."""
+    if dtype == torch.int8:
+        a = torch.randint(-127, 128, (size, size), dtype=torch.int8)
+        b = torch.randint(-127, 128, (size, size), dtype=torch.int8)
+
+        def product() -> Any:
+            return torch._int_mm(a, b)
+    else:
+        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+
+        def product() -> Any:
+            return a @ b
+    product()
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        a @ b
+        product()
         count += 1
     return 2 * size**3 * count / (time.perf_counter() - start) / 1e9
 
@@ -52,13 +70,41 @@ def naive_stepping(model: RNNLanguageModel, streams: int, tokens: int) -> float:
 
 
 def weft_generation(model: RNNLanguageModel, tokenizer: CharTokenizer, streams: int,
-                    tokens: int) -> float:
+                    tokens: int, quantize: str, threads: int | None) -> float:
     config = GenerationConfig(max_new_tokens=tokens, temperature=0.8, seed=0,
-                              num_return_sequences=streams)
+                              num_return_sequences=streams, quantize=quantize)
     start = time.perf_counter()
-    texts = generate(model, tokenizer, "", config)
+    texts = generate(model, tokenizer, "", config, threads=threads)
     elapsed = time.perf_counter() - start
     return sum(len(t) for t in texts) / elapsed
+
+
+@torch.no_grad()
+def held_out_loss(stepper: RecurrentStepper | Int8Stepper, model: RNNLanguageModel,
+                  ids: torch.Tensor, streams: int = 32) -> float:
+    """Mean next-token loss over ``ids``, cut into ``streams`` rows stepped side by side."""
+    length = len(ids) // streams
+    rows = ids[: streams * length].view(streams, length)
+    state = stepper.from_module_state(model.initial_state(streams))
+    total = 0.0
+    for t in range(length - 1):
+        logits, state = stepper.step(rows[:, t], state)
+        total += float(torch.nn.functional.cross_entropy(logits, rows[:, t + 1],
+                                                         reduction="sum"))
+    return total / (streams * (length - 1))
+
+
+def int8_quality(run: str, text_file: str, characters: int) -> dict[str, Any]:
+    trained = load(run, device="cpu")
+    text = Path(text_file).read_text(encoding="utf-8")[-characters:]  # the end: held out
+    ids = torch.as_tensor(trained.tokenizer.encode(trained.prepare_prompt(text))).long()
+    model = trained.module.eval()
+    exact = held_out_loss(RecurrentStepper(model), model, ids)
+    quantized = held_out_loss(Int8Stepper(model), model, ids)
+    return {"run": str(run), "model": f"{model.config.layers} x {model.config.hidden_size} "
+            f"{model.config.cell}", "tokens": len(ids),
+            "float32_nats_per_token": round(exact, 4), "int8_nats_per_token": round(quantized, 4),
+            "int8_minus_float32": round(quantized - exact, 4)}
 
 
 def best_of(repeats: int, fn: Any, *args: Any) -> float:
@@ -69,6 +115,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--run", help="a trained run, to measure int8's held-out loss")
+    parser.add_argument("--text", help="held-out text for --run (its last --characters)")
+    parser.add_argument("--characters", type=int, default=100_000)
     args = parser.parse_args()
     info = machine()
     torch.manual_seed(0)
@@ -76,27 +125,38 @@ def main() -> None:
     model = RNNLanguageModel(ModelConfig(vocab_size=tokenizer.vocab_size, hidden_size=512,
                                          layers=2, embedding_dim=64)).eval()
     flops_per_token = 6.6e6
-    peak_fp32 = matmul_peak(torch.float32)
-    peak_bf16 = matmul_peak(torch.bfloat16)
+    peaks = {name: matmul_peak(dtype) for name, dtype in
+             (("fp32", torch.float32), ("bf16", torch.bfloat16), ("int8", torch.int8))}
     results: dict[str, Any] = {}
     for streams, tokens in ((1, args.tokens), (64, args.tokens // 4)):
         naive = best_of(args.repeats, naive_stepping, model, streams, tokens)
-        fast = best_of(args.repeats, weft_generation, model, tokenizer, streams, tokens)
-        results[f"{streams}_streams"] = {
-            "naive_nn_lstm_tokens_per_s": round(naive),
-            "weft_tokens_per_s": round(fast),
-            "speedup": round(fast / naive, 2),
-            "fraction_of_fp32_matmul_peak": round(fast * flops_per_token / 1e9 / peak_fp32, 3),
-        }
-    write_result("generation_speed", {
+        row: dict[str, Any] = {"naive_nn_lstm_tokens_per_s": round(naive)}
+        for quantize in ("none", "int8"):
+            # 1 stream: both thread counts, side by side; 64 streams: all threads.
+            for threads in ((1, 2) if streams == 1 else (None,)):
+                fast = best_of(args.repeats, weft_generation, model, tokenizer, streams,
+                               tokens, quantize, threads)
+                key = "float32" if quantize == "none" else "int8"
+                key += f"_{threads}_threads" if threads else ""
+                peak = peaks["fp32" if quantize == "none" else "int8"]
+                row[key] = {"tokens_per_s": round(fast), "speedup": round(fast / naive, 2),
+                            "fraction_of_matmul_peak":
+                                round(fast * flops_per_token / 1e9 / peak, 3)}
+        results[f"{streams}_streams"] = row
+    result: dict[str, Any] = {
         "benchmark": "generation_speed",
         "model": "2 x 512 LSTM, char vocabulary 65",
-        "matmul_peak_gflops": {"fp32": round(peak_fp32, 1), "bf16": round(peak_bf16, 1)},
+        "matmul_peak_gflops": {name: round(value, 1) for name, value in peaks.items()},
         **results,
         "targets": {"1_streams": ">= 5000 tokens/s and >= 25x naive",
                     "64_streams": ">= 30000 tokens/s"},
         "machine": info,
-    })
+    }
+    if args.run:
+        if not args.text:
+            raise SystemExit("--run needs --text (held-out text for the model)")
+        result["int8_quality"] = int8_quality(args.run, args.text, args.characters)
+    write_result("generation_speed", result)
 
 
 if __name__ == "__main__":

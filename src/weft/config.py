@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from weft.errors import WeftError
 
 CELLS = ("lstm", "gru", "rnn")
+QUANTIZE = ("none", "int8")
 LEVELS = ("char", "word", "bpe")
 NORMAL_FORMS = ("NFC", "NFKC")
 RECORD_MODES = ("lines",)
@@ -157,8 +158,11 @@ class GenerationConfig:
     num_return_sequences: int = 1
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    quantize: str = "none"  # "int8": int8 weight products on CPU (faster, logits ~1% off)
 
     def validate(self) -> None:
+        if self.quantize not in QUANTIZE:
+            raise WeftError(f"--quantize must be one of: {', '.join(QUANTIZE)}")
         if self.max_new_tokens < 0:
             raise WeftError("--max-new-tokens must be >= 0")
         if self.temperature < 0:

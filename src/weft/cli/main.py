@@ -22,6 +22,7 @@ from weft.config import (
     LONG_RECORDS,
     NORMAL_FORMS,
     PRECISIONS,
+    QUANTIZE,
     RECORD_MODES,
     DataConfig,
     ModelConfig,
@@ -193,6 +194,9 @@ def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
 @click.option("--num-return-sequences", type=int, help="How many texts to write [default: 1]")
 @click.option("--stop", multiple=True, help="End a text at this string (repeatable).")
 @click.option("--seed", type=int, help="Makes sampling repeatable.")
+@click.option("--quantize", type=click.Choice(QUANTIZE),
+              help="int8: int8 weight products, a faster CPU path whose logits differ from "
+                   "float32 by about 1% [default: from the run, none]")
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text",
               show_default=True, help="jsonl: one JSON object per text, after generation.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")

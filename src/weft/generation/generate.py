@@ -18,6 +18,7 @@ import torch
 from weft.config import GenerationConfig
 from weft.device import cpu_threads
 from weft.generation.sampling import next_tokens
+from weft.generation.quantized import Int8Stepper
 from weft.generation.stepper import RecurrentStepper
 from weft.models.rnn_lm import RNNLanguageModel, select_state
 from weft.tokenizers import EncodeReport, Tokenizer
@@ -108,10 +109,12 @@ def start_ids(tokenizer: Tokenizer, prompt: str) -> np.ndarray:
     return ids.astype(np.int64)
 
 
-# Below this many streams a CPU step is a few small matrix-vector products: splitting them
-# across threads costs more in synchronization than it gains (measured in
-# benchmarks/generation_speed.py), so generation then runs on one thread.
-SINGLE_THREAD_BELOW_STREAMS = 8
+# Below this many streams a CPU step is a few small matrix-vector products: two threads split
+# the weight reads and still beat one (1,409 vs 908 tokens/s for a 2 x 512 LSTM, 1,692 vs
+# 1,443 with int8), but more threads cost more in synchronization than they gain. Measured by
+# benchmarks/generation_speed.py, which records both.
+FEW_STREAMS = 8
+FEW_STREAMS_THREADS = 2
 
 
 def generate(
@@ -123,16 +126,19 @@ def generate(
     on_text: OnText | None = None,
     should_stop: Callable[[], bool] | None = None,
     reference: bool = False,
+    threads: int | None = None,
 ) -> list[str]:
     """Continuations of ``prompt`` (without the prompt), one per requested sequence.
 
     ``on_text(i, chunk)`` receives text as it is produced; ``should_stop()`` is polled between
     tokens to cancel. ``reference=True`` steps through ``nn.LSTM`` itself instead of the fused
-    stepper (slower; kept to check the fast path against).
+    stepper (slower; kept to check the fast path against). ``threads`` overrides the CPU
+    thread policy below.
     """
     on_cpu = model.head.weight.device.type == "cpu"
-    few_streams = config.num_return_sequences < SINGLE_THREAD_BELOW_STREAMS
-    threads = 1 if on_cpu and few_streams and not reference else None
+    few_streams = config.num_return_sequences < FEW_STREAMS
+    if threads is None and on_cpu and few_streams and not reference:
+        threads = min(FEW_STREAMS_THREADS, torch.get_num_threads())
     with torch.no_grad(), cpu_threads(threads):
         return _generate(model, tokenizer, prompt, config, on_text, should_stop, reference)
 
@@ -158,7 +164,9 @@ def _generate(
     logits, _, module_state = model(prime)
     last = logits[:, -1, :].expand(n, -1)
     module_state = select_state(module_state, torch.zeros(n, dtype=torch.long, device=device))
-    stepper = None if reference else RecurrentStepper(model)
+    stepper: RecurrentStepper | Int8Stepper | None = None
+    if not reference:
+        stepper = Int8Stepper(model) if config.quantize == "int8" else RecurrentStepper(model)
     layer_states = stepper.from_module_state(module_state) if stepper else None
 
     vocab = model.config.vocab_size

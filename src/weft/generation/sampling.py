@@ -63,18 +63,28 @@ def next_tokens(
         logits = logits.masked_fill(banned, float("-inf"))
     if seen is not None:
         logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)
+    if config.temperature >= MIN_TEMPERATURE and logits.device.type == "cpu":
+        # The usual case in a few ops: the CPU multinomial itself rejects rows with NaN,
+        # infinities or no mass, and only those take the careful path below.
+        probs = torch.softmax(_filter(logits / config.temperature, config), dim=-1)
+        try:
+            return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        except RuntimeError:
+            pass
     logits = _finite_or_minus_inf(logits)
     greedy = logits.argmax(dim=-1)
     if config.temperature < MIN_TEMPERATURE:
         return greedy
-    logits = _finite_or_minus_inf(logits / config.temperature)
-    logits = filter_top_k(logits, config.top_k)
-    logits = filter_top_p(logits, config.top_p)
-    probs = torch.softmax(logits, dim=-1)
+    probs = torch.softmax(_filter(_finite_or_minus_inf(logits / config.temperature), config),
+                          dim=-1)
     broken = ~torch.isfinite(probs).all(dim=-1) | (probs.sum(dim=-1) <= 0)
     if bool(broken.any()):
         probs[broken] = torch.nn.functional.one_hot(greedy[broken], probs.size(-1)).float()
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _filter(logits: torch.Tensor, config: GenerationConfig) -> torch.Tensor:
+    return filter_top_p(filter_top_k(logits, config.top_k), config.top_p)
 
 
 def _finite_or_minus_inf(logits: torch.Tensor) -> torch.Tensor:

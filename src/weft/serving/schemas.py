@@ -8,7 +8,7 @@ the server starts.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +35,8 @@ class GenerateRequest(_Strict):
     stop: list[str] | None = Field(None, description="End a text at any of these strings.")
     seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1,
                              description="Makes sampling repeatable.")
+    quantize: Literal["none", "int8"] | None = Field(
+        None, description="int8: faster CPU sampling, logits about 1% off float32.")
     stream: bool = Field(False, description="Send the text as server-sent events as it comes.")
 
 

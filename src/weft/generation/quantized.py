@@ -1,0 +1,180 @@
+"""Int8 weights for sampling on a CPU (``--quantize int8``): about 4x less to read per token.
+
+At batch 1 a float32 step is bound by reading the weights (13 MB for a 2 x 512 LSTM); with many
+streams it is bound by float32 matrix-product throughput. Both improve with int8: the weights
+shrink fourfold and ``torch._int_mm`` runs integer products (AVX-512 VNNI where the CPU has it).
+
+How each product is quantized:
+- weights: symmetric, one scale per output row, made from the module's parameters when the
+  stepper is built (never saved, so they cannot drift from the trained weights);
+- activations: the hidden states of LSTM, GRU and tanh cells lie in [-1, 1], so they are
+  quantized with the fixed scale 1/127 and no per-step search for a range;
+- layer 0's input is the embedding (or a one-hot row) and stays float32: it is a small product
+  (or a row lookup), and it keeps the exact token identity;
+- cell arithmetic, the state and the sampling stay float32.
+
+The logits differ slightly from float32 (``benchmarks/generation_speed.py`` reports how much);
+``--quantize none`` stays the default because that path gives the reference path's logits
+exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from weft.errors import WeftError
+from weft.models.rnn_lm import RNNLanguageModel, State
+
+QMAX = 127
+
+
+@dataclass(frozen=True)
+class Int8Linear:
+    """``y = x @ W.T + b`` with int8 ``W`` and inputs given as int8 multiples of 1/127."""
+
+    weight: torch.Tensor  # (in, out) int8 in column-major layout: _int_mm's fast case at batch 1
+    scale: torch.Tensor  # (out,) float32: row scale / 127, turns int32 sums into float
+    bias: torch.Tensor  # (out,) float32
+
+    @classmethod
+    def quantize(cls, weight: torch.Tensor, bias: torch.Tensor) -> Int8Linear:
+        weight = weight.detach().float()
+        row_scale = weight.abs().amax(dim=1).clamp(min=1e-12) / QMAX
+        q = torch.round(weight / row_scale[:, None]).clamp(-QMAX, QMAX).to(torch.int8)
+        return cls(q.t(), row_scale / QMAX, bias.detach().float().contiguous())
+
+    def __call__(self, x_q: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.bias, torch._int_mm(x_q, self.weight), self.scale)
+
+
+def quantize_bounded(h: torch.Tensor) -> torch.Tensor:
+    """int8 of a tensor in [-1, 1] at the fixed scale 1/127."""
+    return torch.round(h * QMAX).to(torch.int8)
+
+
+@dataclass(frozen=True)
+class LayerState:
+    """One layer's state: float32 ``h`` (and ``c``), and ``h`` already quantized for the
+    products that read it (the layer above now, this layer's own next step)."""
+
+    h: torch.Tensor
+    c: torch.Tensor | None
+    h_q: torch.Tensor
+
+
+def _double_candidate_rows(weight: torch.Tensor, hidden: int) -> torch.Tensor:
+    """LSTM rows of the candidate gate g, times 2: then one sigmoid serves all four gates,
+    as tanh(z) = 2 sigmoid(2z) - 1."""
+    weight = weight.clone()
+    weight[2 * hidden : 3 * hidden] *= 2
+    return weight
+
+
+class Int8Stepper:
+    """Advances a batch of sequences by one token per call, with int8 weight products.
+
+    Used like :class:`~weft.generation.stepper.RecurrentStepper`; its per-layer state is a
+    :class:`LayerState`.
+    """
+
+    def __init__(self, model: RNNLanguageModel) -> None:
+        if model.head.weight.device.type != "cpu":
+            raise WeftError("--quantize int8 is for generating on a CPU; on a GPU use "
+                            "--quantize none")
+        self.cell = model.config.cell
+        rnn = model.rnn
+        if getattr(rnn, "nonlinearity", "tanh") != "tanh":
+            raise WeftError("--quantize int8 needs hidden states in [-1, 1] (LSTM, GRU, tanh)")
+        self.layers = model.config.layers
+        hidden = model.config.hidden_size
+        # The GRU's new gate needs its input and hidden products apart; the other cells add
+        # them, so their layers above the first use one product over [input, hidden].
+        self.split = self.cell == "gru"
+
+        def param(name: str, k: int) -> torch.Tensor:
+            value = getattr(rnn, f"{name}_l{k}").detach().float()
+            if self.cell == "lstm":
+                value = _double_candidate_rows(value, hidden)
+            return value
+
+        w_ih0, b_ih0, b_hh0 = param("weight_ih", 0), param("bias_ih", 0), param("bias_hh", 0)
+        first_bias = b_ih0 if self.split else b_ih0 + b_hh0
+        self.embedding: torch.Tensor | None = None
+        if model.embedding is not None:
+            self.embedding = model.embedding.weight.detach().float()
+            self.input_weight = w_ih0.t().contiguous()  # (embedding, gates)
+            self.input_bias = first_bias
+        else:  # one-hot input: the product is a row of W_ih (plus bias), looked up
+            self.input_table = (w_ih0.t() + first_bias).contiguous()  # (vocab, gates)
+        self.hidden0 = Int8Linear.quantize(param("weight_hh", 0),
+                                           b_hh0 if self.split else torch.zeros_like(b_hh0))
+        self.upper: list[tuple[Int8Linear, Int8Linear | None]] = []
+        for k in range(1, self.layers):
+            w_ih, w_hh = param("weight_ih", k), param("weight_hh", k)
+            b_ih, b_hh = param("bias_ih", k), param("bias_hh", k)
+            if self.split:
+                self.upper.append((Int8Linear.quantize(w_ih, b_ih),
+                                   Int8Linear.quantize(w_hh, b_hh)))
+            else:
+                self.upper.append((Int8Linear.quantize(torch.cat([w_ih, w_hh], 1),
+                                                       b_ih + b_hh), None))
+        self.head = Int8Linear.quantize(model.head.weight, model.head.bias)
+
+    @staticmethod
+    def _layer_state(h: torch.Tensor, c: torch.Tensor | None) -> LayerState:
+        return LayerState(h, c, quantize_bounded(h))
+
+    def from_module_state(self, state: State) -> list[LayerState]:
+        """Per-layer state from the ``(layers, batch, hidden)`` state ``nn.LSTM`` returns."""
+        if isinstance(state, tuple):
+            return [self._layer_state(state[0][k].float(), state[1][k].float())
+                    for k in range(self.layers)]
+        return [self._layer_state(state[k].float(), None) for k in range(self.layers)]
+
+    def to_module_state(self, layer_states: list[LayerState]) -> State:
+        h = torch.stack([s.h for s in layer_states])
+        if self.cell == "lstm":
+            return h, torch.stack([s.c for s in layer_states if s.c is not None])
+        return h
+
+    def _cell(self, gates: torch.Tensor, gates_hidden: torch.Tensor | None,
+              state: LayerState) -> LayerState:
+        """The cell's arithmetic on its pre-activations (``gates_hidden``: the GRU's)."""
+        if self.cell == "lstm":
+            assert state.c is not None
+            i, f, g2, o = torch.sigmoid(gates).chunk(4, dim=1)
+            # c = f c + i tanh(g), with tanh(g) = 2 sigmoid(2g) - 1 and 2g in the weights.
+            c = torch.addcmul(f * state.c - i, i, g2, value=2.0)
+            return self._layer_state(torch.tanh(c).mul_(o), c)
+        if self.cell == "gru":
+            assert gates_hidden is not None
+            size = state.h.size(1)
+            r, z = torch.sigmoid(gates[:, : 2 * size] + gates_hidden[:, : 2 * size]).chunk(2, 1)
+            n = torch.tanh(torch.addcmul(gates[:, 2 * size :], r, gates_hidden[:, 2 * size :]))
+            return self._layer_state(torch.lerp(n, state.h, z), None)  # (1 - z) n + z h
+        return self._layer_state(torch.tanh(gates), None)
+
+    @torch.no_grad()
+    def step(
+        self, tokens: torch.Tensor, states: list[LayerState]
+    ) -> tuple[torch.Tensor, list[LayerState]]:
+        """Logits ``(batch, vocab)`` after feeding ``tokens`` ``(batch,)``, and the new state."""
+        if self.embedding is not None:
+            gates = torch.addmm(self.input_bias, F.embedding(tokens, self.embedding),
+                                self.input_weight)
+        else:
+            gates = F.embedding(tokens, self.input_table)
+        recurrent = self.hidden0(states[0].h_q)
+        below = (self._cell(gates, recurrent, states[0]) if self.split
+                 else self._cell(gates + recurrent, None, states[0]))
+        new_states = [below]
+        for (product, hidden_product), own in zip(self.upper, states[1:], strict=True):
+            if hidden_product is not None:
+                below = self._cell(product(below.h_q), hidden_product(own.h_q), own)
+            else:
+                below = self._cell(product(torch.cat([below.h_q, own.h_q], 1)), None, own)
+            new_states.append(below)
+        return self.head(below.h_q), new_states
