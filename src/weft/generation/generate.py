@@ -17,8 +17,8 @@ import torch
 
 from weft.config import GenerationConfig
 from weft.device import cpu_threads
-from weft.generation.sampling import next_tokens
 from weft.generation.quantized import Int8Stepper
+from weft.generation.sampling import next_tokens
 from weft.generation.stepper import RecurrentStepper
 from weft.models.rnn_lm import RNNLanguageModel, select_state
 from weft.tokenizers import EncodeReport, Tokenizer

@@ -9,8 +9,8 @@ How each product is quantized:
   stepper is built (never saved, so they cannot drift from the trained weights);
 - activations: the hidden states of LSTM, GRU and tanh cells lie in [-1, 1], so they are
   quantized with the fixed scale 1/127 and no per-step search for a range;
-- layer 0's input is the embedding (or a one-hot row) and stays float32: it is a small product
-  (or a row lookup), and it keeps the exact token identity;
+- layer 0's input is the embedding (or a one-hot row) and stays float32: its product is a
+  row lookup in a table made once (or, for a large vocabulary, a small float product);
 - cell arithmetic, the state and the sampling stay float32.
 
 The logits differ slightly from float32 (``benchmarks/generation_speed.py`` reports how much);
@@ -29,6 +29,7 @@ from weft.errors import WeftError
 from weft.models.rnn_lm import RNNLanguageModel, State
 
 QMAX = 127
+INPUT_TABLE_MAX = 8 * 2**20  # floats (32 MB): e.g. 4,096 tokens x 4 gates x 512
 
 
 @dataclass(frozen=True)
@@ -102,13 +103,19 @@ class Int8Stepper:
 
         w_ih0, b_ih0, b_hh0 = param("weight_ih", 0), param("bias_ih", 0), param("bias_hh", 0)
         first_bias = b_ih0 if self.split else b_ih0 + b_hh0
+        # Layer 0's input product depends on the token alone, so for a vocabulary of modest
+        # size it is computed once per token and looked up (a one-hot input's product is a
+        # row of W_ih anyway); a large vocabulary multiplies the embedding at each step.
         self.embedding: torch.Tensor | None = None
-        if model.embedding is not None:
+        if model.embedding is None:
+            self.input_table = (w_ih0.t() + first_bias).contiguous()  # (vocab, gates)
+        elif model.config.vocab_size * w_ih0.size(0) <= INPUT_TABLE_MAX:
+            self.input_table = torch.addmm(first_bias, model.embedding.weight.detach().float(),
+                                           w_ih0.t())
+        else:
             self.embedding = model.embedding.weight.detach().float()
             self.input_weight = w_ih0.t().contiguous()  # (embedding, gates)
             self.input_bias = first_bias
-        else:  # one-hot input: the product is a row of W_ih (plus bias), looked up
-            self.input_table = (w_ih0.t() + first_bias).contiguous()  # (vocab, gates)
         self.hidden0 = Int8Linear.quantize(param("weight_hh", 0),
                                            b_hh0 if self.split else torch.zeros_like(b_hh0))
         self.upper: list[tuple[Int8Linear, Int8Linear | None]] = []
