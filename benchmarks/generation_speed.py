@@ -101,7 +101,7 @@ def int8_quality(run: str, text_file: str, characters: int) -> dict[str, Any]:
     model = trained.module.eval()
     exact = held_out_loss(RecurrentStepper(model), model, ids)
     quantized = held_out_loss(Int8Stepper(model), model, ids)
-    return {"run": str(run), "model": f"{model.config.layers} x {model.config.hidden_size} "
+    return {"run": Path(run).name, "model": f"{model.config.layers} x {model.config.hidden_size} "
             f"{model.config.cell}", "tokens": len(ids),
             "float32_nats_per_token": round(exact, 4), "int8_nats_per_token": round(quantized, 4),
             "int8_minus_float32": round(quantized - exact, 4)}

@@ -1,6 +1,6 @@
 """Tokenizer throughput and memory-mapped encoding, as JSON.
 
-    flock /tmp/weft-cpu.lock python -m benchmarks.tokenize_throughput [--size-mb 100]
+    python -m benchmarks.tokenize_throughput [--size-mb 100]
         [--memmap-mb 1024] [--memmap-levels char,word]
 
 Writes benchmarks/results/tokenize_throughput.json.

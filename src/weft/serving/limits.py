@@ -74,7 +74,7 @@ class Slots:
         self.waiting += 1
         try:
             await asyncio.wait_for(semaphore.acquire(), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise Busy from None
         finally:
             self.waiting -= 1
