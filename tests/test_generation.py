@@ -89,3 +89,30 @@ def test_repetition_penalty_lowers_seen_tokens() -> None:
 def test_extreme_sampling_values_do_not_crash(model: LanguageModel, options: dict) -> None:
     texts = model.generate("The", max_new_tokens=20, seed=0, **options)
     assert len(texts[0]) == 20
+
+
+def test_twenty_records_each_end_at_the_end_token() -> None:
+    from weft.config import ModelConfig
+    from weft.generation import generate
+    from weft.models.rnn_lm import RNNLanguageModel
+    from weft.tokenizers import RECORD_SPECIALS, build_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer("char", ["hello world"], specials=RECORD_SPECIALS)
+    assert tokenizer.eos_id is not None
+    model = RNNLanguageModel(ModelConfig(vocab_size=tokenizer.vocab_size, hidden_size=8,
+                                         embedding_dim=4)).eval()
+    # Every step: end-of-record with probability about 3%, else a character, so each stream
+    # ends after its own number of characters.
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.fill_(0.0)
+        model.head.bias[tokenizer.eos_id] = -1.5
+    config = GenerationConfig(max_new_tokens=500, temperature=1.0, seed=5,
+                              num_return_sequences=20)
+    texts = generate(model, tokenizer, "", config)
+    # Each of the 20 streams stops at its own end token: lengths differ, none runs to 500,
+    # and neither the end token nor any other special token is ever shown.
+    assert len(texts) == 20
+    assert all(len(t) < 500 for t in texts) and len({len(t) for t in texts}) > 3
+    assert all(set(t) <= set("helo wrd") for t in texts)

@@ -87,3 +87,17 @@ def test_second_ctrl_c_quits_at_once(corpus: Path, tmp_path: Path) -> None:
     # Whatever was saved last is intact (even if the second signal came in the middle of a
     # save) and resumable.
     assert load_checkpoint(out)["trainer"]["step"] >= 5
+
+
+@pytest.mark.parametrize("after", [0.3, 1.0])
+def test_ctrl_c_while_weft_starts_ends_quietly(corpus: Path, tmp_path: Path,
+                                               after: float) -> None:
+    # Before training begins (PyTorch still loading, or the corpus being read), Ctrl-C must
+    # end as it does later: "interrupted", exit 130, no traceback.
+    proc = procs.start("train", str(corpus), "--out", str(tmp_path / "run"),
+                       *flags(max_steps=100_000))
+    time.sleep(after)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err

@@ -148,3 +148,27 @@ def test_word_level_records(tokenizer) -> None:  # type: ignore[no-untyped-def]
     inputs, targets = batches.make_batch(np.arange(2))
     assert inputs.shape == (2, 4)
     assert (targets == IGNORE_INDEX).sum().item() == 0
+
+
+def test_a_padded_batch_scores_each_record_as_if_alone(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    from weft.config import ModelConfig
+    from weft.models.rnn_lm import RNNLanguageModel
+
+    torch.manual_seed(0)
+    model = RNNLanguageModel(ModelConfig(vocab_size=tokenizer.vocab_size, hidden_size=12,
+                                         embedding_dim=6, layers=2)).eval()
+    records = ["ab", "abcdef j", "x", "abc xyz"]
+    batch = RecordBatches.from_texts(records, tokenizer, batch_size=4, max_len=100,
+                                     shuffle=False)
+    (inputs, targets), = list(batch)
+    with torch.no_grad():
+        batched = model(inputs, targets=targets).loss
+        total, count = 0.0, 0
+        for record in records:
+            (alone_in, alone_tgt), = list(RecordBatches.from_texts(
+                [record], tokenizer, batch_size=1, max_len=100, shuffle=False))
+            loss = model(alone_in, targets=alone_tgt).loss
+            total += float(loss) * alone_tgt.numel()
+            count += alone_tgt.numel()
+    # Padding changes nothing: the batch's mean is the token-weighted mean of the records'.
+    assert float(batched) == pytest.approx(total / count, rel=1e-5)

@@ -1,5 +1,5 @@
 """``python -m weft``: the command line (also what ``torchrun -m weft`` runs)."""
 
-from weft.cli.main import main
+from weft.cli import main
 
 main()

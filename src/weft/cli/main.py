@@ -291,7 +291,3 @@ from weft.cli.serve import serve  # noqa: E402  (registered after the group exis
 
 cli.add_command(serve)
 cli.add_command(tag)
-
-
-def main() -> None:
-    cli()
