@@ -17,6 +17,7 @@ from pathlib import Path
 import weft
 from benchmarks.common import data_file, machine, parse_value, write_result
 from weft.data.corpus import read_text
+from weft.training.metrics import read_metrics
 
 
 def main() -> None:
@@ -40,6 +41,7 @@ def main() -> None:
         wall = time.perf_counter() - start
         result = model.evaluate(held_out)
         config = model.config.to_dict()
+        trained = read_metrics(Path(tmp) / "run" / "metrics.jsonl")[-1]
     write_result(args.name, {
         "benchmark": "shakespeare_quality",
         "budget_s": args.budget,
@@ -47,6 +49,10 @@ def main() -> None:
         "held_out_nats_per_char": round(result.loss, 4),
         "held_out_bits_per_char": round(result.bits_per_char, 4),
         "target_nats_per_char": 1.55,
+        # How much training the budget bought: it falls when the machine is busy or slow.
+        "steps": trained["step"],
+        "tokens": trained["tokens"],
+        "tokens_per_s": round(trained["tokens"] / trained["elapsed"]),
         "overrides": options,
         "model": config["model"],
         "train": config["train"],
