@@ -111,7 +111,7 @@ class TrainConfig:
     warmup_steps: int = 50
     min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
     grad_clip: float = 1.0
-    eval_every: int = 200  # steps between validations (and checkpoints)
+    eval_every: int = 500  # steps between validations (and checkpoints); see docs/benchmarks.md
     checkpoint_every: float = 600.0  # seconds without a save before the state is saved anyway
     patience: int = 10  # validations without improvement before early stopping; 0 disables
     epochs: float | None = None
