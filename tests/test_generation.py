@@ -74,6 +74,20 @@ def test_sampling_filters() -> None:
     assert (~torch.isinf(filter_top_p(logits, 0.5))).sum() == 1
 
 
+@pytest.mark.parametrize("rows", [1, 64])  # one multinomial call; inverse-CDF search
+def test_sampling_draws_each_token_at_its_probability(rows: int) -> None:
+    logits = torch.tensor([[1.0, 3.0, 2.0, 0.0, 2.5, -1.0]]).repeat(rows, 1)
+    banned = torch.tensor([False, False, False, False, False, True])
+    config = GenerationConfig(temperature=0.7, top_k=4)
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.cat([next_tokens(logits, config, banned=banned, generator=generator)
+                       for _ in range(20_000 // rows)])
+    expected = torch.softmax(filter_top_k(logits[:1, :5] / 0.7, 4), -1)[0]
+    frequencies = torch.bincount(draws, minlength=6).float() / len(draws)
+    assert frequencies[3] == 0 and frequencies[5] == 0  # outside the top 4, and banned
+    torch.testing.assert_close(frequencies[:5], expected, atol=0.015, rtol=0)
+
+
 def test_repetition_penalty_lowers_seen_tokens() -> None:
     logits = torch.tensor([[2.0, 1.9]])
     seen = torch.tensor([[True, False]])

@@ -42,6 +42,11 @@ def filter_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
 
 # Below this, dividing by the temperature overflows float32; such a temperature is greedy anyway.
 MIN_TEMPERATURE = 1e-4
+# torch.multinomial draws one exponential per vocabulary entry; from this many rows on, one
+# uniform per row and a search of the cumulative sums is cheaper (at 64 rows of 65 tokens:
+# the sampling share of a step falls from about 300 us to a few tens). For fewer rows, the
+# single multinomial call has fewer ops.
+INVERSE_CDF_FROM_ROWS = 8
 
 
 def next_tokens(
@@ -67,10 +72,16 @@ def next_tokens(
         # The usual case in a few ops: the CPU multinomial itself rejects rows with NaN,
         # infinities or no mass, and only those take the careful path below.
         probs = torch.softmax(_filter(logits / config.temperature, config), dim=-1)
-        try:
-            return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        except RuntimeError:
-            pass
+        if probs.size(0) >= INVERSE_CDF_FROM_ROWS:
+            cumulative = probs.cumsum(dim=-1)
+            total = cumulative[:, -1:]
+            if bool((total > 0).all()):  # False for NaN rows as well
+                return _inverse_cdf(cumulative, total, generator)
+        else:
+            try:
+                return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            except RuntimeError:
+                pass
     logits = _finite_or_minus_inf(logits)
     greedy = logits.argmax(dim=-1)
     if config.temperature < MIN_TEMPERATURE:
@@ -81,6 +92,20 @@ def next_tokens(
     if bool(broken.any()):
         probs[broken] = torch.nn.functional.one_hot(greedy[broken], probs.size(-1)).float()
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _inverse_cdf(
+    cumulative: torch.Tensor, total: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """One token per row, drawn with the probabilities whose running sums are ``cumulative``.
+
+    ``u`` lies in [0, total), so the first entry whose running sum exceeds it exists and has a
+    probability above zero: filtered and banned tokens are never drawn.
+    """
+    u = torch.rand(total.shape, generator=generator, device=total.device,
+                   dtype=total.dtype) * total
+    index = torch.searchsorted(cumulative, u, right=True)
+    return index.clamp_(max=cumulative.size(-1) - 1).squeeze(-1)
 
 
 def _filter(logits: torch.Tensor, config: GenerationConfig) -> torch.Tensor:
