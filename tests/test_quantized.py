@@ -113,7 +113,7 @@ def test_int8_generation_is_repeatable_and_switchable_from_the_api(tmp_path) -> 
         run.generate("abc", quantize="int4")
     result = CliRunner().invoke(cli, ["generate", str(tmp_path / "run"), "--prompt", "abc",
                                       "--max-new-tokens", "40", "--seed", "4",
-                                      "--quantize", "int8"])
+                                      "--quantize", "int8", "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("abc") and len(result.output.strip()) == 43
 

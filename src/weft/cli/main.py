@@ -200,7 +200,10 @@ def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text",
               show_default=True, help="jsonl: one JSON object per text, after generation.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
-def generate(run: Path, prompt: str, fmt: str, device: str, **options: Any) -> None:
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads [default: 2 below 8 sequences, else PyTorch's choice]")
+def generate(run: Path, prompt: str, fmt: str, device: str, threads: int | None,
+             **options: Any) -> None:
     """Write text with the model in RUN, streaming it as it is generated."""
     from weft.generation import generate as generate_texts
     from weft.runs import load
@@ -210,18 +213,18 @@ def generate(run: Path, prompt: str, fmt: str, device: str, **options: Any) -> N
     config = model.generation_config(**options)
     prompt = model.prepare_prompt(prompt)  # lowercased/normalized like the training text
     if fmt == "jsonl":
-        texts = generate_texts(model.module, model.tokenizer, prompt, config)
+        texts = generate_texts(model.module, model.tokenizer, prompt, config, threads=threads)
         for i, text in enumerate(texts):
             click.echo(json.dumps({"index": i, "prompt": prompt, "text": text},
                                   ensure_ascii=False))
         return
     if config.num_return_sequences == 1:
         click.echo(prompt, nl=False)
-        generate_texts(model.module, model.tokenizer, prompt, config,
+        generate_texts(model.module, model.tokenizer, prompt, config, threads=threads,
                        on_text=lambda i, text: click.echo(text, nl=False))
         click.echo()
         return
-    texts = generate_texts(model.module, model.tokenizer, prompt, config)
+    texts = generate_texts(model.module, model.tokenizer, prompt, config, threads=threads)
     for i, text in enumerate(texts):
         click.echo(f"--- {i + 1} ---\n{prompt}{text}")
 
