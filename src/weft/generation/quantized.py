@@ -87,6 +87,11 @@ class Int8Stepper:
                             "--quantize none")
         self.cell = model.config.cell
         rnn = model.rnn
+        try:  # a private PyTorch op: make sure this build has it on the CPU
+            torch._int_mm(torch.zeros(1, 8, dtype=torch.int8), torch.zeros(8, 8, dtype=torch.int8))
+        except (AttributeError, RuntimeError, NotImplementedError):
+            raise WeftError("--quantize int8 needs torch._int_mm on the CPU, which this PyTorch "
+                            f"({torch.__version__}) lacks; use --quantize none") from None
         if getattr(rnn, "nonlinearity", "tanh") != "tanh":
             raise WeftError("--quantize int8 needs hidden states in [-1, 1] (LSTM, GRU, tanh)")
         self.layers = model.config.layers
