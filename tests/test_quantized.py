@@ -12,6 +12,7 @@ from weft.cli.main import cli
 from weft.config import GenerationConfig, ModelConfig
 from weft.errors import WeftError
 from weft.generation import generate
+from weft.generation import quantized as quantized_module
 from weft.generation.quantized import Int8Linear, Int8Stepper, quantize_bounded
 from weft.generation.stepper import RecurrentStepper
 from weft.models.rnn_lm import RNNLanguageModel
@@ -37,10 +38,14 @@ def test_int8_linear_is_the_float_product_up_to_rounding(rows: int, columns: int
     assert (linear(x_q) - exact).abs().max() <= bound
 
 
-@pytest.mark.parametrize(("cell", "embedding_dim", "layers"),
-                         [("lstm", 8, 2), ("gru", 8, 2), ("rnn", 8, 3), ("lstm", 0, 1),
-                          ("gru", 0, 3)])
-def test_int8_logits_follow_the_module(cell: str, embedding_dim: int, layers: int) -> None:
+@pytest.mark.parametrize(("cell", "embedding_dim", "layers", "table"),
+                         [("lstm", 8, 2, True), ("gru", 8, 2, True), ("rnn", 8, 3, True),
+                          ("lstm", 0, 1, True), ("gru", 0, 3, True), ("lstm", 8, 2, False),
+                          ("gru", 8, 1, False)])
+def test_int8_logits_follow_the_module(cell: str, embedding_dim: int, layers: int, table: bool,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    if not table:  # as for a large vocabulary: the embedding is multiplied at each step
+        monkeypatch.setattr(quantized_module, "INPUT_TABLE_MAX", 0)
     torch.manual_seed(0)
     model = RNNLanguageModel(ModelConfig(cell=cell, vocab_size=13, hidden_size=48,
                                          embedding_dim=embedding_dim, layers=layers)).eval()
@@ -48,6 +53,7 @@ def test_int8_logits_follow_the_module(cell: str, embedding_dim: int, layers: in
     with torch.no_grad():
         reference, _, _ = model(ids)
         stepper = Int8Stepper(model)
+        assert (stepper.embedding is None) == (table or embedding_dim == 0)
         state = stepper.from_module_state(model.initial_state(3))
         stepped = []
         for t in range(ids.size(1)):
