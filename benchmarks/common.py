@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,30 @@ def parse_value(text: str) -> Any:
         except ValueError:
             pass
     return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 1024, seconds: float = 2.0,
+                windows: int = 5) -> float:
+    """Sustained GFLOP/s (GOP/s for int8) of square matrix products."""
+    if dtype == torch.int8:
+        a = torch.randint(-127, 128, (size, size), dtype=torch.int8)
+        b = torch.randint(-127, 128, (size, size), dtype=torch.int8)
+
+        def product() -> Any:
+            return torch._int_mm(a, b)
+    else:
+        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+
+        def product() -> Any:
+            return a @ b
+    product()
+    # The best of several short windows: on a shared machine one long average mostly measures
+    # the neighbours.
+    best = 0.0
+    for _ in range(windows):
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / windows:
+            product()
+            count += 1
+        best = max(best, 2 * size**3 * count / (time.perf_counter() - start) / 1e9)
+    return best

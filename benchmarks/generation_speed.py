@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import machine, write_result
+from benchmarks.common import machine, matmul_peak, write_result
 from weft.config import GenerationConfig, ModelConfig
 from weft.generation import generate
 from weft.generation.quantized import Int8Stepper
@@ -32,33 +32,6 @@ from weft.runs import load
 from weft.tokenizers import CharTokenizer
 
 CHARS = "".join(chr(c) for c in range(32, 96))  # 64 characters + <unk> = 65 tokens
-
-
-def matmul_peak(dtype: torch.dtype, size: int = 1024, seconds: float = 2.0,
-                windows: int = 5) -> float:
-    """Sustained GFLOP/s (GOP/s for int8) of square matrix products."""
-    if dtype == torch.int8:
-        a = torch.randint(-127, 128, (size, size), dtype=torch.int8)
-        b = torch.randint(-127, 128, (size, size), dtype=torch.int8)
-
-        def product() -> Any:
-            return torch._int_mm(a, b)
-    else:
-        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-
-        def product() -> Any:
-            return a @ b
-    product()
-    # The best of several short windows: on a shared machine one long average mostly measures
-    # the neighbours.
-    best = 0.0
-    for _ in range(windows):
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / windows:
-            product()
-            count += 1
-        best = max(best, 2 * size**3 * count / (time.perf_counter() - start) / 1e9)
-    return best
 
 
 @torch.no_grad()
