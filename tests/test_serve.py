@@ -82,6 +82,14 @@ def test_generate_matches_the_python_api(client: TestClient, tiny_run: Path) -> 
     assert data["prompt"] == "The" and data["model"] == "tiny" and not data["cancelled"]
 
 
+def test_int8_generation_through_the_api(client: TestClient, tiny_run: Path) -> None:
+    body = {"prompt": "The", "max_new_tokens": 20, "seed": 3, "quantize": "int8"}
+    response = gen(client, **body)
+    assert response.status_code == 200, response.text
+    assert response.json()["texts"] == weft.load(tiny_run, device="cpu").generate(**body)
+    assert gen(client, quantize="int4").status_code == 422
+
+
 def test_stop_strings_and_greedy(client: TestClient) -> None:
     greedy = gen(client, prompt="The", temperature=0, max_new_tokens=40).json()["texts"][0]
     assert len(greedy) == 40
