@@ -89,7 +89,7 @@ def test_second_ctrl_c_quits_at_once(corpus: Path, tmp_path: Path) -> None:
     assert load_checkpoint(out)["trainer"]["step"] >= 5
 
 
-@pytest.mark.parametrize("after", [0.3, 1.0])
+@pytest.mark.parametrize("after", [0.3, 0.6, 1.0, 1.5])
 def test_ctrl_c_while_weft_starts_ends_quietly(corpus: Path, tmp_path: Path,
                                                after: float) -> None:
     # Before training begins (PyTorch still loading, or the corpus being read), Ctrl-C must
