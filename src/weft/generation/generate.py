@@ -110,9 +110,9 @@ def start_ids(tokenizer: Tokenizer, prompt: str) -> np.ndarray:
 
 
 # Below this many streams a CPU step is a few small matrix-vector products: two threads split
-# the weight reads and still beat one (1,409 vs 908 tokens/s for a 2 x 512 LSTM, 1,692 vs
-# 1,443 with int8), but more threads cost more in synchronization than they gain. Measured by
-# benchmarks/generation_speed.py, which records both.
+# the weight reads and still beat one (1,407 vs 918 tokens/s for a 2 x 512 LSTM, 1,894 vs
+# 1,607 with int8, side by side in benchmarks/generation_speed.py), but more threads cost more
+# in synchronization than they gain.
 FEW_STREAMS = 8
 FEW_STREAMS_THREADS = 2
 
