@@ -69,8 +69,9 @@ def next_tokens(
     if seen is not None:
         logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)
     if config.temperature >= MIN_TEMPERATURE and logits.device.type == "cpu":
-        # The usual case in a few ops: the CPU multinomial itself rejects rows with NaN,
-        # infinities or no mass, and only those take the careful path below.
+        # The usual case in a few ops. Rows with NaN, infinities or no mass (which the CPU
+        # multinomial rejects itself, and the running-sum check below catches) take the
+        # careful path after this block.
         probs = torch.softmax(_filter(logits / config.temperature, config), dim=-1)
         if probs.size(0) >= INVERSE_CDF_FROM_ROWS:
             cumulative = probs.cumsum(dim=-1)
