@@ -3,8 +3,10 @@
 Model: a 2 x 512 character LSTM (vocabulary 65, embedding 64), as in the classic char-rnn
 recipes; speed does not depend on what the weights have learned, so they are random.
 Single-stream figures are taken with 1 and 2 threads (the choice ``generate`` makes is
-recorded in weft.generation.generate). Also measures the machine's float32, bf16 and int8
-matrix-product peaks, to say how close to the limit each figure is. A 2 x 512 LSTM step costs
+recorded in weft.generation.generate). ``--compile`` (weft.generation.compiled) is measured
+with the default thread policy, after a first call whose time (compiling) is reported apart.
+Also measures the machine's float32, bf16 and int8 matrix-product peaks, to say how close to
+the limit each figure is. A 2 x 512 LSTM step costs
 about 6.6 MFLOP per token.
 
 With ``--run RUN --text FILE`` it also measures what int8 costs in quality: the held-out loss
@@ -16,6 +18,8 @@ With ``--run RUN --text FILE`` it also measures what int8 costs in quality: the 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,9 +53,10 @@ def naive_stepping(model: RNNLanguageModel, streams: int, tokens: int) -> float:
 
 
 def weft_generation(model: RNNLanguageModel, tokenizer: CharTokenizer, streams: int,
-                    tokens: int, quantize: str, threads: int | None) -> float:
+                    tokens: int, quantize: str, threads: int | None,
+                    compile: bool = False) -> float:
     config = GenerationConfig(max_new_tokens=tokens, temperature=0.8, seed=0,
-                              num_return_sequences=streams, quantize=quantize)
+                              num_return_sequences=streams, quantize=quantize, compile=compile)
     start = time.perf_counter()
     texts = generate(model, tokenizer, "", config, threads=threads)
     elapsed = time.perf_counter() - start
@@ -98,6 +103,8 @@ def main() -> None:
     parser.add_argument("--text", help="held-out text for --run (its last --characters)")
     parser.add_argument("--characters", type=int, default=100_000)
     args = parser.parse_args()
+    # Compile times are reported cold: Inductor's on-disk cache starts empty.
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="weft-inductor-")
     info = machine()
     torch.manual_seed(0)
     tokenizer = CharTokenizer(CHARS)
@@ -110,17 +117,24 @@ def main() -> None:
     for streams, tokens in ((1, args.tokens), (64, args.tokens // 4)):
         naive = best_of(args.repeats, naive_stepping, model, streams, tokens)
         row: dict[str, Any] = {"naive_nn_lstm_tokens_per_s": round(naive)}
-        for quantize in ("none", "int8"):
-            # 1 stream: both thread counts, side by side; 64 streams: all threads.
-            for threads in ((1, 2) if streams == 1 else (None,)):
-                fast = best_of(args.repeats, weft_generation, model, tokenizer, streams,
-                               tokens, quantize, threads)
-                key = "float32" if quantize == "none" else "int8"
+        for quantize, compile in (("none", False), ("int8", False), ("none", True),
+                                  ("int8", True)):
+            # 1 stream: both thread counts, side by side (compiled: the default policy's 2);
+            # 64 streams: all threads.
+            for threads in ((1, 2) if streams == 1 and not compile else (None,)):
+                key = ("float32" if quantize == "none" else "int8") + ("_compiled" * compile)
                 key += f"_{threads}_threads" if threads else ""
+                row[key] = {}
+                if compile:  # the first call compiles (cold: a fresh cache, see main)
+                    start = time.perf_counter()
+                    weft_generation(model, tokenizer, streams, 16, quantize, threads, True)
+                    row[key]["first_call_s"] = round(time.perf_counter() - start, 1)
+                fast = best_of(args.repeats, weft_generation, model, tokenizer, streams,
+                               tokens, quantize, threads, compile)
                 peak = peaks["fp32" if quantize == "none" else "int8"]
-                row[key] = {"tokens_per_s": round(fast), "speedup": round(fast / naive, 2),
-                            "fraction_of_matmul_peak":
-                                round(fast * flops_per_token / 1e9 / peak, 3)}
+                row[key].update({"tokens_per_s": round(fast), "speedup": round(fast / naive, 2),
+                                 "fraction_of_matmul_peak":
+                                     round(fast * flops_per_token / 1e9 / peak, 3)})
         results[f"{streams}_streams"] = row
     result: dict[str, Any] = {
         "benchmark": "generation_speed",

@@ -159,10 +159,13 @@ class GenerationConfig:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     quantize: str = "none"  # "int8": int8 weight products on CPU (faster, logits ~1% off)
+    compile: bool = False  # CPU: compiled chunks of 8 tokens (weft.generation.compiled)
 
     def validate(self) -> None:
         if self.quantize not in QUANTIZE:
             raise WeftError(f"--quantize must be one of: {', '.join(QUANTIZE)}")
+        if not isinstance(self.compile, bool):
+            raise WeftError("compile must be true or false")
         if self.max_new_tokens < 0:
             raise WeftError("--max-new-tokens must be >= 0")
         if self.temperature < 0:

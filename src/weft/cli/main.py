@@ -197,6 +197,10 @@ def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
 @click.option("--quantize", type=click.Choice(QUANTIZE),
               help="int8: int8 weight products, a faster CPU path whose logits differ from "
                    "float32 by about 1% [default: from the run, none]")
+@click.option("--compile/--no-compile", default=None,
+              help="CPU: run 8 tokens per call of compiled C++ (torch.compile); the first "
+                   "call compiles for seconds, so it pays off for long texts "
+                   "[default: from the run, off]")
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text",
               show_default=True, help="jsonl: one JSON object per text, after generation.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")

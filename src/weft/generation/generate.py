@@ -8,19 +8,23 @@ strings are held back until they are known not to match.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from weft.config import GenerationConfig
 from weft.device import cpu_threads
+from weft.errors import WeftError
+from weft.generation.compiled import ChunkedSampler
 from weft.generation.quantized import Int8Stepper
 from weft.generation.sampling import next_tokens
 from weft.generation.stepper import RecurrentStepper
-from weft.models.rnn_lm import RNNLanguageModel, select_state
+from weft.models.rnn_lm import RNNLanguageModel, State, select_state
 from weft.tokenizers import EncodeReport, Tokenizer
 
 log = logging.getLogger("weft")
@@ -167,7 +171,9 @@ def _generate(
     stepper: RecurrentStepper | Int8Stepper | None = None
     if not reference:
         stepper = Int8Stepper(model) if config.quantize == "int8" else RecurrentStepper(model)
-    layer_states = stepper.from_module_state(module_state) if stepper else None
+    if config.compile and device.type != "cpu":
+        raise WeftError("--compile is for generating on a CPU (where it is measured); "
+                        "on a GPU leave it off")
 
     vocab = model.config.vocab_size
     banned = torch.zeros(vocab, dtype=torch.bool, device=device)
@@ -179,14 +185,22 @@ def _generate(
     eos = tokenizer.eos_id
     context = prime[0, -8:].tolist()  # a few prompt tokens are enough context for decoding
     texts = [_TextState(tokenizer, config.stop, context) for _ in range(n)]
-    rows = torch.arange(n, device=device)
     active = n
 
-    for _ in range(config.max_new_tokens):
-        tokens = next_tokens(last, config, seen=seen, banned=banned, generator=generator)
-        if seen is not None:
-            seen[rows, tokens] = True
-        for i, token in enumerate(tokens.tolist()):
+    first = next_tokens(last, config, seen=seen, banned=banned, generator=generator)
+    if seen is not None:
+        seen[torch.arange(n, device=device), first] = True
+    if stepper is None:
+        steps = _sampled_steps(_module_advance(model, module_state), first, config, seen,
+                               banned, generator)
+    elif config.compile:
+        sampler = ChunkedSampler(stepper, config, banned, generator)
+        steps = _chunked_steps(sampler, stepper.from_module_state(module_state), first, seen)
+    else:
+        advance = _stepper_advance(stepper, stepper.from_module_state(module_state))
+        steps = _sampled_steps(advance, first, config, seen, banned, generator)
+    for tokens in itertools.islice(steps, config.max_new_tokens):
+        for i, token in enumerate(tokens):
             text = texts[i]
             if text.done:
                 continue
@@ -202,11 +216,6 @@ def _generate(
                     on_text(i, chunk)
         if active == 0 or (should_stop is not None and should_stop()):
             break
-        if stepper is not None and layer_states is not None:
-            last, layer_states = stepper.step(tokens, layer_states)
-        else:
-            logits, _, module_state = model(tokens[:, None], module_state)
-            last = logits[:, -1, :]
     if on_text is not None:
         for i, text in enumerate(texts):
             chunk = text.flush(final=True)
@@ -214,3 +223,50 @@ def _generate(
                 on_text(i, chunk)
     model.train(was_training)
     return [t.text for t in texts]
+
+
+# Each of these yields the tokens of one step (one per sequence) and computes the next step only
+# when asked for it, so no work is done after the last token is taken.
+Steps = Iterator[list[int]]
+Advance = Callable[[torch.Tensor], torch.Tensor]  # feeds tokens (batch,), gives next logits
+
+
+def _sampled_steps(advance: Advance, tokens: torch.Tensor, config: GenerationConfig,
+                   seen: torch.Tensor | None, banned: torch.Tensor,
+                   generator: torch.Generator) -> Steps:
+    rows = torch.arange(tokens.size(0), device=tokens.device)
+    while True:
+        yield tokens.tolist()
+        tokens = next_tokens(advance(tokens), config, seen=seen, banned=banned,
+                             generator=generator)
+        if seen is not None:
+            seen[rows, tokens] = True
+
+
+def _chunked_steps(sampler: ChunkedSampler, states: list[Any], tokens: torch.Tensor,
+                   seen: torch.Tensor | None) -> Steps:
+    yield tokens.tolist()
+    while True:
+        block, states, seen = sampler.next_chunk(tokens, states, seen)
+        yield from block.t().tolist()
+        tokens = block[:, -1]
+
+
+def _stepper_advance(stepper: RecurrentStepper | Int8Stepper, states: list[Any]) -> Advance:
+    def advance(tokens: torch.Tensor) -> torch.Tensor:
+        nonlocal states
+        logits, states = stepper.step(tokens, states)
+        return logits
+
+    return advance
+
+
+def _module_advance(model: RNNLanguageModel, state: State) -> Advance:
+    """Through ``nn.LSTM`` itself: the reference the steppers are checked against."""
+
+    def advance(tokens: torch.Tensor) -> torch.Tensor:
+        nonlocal state
+        logits, _, state = model(tokens[:, None], state)
+        return logits[:, -1, :]
+
+    return advance

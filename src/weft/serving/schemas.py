@@ -37,6 +37,9 @@ class GenerateRequest(_Strict):
                              description="Makes sampling repeatable.")
     quantize: Literal["none", "int8"] | None = Field(
         None, description="int8: faster CPU sampling, logits about 1% off float32.")
+    compile: bool | None = Field(
+        None, description="CPU: compiled chunks of 8 tokens; the first request of a kind "
+                          "compiles for seconds.")
     stream: bool = Field(False, description="Send the text as server-sent events as it comes.")
 
 

@@ -1,0 +1,165 @@
+"""Generation in compiled chunks (``--compile``): one call of generated C++ per 8 tokens.
+
+At batch 1 a step is a few small matrix products and some twenty small ops around them, and in
+eager PyTorch every op costs several microseconds of dispatch: more than its arithmetic. Here
+``torch.compile`` (Inductor with its C++ wrapper) turns :data:`CHUNK_TOKENS` steps *and their
+sampling* into one call whose elementwise work is fused into a few C++ loops; Python runs once
+per chunk, not once per op.
+
+The steps are the steppers' own ``step`` (float32 or int8, traced, not rewritten), and the
+sampling is the same arithmetic as :func:`weft.generation.sampling.next_tokens`'s search of the
+running sums: one uniform per row and step, drawn from the seeded generator before the chunk
+(with 8 or more rows the draws are the very ones the uncompiled path makes). Sampling settings
+enter as tensors, so a new temperature does not compile again; a new batch size or a setting
+switched on or off does.
+
+What it costs: the first chunk compiles (about 20 s for a 2 x 512 LSTM on 2 cores; Inductor
+keeps the result in its on-disk cache, so later processes take a few seconds) and it needs a
+C++ compiler. Without one, or if compiling fails, generation goes on uncompiled, with a
+warning. Tokens computed past a stop (at most a chunk's worth) are discarded. Measured by
+``benchmarks/generation_speed.py`` (docs/benchmarks.md); CPU only, so it is opt-in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from weft.config import GenerationConfig
+from weft.generation.sampling import MIN_TEMPERATURE
+
+log = logging.getLogger("weft")
+
+# Tokens per compiled call. 2 x 512 int8 LSTM, 1 stream, 2 threads: 199 us/token at 4, 169 at
+# 8, 178 at 16 (a longer unrolled chunk also compiles longer: 13 s, 20 s, 31 s).
+CHUNK_TOKENS = 8
+
+
+@dataclass(frozen=True)
+class SamplingKnobs:
+    """Sampling settings: switches (compiled in) and values (tensors, so new values reuse the
+    compiled code)."""
+
+    greedy: bool
+    use_penalty: bool
+    use_top_k: bool
+    use_top_p: bool
+    temperature: torch.Tensor
+    penalty: torch.Tensor
+    top_k: torch.Tensor
+    top_p: torch.Tensor
+
+    @classmethod
+    def from_config(cls, config: GenerationConfig, vocab: int,
+                    device: torch.device) -> SamplingKnobs:
+        def value(x: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.tensor(x, dtype=dtype, device=device)
+
+        return cls(
+            greedy=config.temperature < MIN_TEMPERATURE,
+            use_penalty=config.repetition_penalty != 1.0,
+            use_top_k=0 < config.top_k < vocab,
+            use_top_p=config.top_p < 1.0,
+            temperature=value(max(config.temperature, MIN_TEMPERATURE)),
+            penalty=value(config.repetition_penalty),
+            top_k=value(min(max(config.top_k, 1), vocab), torch.long),
+            top_p=value(config.top_p),
+        )
+
+
+def sample(logits: torch.Tensor, uniforms: torch.Tensor, banned: torch.Tensor,
+           seen: torch.Tensor | None, knobs: SamplingKnobs) -> torch.Tensor:
+    """One token per row of ``logits`` ``(batch, vocab)``, given a uniform in [0, 1) per row.
+
+    Branch-free, so that it compiles into the chunk: the same filters as ``next_tokens``, then
+    the first token whose running probability sum exceeds ``uniform * total``. A row with no
+    finite probability left takes its greedy choice, as in ``next_tokens``.
+    """
+    big = torch.finfo(torch.float32).max
+    logits = logits.float().masked_fill(banned, float("-inf"))
+    if knobs.use_penalty and seen is not None:
+        penalized = torch.where(logits > 0, logits / knobs.penalty, logits * knobs.penalty)
+        logits = torch.where(seen, penalized, logits)
+    logits = torch.nan_to_num(logits, nan=float("-inf"), posinf=big, neginf=float("-inf"))
+    greedy = logits.argmax(dim=-1)
+    if knobs.greedy:
+        return greedy
+    scaled = torch.nan_to_num(logits / knobs.temperature, nan=float("-inf"), posinf=big,
+                              neginf=float("-inf"))
+    if knobs.use_top_k or knobs.use_top_p:
+        ranked, order = torch.sort(scaled, descending=True, dim=-1)
+        if knobs.use_top_k:  # ties with the k-th logit stay, as in filter_top_k
+            kth = ranked.gather(-1, (knobs.top_k - 1).expand(ranked.size(0), 1))
+            scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+            ranked = ranked.masked_fill(ranked < kth, float("-inf"))
+        if knobs.use_top_p:  # as filter_top_p: drop a token once the mass before it reaches p
+            probs = torch.softmax(ranked, dim=-1)
+            drop_ranked = (probs.cumsum(dim=-1) - probs) >= knobs.top_p
+            drop = torch.zeros_like(drop_ranked).scatter(-1, order, drop_ranked)
+            scaled = scaled.masked_fill(drop, float("-inf"))
+    cumulative = torch.softmax(scaled, dim=-1).cumsum(dim=-1)
+    total = cumulative[:, -1]
+    drawn = (cumulative <= (uniforms * total)[:, None]).sum(dim=-1)
+    drawn = drawn.clamp(max=logits.size(-1) - 1)
+    return torch.where(total > 0, drawn, greedy)  # False for NaN totals too
+
+
+def chunk(stepper: Any, tokens: torch.Tensor, states: list[Any], seen: torch.Tensor | None,
+          uniforms: torch.Tensor, banned: torch.Tensor,
+          knobs: SamplingKnobs) -> tuple[torch.Tensor, list[Any], torch.Tensor | None]:
+    """Feed ``tokens`` and sample ``len(uniforms)`` more, one step each: ``(batch, chunk)``
+    tokens, the state after feeding all but the last of them, and ``seen`` updated."""
+    drawn = []
+    for uniform in uniforms.unbind(0):
+        logits, states = stepper.step(tokens, states)
+        tokens = sample(logits, uniform, banned, seen, knobs)
+        if seen is not None:
+            seen = seen.scatter(1, tokens[:, None], True)
+        drawn.append(tokens)
+    return torch.stack(drawn, dim=1), states, seen
+
+
+Chunk = Callable[..., tuple[torch.Tensor, list[Any], torch.Tensor | None]]
+_compiled: Chunk | None = None
+
+
+def compiled_chunk() -> Chunk:
+    """``chunk`` compiled once per process (its code is shared; Dynamo keys it by shapes and
+    switches, so another model or a new stepper of the same shapes reuses it)."""
+    global _compiled
+    if _compiled is None:
+        _compiled = torch.compile(chunk, dynamic=False, fullgraph=True,
+                                  options={"cpp_wrapper": True})
+    return _compiled
+
+
+class ChunkedSampler:
+    """Draws tokens :data:`CHUNK_TOKENS` at a time through the compiled chunk, falling back to
+    the same function uncompiled if compiling fails."""
+
+    def __init__(self, stepper: Any, config: GenerationConfig, banned: torch.Tensor,
+                 generator: torch.Generator) -> None:
+        self.stepper = stepper
+        self.banned = banned
+        self.generator = generator
+        self.knobs = SamplingKnobs.from_config(config, banned.numel(), banned.device)
+        self.run: Chunk = compiled_chunk()
+
+    def next_chunk(self, tokens: torch.Tensor, states: list[Any], seen: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, list[Any], torch.Tensor | None]:
+        uniforms = torch.rand(CHUNK_TOKENS, tokens.size(0), generator=self.generator,
+                              device=tokens.device)
+        args = (self.stepper, tokens, states, seen, uniforms, self.banned, self.knobs)
+        if self.run is chunk:
+            return chunk(*args)
+        try:
+            return self.run(*args)
+        except Exception as error:
+            log.warning("--compile failed, generating uncompiled: %s",
+                        str(error).strip().splitlines()[0] if str(error).strip() else error)
+            self.run = chunk
+            return chunk(*args)
