@@ -52,11 +52,15 @@ def machine() -> dict[str, Any]:
 
 
 def _git_commit() -> str | None:
+    """The commit measured, with ``+changes`` when tracked files differ from it."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                              capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=REPO,
+                                 capture_output=True).returncode != 0
     except (OSError, subprocess.CalledProcessError):
         return None
+    return commit + ("+changes" if changed else "")
 
 
 def write_result(name: str, result: dict[str, Any]) -> Path:

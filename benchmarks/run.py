@@ -1,6 +1,6 @@
 """Run the benchmark suite, one benchmark per process, and print a summary table.
 
-    python benchmarks/run.py            # everything (about 10 minutes on 2 cores)
+    python benchmarks/run.py            # everything (about 20 minutes on 2 cores)
     python benchmarks/run.py --quick    # shorter runs, for a smoke check
 
 Each benchmark writes ``benchmarks/results/NAME.json``; this script gathers them into

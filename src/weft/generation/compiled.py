@@ -11,7 +11,7 @@ sampling is the same arithmetic as :func:`weft.generation.sampling.next_tokens`'
 running sums: one uniform per row and step, drawn from the seeded generator before the chunk
 (with 8 or more rows the draws are the very ones the uncompiled path makes). Sampling settings
 enter as tensors, so a new temperature does not compile again; a new batch size or a setting
-switched on or off does.
+switched on or off does (after 8 such variants in one process, Dynamo runs new ones uncompiled).
 
 What it costs: the first chunk compiles (about 20 s for a 2 x 512 LSTM on 2 cores; Inductor
 keeps the result in its on-disk cache, so later processes take a few seconds) and it needs a

@@ -114,8 +114,8 @@ def start_ids(tokenizer: Tokenizer, prompt: str) -> np.ndarray:
 
 
 # Below this many streams a CPU step is a few small matrix-vector products: two threads split
-# the weight reads and still beat one (1,407 vs 918 tokens/s for a 2 x 512 LSTM, 1,894 vs
-# 1,607 with int8, side by side in benchmarks/generation_speed.py), but more threads cost more
+# the weight reads and still beat one (1,044 vs 535 tokens/s for a 2 x 512 LSTM, 1,817 vs
+# 1,575 with int8, side by side in benchmarks/generation_speed.py), but more threads cost more
 # in synchronization than they gain.
 FEW_STREAMS = 8
 FEW_STREAMS_THREADS = 2

@@ -14,7 +14,7 @@ How each product is quantized:
 - cell arithmetic, the state and the sampling stay float32.
 
 Measured by ``benchmarks/generation_speed.py`` (docs/benchmarks.md) on a 2 x 512 LSTM:
-1.35x float32's tokens/s at 1 stream and 2.3x at 64, for +0.0001 nats/char of held-out loss.
+1.7x float32's tokens/s at 1 stream and 2.3x at 64, for +0.0001 nats/char of held-out loss.
 The logits still differ slightly from float32, so ``--quantize none`` stays the default: that
 path gives the reference path's logits exactly.
 """
