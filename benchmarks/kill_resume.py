@@ -5,8 +5,8 @@ Trains once without interruption, then trains the same run again while killing i
 resuming with ``weft train --resume``. With a fixed seed on the CPU the resumed run must end with
 exactly the metrics of the uninterrupted one: every step, training loss and validation loss.
 
-    python benchmarks/kill_resume.py --cycles 20
-    python benchmarks/kill_resume.py --cycles 10 --signals KILL,INT,TERM --seed 7
+    python -m benchmarks.kill_resume --cycles 20
+    python -m benchmarks.kill_resume --cycles 10 --signals KILL,INT,TERM --seed 7
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ The server runs as its own process (``python -m weft serve``, default limits unl
 requests/s, latency p50/p99 (and time to first token when streaming), generated tokens/s, and
 errors, which must be zero (the script exits 1 otherwise).
 
-    python benchmarks/serve_load.py                                  # trains a small model first
-    python benchmarks/serve_load.py --run runs/demo --clients 8 --duration 30 --stream
+    python -m benchmarks.serve_load                                  # trains a small model first
+    python -m benchmarks.serve_load --run runs/demo --clients 8 --duration 30 --stream
+    python -m benchmarks.serve_load --request '{"quantize": "int8", "compile": true}'
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ async def load(url: str, clients: int, duration: float, body: dict[str, Any],
     samples: list[dict[str, Any]] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
-        await http.post("/v1/generate", json={**body, "max_new_tokens": 1})  # load the model
+        # One whole request first: it loads the model and, with "compile", compiles.
+        await http.post("/v1/generate", json=body)
         start = time.perf_counter()
         await asyncio.gather(*(client(http, body, stream, start + duration, samples)
                                for _ in range(clients)))
@@ -107,6 +109,8 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true", help="stream (server-sent events)")
     parser.add_argument("--server-args", default="",
                         help="extra weft serve flags, e.g. '--max-concurrent 4'")
+    parser.add_argument("--request", default="{}",
+                        help='more request fields as JSON, e.g. \'{"quantize": "int8"}\'')
     parser.add_argument("--name", default="serve_load")
     args = parser.parse_args()
 
@@ -126,7 +130,7 @@ def main() -> None:
                 except httpx.HTTPError:
                     time.sleep(0.1)
             body = {"model": run.name, "prompt": PROMPT, "max_new_tokens": args.max_new_tokens,
-                    "temperature": 0.8}
+                    "temperature": 0.8, **json.loads(args.request)}
             samples, elapsed = asyncio.run(load(url, args.clients, args.duration, body,
                                                 args.stream))
             server_health = httpx.get(f"{url}/v1/health").json()
@@ -141,12 +145,13 @@ def main() -> None:
     tokens = sum(s["tokens"] for s in ok)
     result = {
         "benchmark": "serve_load",
-        "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.serve_load " + " ".join(sys.argv[1:]),
         "clients": args.clients,
         "duration_s": round(elapsed, 1),
         "max_new_tokens": args.max_new_tokens,
         "stream": args.stream,
         "server_args": args.server_args,
+        "request": json.loads(args.request),
         "requests": len(samples),
         "requests_per_s": round(len(ok) / elapsed, 2),
         "latency_p50_s": round(percentile(latencies, 0.5), 4),

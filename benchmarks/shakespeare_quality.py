@@ -3,8 +3,8 @@
 The split is nanoGPT's: the first 90% of the characters train, the last 10% are held out.
 The held-out figure is ``weft eval`` over that whole last 10% (state carried over columns).
 
-    python benchmarks/shakespeare_quality.py                    # the default model, 104 s
-    python benchmarks/shakespeare_quality.py --budget 60 --set hidden_size=256 --set lr=3e-3
+    python -m benchmarks.shakespeare_quality                    # the default model, 104 s
+    python -m benchmarks.shakespeare_quality --budget 60 --set hidden_size=256 --set lr=3e-3
 """
 
 from __future__ import annotations
