@@ -95,18 +95,24 @@ def test_compiled_generation_gives_the_uncompiled_tokens(quantize: str) -> None:
 
 def test_compiling_failure_falls_back_to_the_same_function(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    calls = []
+
     def broken(*args: object) -> None:
+        calls.append(1)
         raise RuntimeError("no C++ compiler found\ndetails")
 
-    monkeypatch.setattr(compiled_module, "compiled_chunk", lambda: broken)
+    monkeypatch.setattr(compiled_module, "_compiled", broken)
     model, tokenizer = _model("gru")
     config = GenerationConfig(max_new_tokens=30, seed=2, num_return_sequences=8, stop=("t",))
     plain = generate(model, tokenizer, "a", config)
+    compiled_config = GenerationConfig(**{**config.__dict__, "compile": True})
     with caplog.at_level(logging.WARNING, logger="weft"):
-        fallen_back = generate(model, tokenizer, "a", GenerationConfig(
-            **{**config.__dict__, "compile": True}))
+        fallen_back = generate(model, tokenizer, "a", compiled_config)
+        assert generate(model, tokenizer, "a", compiled_config) == fallen_back
     assert fallen_back == plain
     assert "no C++ compiler found" in caplog.text and "details" not in caplog.text
+    assert len(calls) == 1  # the next generation does not try to compile again
+    assert caplog.text.count("--compile failed") == 1
 
 
 def test_compile_from_the_api_and_the_cli(tmp_path) -> None:

@@ -13,11 +13,12 @@ running sums: one uniform per row and step, drawn from the seeded generator befo
 enter as tensors, so a new temperature does not compile again; a new batch size or a setting
 switched on or off does (after 8 such variants in one process, Dynamo runs new ones uncompiled).
 
-What it costs: the first chunk compiles (about 20 s for a 2 x 512 LSTM on 2 cores; Inductor
-keeps the result in its on-disk cache, so later processes take a few seconds) and it needs a
-C++ compiler. Without one, or if compiling fails, generation goes on uncompiled, with a
-warning. Tokens computed past a stop (at most a chunk's worth) are discarded. Measured by
-``benchmarks/generation_speed.py`` (docs/benchmarks.md); CPU only, so it is opt-in.
+What it costs: the first chunk compiles (30-55 s for a 2 x 512 LSTM on 2 cores with a cold
+cache; Inductor keeps the result on disk, so later processes take a few seconds) and it needs
+a C++ compiler. Without one, or if compiling fails, generation goes on uncompiled for the rest
+of the process, with a warning. Tokens computed past a stop (at most a chunk's worth) are
+discarded. Measured by ``benchmarks/generation_speed.py`` (docs/benchmarks.md); it is for the
+CPU, and opt-in.
 """
 
 from __future__ import annotations
@@ -138,8 +139,9 @@ def compiled_chunk() -> Chunk:
 
 
 class ChunkedSampler:
-    """Draws tokens :data:`CHUNK_TOKENS` at a time through the compiled chunk, falling back to
-    the same function uncompiled if compiling fails."""
+    """Draws tokens :data:`CHUNK_TOKENS` at a time through the compiled chunk. If compiling
+    fails, this process goes on with the same function uncompiled (one warning, not one failed
+    compile per request)."""
 
     def __init__(self, stepper: Any, config: GenerationConfig, banned: torch.Tensor,
                  generator: torch.Generator) -> None:
@@ -147,19 +149,21 @@ class ChunkedSampler:
         self.banned = banned
         self.generator = generator
         self.knobs = SamplingKnobs.from_config(config, banned.numel(), banned.device)
-        self.run: Chunk = compiled_chunk()
 
     def next_chunk(self, tokens: torch.Tensor, states: list[Any], seen: torch.Tensor | None
                    ) -> tuple[torch.Tensor, list[Any], torch.Tensor | None]:
+        global _compiled
         uniforms = torch.rand(CHUNK_TOKENS, tokens.size(0), generator=self.generator,
                               device=tokens.device)
         args = (self.stepper, tokens, states, seen, uniforms, self.banned, self.knobs)
-        if self.run is chunk:
+        run = compiled_chunk()
+        if run is chunk:
             return chunk(*args)
         try:
-            return self.run(*args)
-        except Exception as error:
-            log.warning("--compile failed, generating uncompiled: %s",
-                        str(error).strip().splitlines()[0] if str(error).strip() else error)
-            self.run = chunk
+            return run(*args)
+        except Exception as error:  # any compiler failure: go on uncompiled
+            message = str(error).strip()
+            log.warning("--compile failed, generating uncompiled from now on: %s",
+                        message.splitlines()[0] if message else type(error).__name__)
+            _compiled = chunk
             return chunk(*args)
