@@ -31,7 +31,11 @@ from typing import Any
 import torch
 
 from weft.config import GenerationConfig
-from weft.generation.sampling import MIN_TEMPERATURE
+from weft.generation.sampling import (
+    MIN_TEMPERATURE,
+    apply_repetition_penalty,
+    finite_or_minus_inf,
+)
 
 log = logging.getLogger("weft")
 
@@ -80,17 +84,14 @@ def sample(logits: torch.Tensor, uniforms: torch.Tensor, banned: torch.Tensor,
     the first token whose running probability sum exceeds ``uniform * total``. A row with no
     finite probability left takes its greedy choice, as in ``next_tokens``.
     """
-    big = torch.finfo(torch.float32).max
     logits = logits.float().masked_fill(banned, float("-inf"))
     if knobs.use_penalty and seen is not None:
-        penalized = torch.where(logits > 0, logits / knobs.penalty, logits * knobs.penalty)
-        logits = torch.where(seen, penalized, logits)
-    logits = torch.nan_to_num(logits, nan=float("-inf"), posinf=big, neginf=float("-inf"))
+        logits = apply_repetition_penalty(logits, seen, knobs.penalty)
+    logits = finite_or_minus_inf(logits)
     greedy = logits.argmax(dim=-1)
     if knobs.greedy:
         return greedy
-    scaled = torch.nan_to_num(logits / knobs.temperature, nan=float("-inf"), posinf=big,
-                              neginf=float("-inf"))
+    scaled = finite_or_minus_inf(logits / knobs.temperature)
     if knobs.use_top_k or knobs.use_top_p:
         ranked, order = torch.sort(scaled, descending=True, dim=-1)
         if knobs.use_top_k:  # ties with the k-th logit stay, as in filter_top_k

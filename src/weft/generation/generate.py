@@ -158,6 +158,9 @@ def _generate(
 ) -> list[str]:
     config.validate()
     device = model.head.weight.device
+    if config.compile and device.type != "cpu":
+        raise WeftError("--compile is for generating on a CPU (where it is measured); "
+                        "on a GPU leave it off")
     was_training = model.training
     model.eval()
     n = config.num_return_sequences
@@ -171,9 +174,6 @@ def _generate(
     stepper: RecurrentStepper | Int8Stepper | None = None
     if not reference:
         stepper = Int8Stepper(model) if config.quantize == "int8" else RecurrentStepper(model)
-    if config.compile and device.type != "cpu":
-        raise WeftError("--compile is for generating on a CPU (where it is measured); "
-                        "on a GPU leave it off")
 
     vocab = model.config.vocab_size
     banned = torch.zeros(vocab, dtype=torch.bool, device=device)

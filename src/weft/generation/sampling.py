@@ -12,10 +12,11 @@ from weft.config import GenerationConfig
 
 
 def apply_repetition_penalty(
-    logits: torch.Tensor, seen: torch.Tensor, penalty: float
+    logits: torch.Tensor, seen: torch.Tensor, penalty: float | torch.Tensor
 ) -> torch.Tensor:
-    """CTRL-style penalty (Keskar et al. 2019) on tokens already in the text."""
-    if penalty == 1.0:
+    """CTRL-style penalty (Keskar et al. 2019) on tokens already in the text (a tensor
+    ``penalty`` is always applied: the compiled sampler decides before it calls)."""
+    if not isinstance(penalty, torch.Tensor) and penalty == 1.0:
         return logits
     penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
     return torch.where(seen, penalized, logits)
@@ -83,11 +84,11 @@ def next_tokens(
                 return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
             except RuntimeError:
                 pass
-    logits = _finite_or_minus_inf(logits)
+    logits = finite_or_minus_inf(logits)
     greedy = logits.argmax(dim=-1)
     if config.temperature < MIN_TEMPERATURE:
         return greedy
-    probs = torch.softmax(_filter(_finite_or_minus_inf(logits / config.temperature), config),
+    probs = torch.softmax(_filter(finite_or_minus_inf(logits / config.temperature), config),
                           dim=-1)
     broken = ~torch.isfinite(probs).all(dim=-1) | (probs.sum(dim=-1) <= 0)
     if bool(broken.any()):
@@ -113,6 +114,7 @@ def _filter(logits: torch.Tensor, config: GenerationConfig) -> torch.Tensor:
     return filter_top_p(filter_top_k(logits, config.top_k), config.top_p)
 
 
-def _finite_or_minus_inf(logits: torch.Tensor) -> torch.Tensor:
+def finite_or_minus_inf(logits: torch.Tensor) -> torch.Tensor:
+    """NaN becomes -inf (never drawn), +inf the largest float (drawn, without NaN arithmetic)."""
     big = torch.finfo(logits.dtype).max
     return torch.nan_to_num(logits, nan=float("-inf"), posinf=big, neginf=float("-inf"))
