@@ -35,6 +35,7 @@ from weft.generation.sampling import (
     MIN_TEMPERATURE,
     apply_repetition_penalty,
     finite_or_minus_inf,
+    pick_by_running_sum,
 )
 
 log = logging.getLogger("weft")
@@ -104,10 +105,8 @@ def sample(logits: torch.Tensor, uniforms: torch.Tensor, banned: torch.Tensor,
             drop = torch.zeros_like(drop_ranked).scatter(-1, order, drop_ranked)
             scaled = scaled.masked_fill(drop, float("-inf"))
     cumulative = torch.softmax(scaled, dim=-1).cumsum(dim=-1)
-    total = cumulative[:, -1]
-    drawn = (cumulative <= (uniforms * total)[:, None]).sum(dim=-1)
-    drawn = drawn.clamp(max=logits.size(-1) - 1)
-    return torch.where(total > 0, drawn, greedy)  # False for NaN totals too
+    drawn = pick_by_running_sum(cumulative, uniforms)
+    return torch.where(cumulative[:, -1] > 0, drawn, greedy)  # False for NaN totals too
 
 
 def chunk(stepper: Any, tokens: torch.Tensor, states: list[Any], seen: torch.Tensor | None,

@@ -99,15 +99,20 @@ def next_tokens(
 def _inverse_cdf(
     cumulative: torch.Tensor, total: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """One token per row, drawn with the probabilities whose running sums are ``cumulative``.
+    u = torch.rand(total.shape, generator=generator, device=total.device, dtype=total.dtype)
+    return pick_by_running_sum(cumulative, u.squeeze(-1))
 
-    ``u`` lies in [0, total), so the first entry whose running sum exceeds it exists and has a
-    probability above zero: filtered and banned tokens are never drawn.
+
+def pick_by_running_sum(cumulative: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """One token per row, drawn with the probabilities whose running sums are ``cumulative``,
+    given one uniform in [0, 1) per row.
+
+    ``u * total`` lies in [0, total), so the first entry whose running sum exceeds it exists
+    and has a probability above zero: filtered and banned tokens are never drawn.
     """
-    u = torch.rand(total.shape, generator=generator, device=total.device,
-                   dtype=total.dtype) * total
-    index = torch.searchsorted(cumulative, u, right=True)
-    return index.clamp_(max=cumulative.size(-1) - 1).squeeze(-1)
+    target = uniforms[:, None] * cumulative[:, -1:]
+    index = torch.searchsorted(cumulative, target, right=True)
+    return index.clamp(max=cumulative.size(-1) - 1).squeeze(-1)
 
 
 def _filter(logits: torch.Tensor, config: GenerationConfig) -> torch.Tensor:

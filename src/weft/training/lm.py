@@ -263,7 +263,6 @@ def _train(
     return LanguageModel(out, device=str(device)), result
 
 
-
 TOKENS = "tokens.npy"
 
 
