@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from weft.errors import WeftError
-from weft.generation.generate import IncrementalDecoder
 from weft.tokenizers import (
     RECORD_SPECIALS,
     CharTokenizer,
@@ -15,6 +16,7 @@ from weft.tokenizers import (
     load_tokenizer,
     save_tokenizer,
 )
+from weft.tokenizers.base import Tokenizer
 
 TEXT = "Hello, world. Hello again!\nA second line.\n"
 
@@ -58,19 +60,45 @@ def test_word_defaults_and_bad_settings() -> None:
         build_tokenizer("sentencepiece", [TEXT])
 
 
-def test_incremental_word_decoding_matches_full_decode() -> None:
-    tok = build_tokenizer("word", [TEXT])
-    ids = tok.encode(TEXT).tolist()
-    stream = IncrementalDecoder(tok)
-    assert "".join(stream.push(i) for i in ids) == tok.decode(ids)
+def _streamed(tok: Tokenizer, ids: list[int], context: list[int] | None = None) -> str:
+    stream = tok.stream_decoder(context or [])
+    return "".join(stream.push(i) for i in ids) + stream.finish()
 
 
-def test_incremental_decoding_after_a_prompt_spaces_the_first_word() -> None:
+def test_streamed_word_text_keeps_closing_quotes() -> None:
+    text = 'He said "hello" to me. "Yes," she said.\n'
+    tok = build_tokenizer("word", [text])
+    ids = tok.encode(text).tolist()
+    assert tok.decode(ids) == 'He said "hello" to me. "Yes," she said.\n'
+    assert _streamed(tok, ids) == tok.decode(ids)
+    # A quote opened in the prompt is closed by the generated text, without a space.
+    prompt = tok.encode('He said "hello').tolist()
+    assert _streamed(tok, tok.encode('" to me.').tolist(), prompt) == '" to me.'
+
+
+@pytest.mark.parametrize("level", ["char", "word", "bpe"])
+def test_streamed_text_equals_the_full_decode(level: str) -> None:
+    text = TEXT + 'Quotes: "a" and \'b\' -- (c) 3.14 Zürich 漢字🙂 "open\n\n'
+    tok = build_tokenizer(level, [text], vocab_size=300, specials=RECORD_SPECIALS)
+    rng = random.Random(0)
+    for _ in range(50):
+        ids = [rng.randrange(tok.vocab_size) for _ in range(rng.randrange(1, 40))]
+        cut = rng.randrange(len(ids))
+        context, generated = ids[:cut], ids[cut:]
+        full, before = tok.decode(ids), tok.decode(context)
+        if not before.endswith("\ufffd"):  # a real prompt ends on a whole character
+            assert _streamed(tok, generated, context) == full[len(before):]
+        assert _streamed(tok, ids) == full
+
+
+def test_streamed_word_after_a_prompt_spaces_the_first_word() -> None:
     tok = build_tokenizer("word", [TEXT])
     prompt = tok.encode("Hello, world.").tolist()
-    stream = IncrementalDecoder(tok, context=prompt)
-    assert stream.push(tok.id_of("Hello")) == " Hello"
-    assert stream.push(tok.id_of("!")) == "!"
+    stream = tok.stream_decoder(prompt)
+    hello, bang = tok.id_of("Hello"), tok.id_of("!")
+    assert hello is not None and bang is not None
+    assert stream.push(hello) == " Hello"
+    assert stream.push(bang) == "!"
 
 
 @pytest.mark.parametrize("level", ["char", "word", "bpe"])

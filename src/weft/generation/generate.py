@@ -32,39 +32,13 @@ log = logging.getLogger("weft")
 OnText = Callable[[int, str], None]
 
 
-class IncrementalDecoder:
-    """Decodes a growing list of ids into text deltas (safe for byte-level tokenizers)."""
-
-    def __init__(self, tokenizer: Tokenizer, context: list[int] | None = None) -> None:
-        self.tokenizer = tokenizer
-        # The prompt's ids count as already emitted: they give the first token its context
-        # (the word level decides the space before a token from the token before it).
-        self.ids: list[int] = list(context or [])
-        self.prefix_offset = 0  # ids before this are fully emitted
-        self.read_offset = len(self.ids)
-
-    def push(self, token: int) -> str:
-        pieces = getattr(self.tokenizer, "pieces", None)
-        if pieces is not None:
-            return str(pieces[token])  # every token decodes on its own (character level)
-        self.ids.append(token)
-        prefix = self.tokenizer.decode(self.ids[self.prefix_offset : self.read_offset])
-        text = self.tokenizer.decode(self.ids[self.prefix_offset :])
-        if text.endswith("\ufffd") and self.tokenizer.type_name == "bpe":
-            return ""  # an incomplete UTF-8 sequence: wait for its next bytes
-        delta = text[len(prefix) :]
-        self.prefix_offset = self.read_offset
-        self.read_offset = len(self.ids)
-        return delta
-
-
 class _TextState:
     """One sequence's text so far, with stop-string handling and streaming."""
 
     def __init__(
         self, tokenizer: Tokenizer, stops: tuple[str, ...], context: list[int] | None = None
     ) -> None:
-        self.decoder = IncrementalDecoder(tokenizer, context)
+        self.decoder = tokenizer.stream_decoder(context or ())
         self.stops = stops
         self.hold = max((len(s) for s in stops), default=1) - 1
         self.text = ""
@@ -72,7 +46,15 @@ class _TextState:
         self.done = False
 
     def push(self, token: int) -> None:
-        delta = self.decoder.push(token)
+        self._add(self.decoder.push(token))
+
+    def finish(self) -> None:
+        """The end of the sequence: text the decoder held back (a partial character) is due."""
+        if not self.done:
+            self._add(self.decoder.finish())
+        self.done = True
+
+    def _add(self, delta: str) -> None:
         if not delta:
             return
         search_from = max(0, len(self.text) - self.hold)
@@ -183,7 +165,7 @@ def _generate(
         seen = torch.zeros(n, vocab, dtype=torch.bool, device=device)
         seen[:, prime[0]] = True
     eos = tokenizer.eos_id
-    context = prime[0, -8:].tolist()  # a few prompt tokens are enough context for decoding
+    context = prime[0].tolist()  # the prompt decides the first token's spacing and open quotes
     texts = [_TextState(tokenizer, config.stop, context) for _ in range(n)]
     active = n
 
@@ -205,7 +187,7 @@ def _generate(
             if text.done:
                 continue
             if token == eos:
-                text.done = True
+                text.finish()
             else:
                 text.push(token)
             if text.done:
@@ -216,6 +198,8 @@ def _generate(
                     on_text(i, chunk)
         if active == 0 or (should_stop is not None and should_stop()):
             break
+    for text in texts:
+        text.finish()
     if on_text is not None:
         for i, text in enumerate(texts):
             chunk = text.flush(final=True)

@@ -6,6 +6,7 @@ nothing else; :func:`weft.tokenizers.load_tokenizer` dispatches on the saved ``t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -56,6 +57,22 @@ class SpecialTokenIds:
         return [i for name, i in self._special_ids.items() if name != EOS]
 
 
+class StreamDecoder(Protocol):
+    """Decodes ids one at a time into text deltas whose concatenation is the full decode.
+
+    Started with ``context`` (the prompt's ids), ``"".join(push(i) for i in ids) + finish()``
+    equals ``decode(context + ids)`` less ``decode(context)``.
+    """
+
+    def push(self, token: int) -> str:
+        """The text that ``token`` adds (empty while it is held back)."""
+        ...
+
+    def finish(self) -> str:
+        """Whatever is still held back, at the end of the sequence."""
+        ...
+
+
 @runtime_checkable
 class Tokenizer(Protocol):
     """Maps text to token ids and back."""
@@ -87,6 +104,10 @@ class Tokenizer(Protocol):
         ...
 
     def decode(self, ids: np.ndarray | list[int]) -> str: ...
+
+    def stream_decoder(self, context: Sequence[int] = ()) -> StreamDecoder:
+        """A decoder for ids generated after ``context``, for streaming."""
+        ...
 
     def to_dict(self) -> dict[str, Any]: ...
 

@@ -13,14 +13,14 @@ spelling in input text is encoded as ordinary text, never as the special token, 
 that happens to contain ``<eos>`` cannot end itself.
 
 Streaming: one token may hold part of a character's bytes, and decoding such a partial sequence
-yields U+FFFD. An incremental decoder holds back a trailing U+FFFD until the next token completes
-the character (:class:`weft.generation.generate.IncrementalDecoder` does, keyed on
-``type_name == "bpe"``); :meth:`BPETokenizer.decode_bytes` gives the raw bytes for decoders that
-prefer to buffer bytes themselves.
+yields U+FFFD. :class:`BPEStreamDecoder` feeds each token's bytes through an incremental UTF-8
+decoder, which holds back a partial character until its next bytes come (and replaces bytes
+that can never form one, as the full decode does).
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,7 +39,7 @@ _ENCODE_PIECE = 1 << 12  # characters per piece when encoding long texts
 # Lone surrogates (from surrogate-escaped command-line bytes or JSON "\ud800") have no UTF-8
 # bytes, and the Rust tokenizer raises TypeError on them: they are encoded as U+FFFD instead.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# ByteLevel maps each byte to a printable character; this is the inverse, for decode_bytes.
+# ByteLevel maps each byte to a printable character; this is the inverse, for streaming.
 _BYTE_OF_CHAR: dict[str, int] = {}
 
 
@@ -169,11 +169,15 @@ class BPETokenizer(SpecialTokenIds):
         """Text of ``ids``; special tokens decode to nothing, a partial character to U+FFFD."""
         return str(self.hf.decode(self._content_ids(ids), skip_special_tokens=True))
 
-    def decode_bytes(self, ids: np.ndarray | list[int]) -> bytes:
-        """The raw UTF-8 bytes of ``ids`` (possibly ending inside a character)."""
+    def token_bytes(self, token: int) -> bytes:
+        """The raw bytes of one token (part of a character, possibly); none for a special."""
+        if token in self._special_ids.values():
+            return b""
         table = _byte_table()
-        pieces = [self.hf.id_to_token(i) or "" for i in self._content_ids(ids)]
-        return bytes(table[c] for piece in pieces for c in piece)
+        return bytes(table[c] for c in self.hf.id_to_token(token) or "")
+
+    def stream_decoder(self, context: Sequence[int] = ()) -> BPEStreamDecoder:
+        return BPEStreamDecoder(self, context)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -187,3 +191,19 @@ class BPETokenizer(SpecialTokenIds):
     def from_dict(cls, data: dict[str, Any]) -> BPETokenizer:
         hf = HFTokenizer.from_str(json.dumps(data["hf"]))
         return cls(hf, data["specials"], data.get("alphabet", ""))
+
+
+class BPEStreamDecoder:
+    """Streams byte-level ids: their bytes through one incremental UTF-8 decoder."""
+
+    def __init__(self, tokenizer: BPETokenizer, context: Sequence[int]) -> None:
+        self.tokenizer = tokenizer
+        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        for token in context:
+            self.utf8.decode(tokenizer.token_bytes(token))
+
+    def push(self, token: int) -> str:
+        return str(self.utf8.decode(self.tokenizer.token_bytes(token)))
+
+    def finish(self) -> str:
+        return str(self.utf8.decode(b"", final=True))

@@ -58,12 +58,6 @@ class CharTokenizer(SpecialTokenIds):
     def vocab_size(self) -> int:
         return self._offset + len(self.chars)
 
-
-
-
-
-
-
     def _table(self, size: int) -> np.ndarray:
         """Dense lookup table code point -> id for points below ``size``; unknown -> <unk>."""
         unk = self.unk_id
@@ -121,9 +115,25 @@ class CharTokenizer(SpecialTokenIds):
             keep |= arr == unk
         return points[keep].astype("<u4").tobytes().decode("utf-32-le", errors="surrogatepass")
 
+    def stream_decoder(self, context: Sequence[int] = ()) -> CharStreamDecoder:
+        return CharStreamDecoder(self.pieces)
+
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type_name, "specials": self.specials, "chars": "".join(self.chars)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CharTokenizer:
         return cls(list(data["chars"]), data["specials"])
+
+
+class CharStreamDecoder:
+    """Every character-level token decodes on its own, whatever came before it."""
+
+    def __init__(self, pieces: list[str]) -> None:
+        self.pieces = pieces
+
+    def push(self, token: int) -> str:
+        return self.pieces[token]
+
+    def finish(self) -> str:
+        return ""

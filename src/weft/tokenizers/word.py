@@ -103,36 +103,61 @@ def count_words(texts: Iterable[str]) -> Counter[str]:
     return counts
 
 
-def detokenize(tokens: Iterable[str]) -> str:
-    """Join word-level tokens into readable text (see the module docstring for the rules)."""
-    out: list[str] = []
-    attach = True  # no space before the next token (start of text or line, after an opener)
-    open_quotes: set[str] = set()
-    previous = ""
-    for token in tokens:
+class Detokenizer:
+    """Joins word-level tokens one at a time (see the module docstring for the rules).
+
+    The text only ever grows, and the state (quotes left open, whether the next token attaches)
+    follows the whole sequence, so streamed text equals :func:`detokenize` of all the tokens.
+    """
+
+    def __init__(self) -> None:
+        self.attach = True  # no space before the next token (start of text or line, an opener)
+        self.open_quotes: set[str] = set()
+        self.previous = ""
+
+    def push(self, token: str) -> str:
+        """The text that ``token`` adds: itself, with the space before it if any."""
         if token == NEWLINE:
-            out.append(token)
-            if previous == NEWLINE:
-                open_quotes.clear()  # a blank line ends any quote left open
-            attach, previous = True, token
-            continue
+            if self.previous == NEWLINE:
+                self.open_quotes.clear()  # a blank line ends any quote left open
+            self.attach, self.previous = True, token
+            return token
         if token in TOGGLE_QUOTES:
-            if token in open_quotes:
-                open_quotes.discard(token)
+            if token in self.open_quotes:
+                self.open_quotes.discard(token)
                 space, attach_next = False, False
             else:
-                open_quotes.add(token)
-                space, attach_next = not attach, True
+                self.open_quotes.add(token)
+                space, attach_next = not self.attach, True
         elif token in ATTACH_BOTH:
             space, attach_next = False, True
         else:
-            space = not attach and token not in NO_SPACE_BEFORE
+            space = not self.attach and token not in NO_SPACE_BEFORE
             attach_next = token in NO_SPACE_AFTER
-        if space:
-            out.append(" ")
-        out.append(token)
-        attach, previous = attach_next, token
-    return "".join(out)
+        self.attach, self.previous = attach_next, token
+        return " " + token if space else token
+
+
+def detokenize(tokens: Iterable[str]) -> str:
+    """Join word-level tokens into readable text (see the module docstring for the rules)."""
+    joiner = Detokenizer()
+    return "".join(map(joiner.push, tokens))
+
+
+class WordStreamDecoder:
+    """Streams a word tokenizer's ids: one :class:`Detokenizer` carried over the sequence."""
+
+    def __init__(self, tokenizer: WordTokenizer, context: Sequence[int]) -> None:
+        self.tokenizer = tokenizer
+        self.joiner = Detokenizer()
+        for token in tokenizer.visible_tokens(context):
+            self.joiner.push(token)
+
+    def push(self, token: int) -> str:
+        return "".join(map(self.joiner.push, self.tokenizer.visible_tokens([token])))
+
+    def finish(self) -> str:
+        return ""
 
 
 class WordTokenizer(SpecialTokenIds):
@@ -183,11 +208,6 @@ class WordTokenizer(SpecialTokenIds):
     @property
     def vocab_size(self) -> int:
         return len(self.tokens)
-
-
-
-
-
 
     def id_of(self, token: str) -> int | None:
         """The id of one word-level token, or None when it is not in the vocabulary."""
@@ -295,15 +315,20 @@ class WordTokenizer(SpecialTokenIds):
 
     # -- decoding ------------------------------------------------------------------------------
 
-    def decode(self, ids: np.ndarray | list[int]) -> str:
+    def visible_tokens(self, ids: np.ndarray | Sequence[int]) -> list[str]:
+        """The tokens that ``ids`` spell as text: special tokens other than ``<unk>`` are not."""
         arr = np.asarray(ids, dtype=np.int64)
         if arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size):
             raise ValueError(f"token id out of range for a vocabulary of {self.vocab_size}")
         unk = self.unk_id
         n_special = len(self.specials)
-        return detokenize(
-            self.tokens[i] for i in arr.tolist() if i >= n_special or i == unk
-        )
+        return [self.tokens[i] for i in arr.tolist() if i >= n_special or i == unk]
+
+    def decode(self, ids: np.ndarray | list[int]) -> str:
+        return detokenize(self.visible_tokens(ids))
+
+    def stream_decoder(self, context: Sequence[int] = ()) -> WordStreamDecoder:
+        return WordStreamDecoder(self, context)
 
     # -- saving --------------------------------------------------------------------------------
 
