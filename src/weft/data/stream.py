@@ -45,24 +45,32 @@ class StreamBatches:
         share = batch_size // world_size
         self.batch_size = share
         self.seq_len = seq_len
-        # Keep the compact dtype on the device; widen each window only when it is used.
         array = tokens[: columns_len * batch_size].reshape(batch_size, columns_len)
         array = array[rank * share : (rank + 1) * share]
-        compact = array.astype(np.int32) if array.dtype == np.uint32 else array
-        self.data = torch.from_numpy(np.ascontiguousarray(compact)).to(device)
+        self.device = device
+        self.columns_len = columns_len
         self.num_windows = (columns_len - 1 + self.seq_len - 1) // self.seq_len
-
-    @property
-    def tokens_per_pass(self) -> int:
-        return self.batch_size * (self.data.size(1) - 1)
+        # A memory-mapped corpus may be larger than memory (and than the device): its windows
+        # are read from the map when used. Otherwise the compact ids sit on the device and each
+        # window is widened only when used.
+        self.mapped: np.ndarray | None = None
+        self.data: torch.Tensor | None = None
+        if isinstance(tokens, np.memmap):
+            self.mapped = array
+        else:
+            compact = array.astype(np.int32) if array.dtype == np.uint32 else array
+            self.data = torch.from_numpy(np.ascontiguousarray(compact)).to(device)
 
     def window(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and targets of window ``index`` (the last window may be shorter)."""
         start = index * self.seq_len
-        end = min(start + self.seq_len, self.data.size(1) - 1)
-        inputs = self.data[:, start:end].long()
-        targets = self.data[:, start + 1 : end + 1].long()
-        return inputs, targets
+        end = min(start + self.seq_len, self.columns_len - 1)
+        if self.mapped is not None:
+            block = torch.from_numpy(self.mapped[:, start : end + 1].astype(np.int64))
+            block = block.to(self.device)
+            return block[:, :-1], block[:, 1:]
+        assert self.data is not None
+        return self.data[:, start:end].long(), self.data[:, start + 1 : end + 1].long()
 
 
 def split_tokens(tokens: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:

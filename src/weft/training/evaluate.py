@@ -52,17 +52,18 @@ def stream_loss(
         # The tail continues the last column's text, so score it with that context.
         pieces.append(ids[col_len * columns - 1 :][None, :])
     for piece in pieces:
-        data = torch.from_numpy(piece.astype(np.int64)).to(device)
         state = None
-        for start in range(0, data.size(1) - 1, seq_len):
-            end = min(start + seq_len, data.size(1) - 1)
+        for start in range(0, piece.shape[1] - 1, seq_len):
+            end = min(start + seq_len, piece.shape[1] - 1)
+            # Widen one window at a time: ``ids`` may be a memory-mapped corpus.
+            window = torch.from_numpy(piece[:, start : end + 1].astype(np.int64)).to(device)
             with autocast(device, precision):
-                logits, _, state = model(data[:, start:end], state)
+                logits, _, state = model(window[:, :-1], state)
             nats = torch.nn.functional.cross_entropy(
-                logits.float().reshape(-1, logits.size(-1)),
-                data[:, start + 1 : end + 1].reshape(-1), reduction="sum")
+                logits.float().reshape(-1, logits.size(-1)), window[:, 1:].reshape(-1),
+                reduction="sum")
             total += float(nats)
-            count += data.size(0) * (end - start)
+            count += window.size(0) * (end - start)
     model.train(was_training)
     return total, count
 
