@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 import torch
 
 from weft.errors import WeftError
+
+log = logging.getLogger("weft")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -53,6 +56,27 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if precision == "bf16":
         return torch.bfloat16
     raise WeftError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+
+
+def run_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a saved run's ``precision`` on ``device``, which need not be the
+    device it was trained on. Weights are float32 on disk, so a run trained in fp16 (CUDA only)
+    loads and resumes anywhere: off CUDA it takes the device's own choice, as ``auto`` would."""
+    if precision == "fp16" and device.type != "cuda":
+        return resolve_precision("auto", device)
+    return resolve_precision(precision, device)
+
+
+def training_precision(precision: str, device: torch.device, *,
+                       resume: bool) -> torch.dtype | None:
+    """The autocast dtype to train in. A new run must be able to use what it asks for; a
+    resumed run moved off CUDA continues in the device's own choice, with a warning."""
+    if resume and precision == "fp16" and device.type != "cuda":
+        chosen = run_precision(precision, device)
+        log.warning("this run trained in fp16, which needs a CUDA GPU; it continues in %s on %s",
+                    "bf16" if chosen == torch.bfloat16 else "fp32", device)
+        return chosen
+    return resolve_precision(precision, device)
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from weft.config import GenerationConfig, RunConfig, from_fields
-from weft.device import resolve_device, resolve_precision
+from weft.device import resolve_device, run_precision
 from weft.errors import WeftError
 from weft.io import atomic_write_json, load_tensors, read_json, save_tensors
 from weft.models.rnn_lm import RNNLanguageModel
@@ -80,7 +80,7 @@ class LanguageModel:
         self.config = run_config(raw, self.run_dir)
         self.tokenizer: Tokenizer = load_tokenizer(self.run_dir / TOKENIZER)
         self.device = resolve_device(device)
-        self.precision = resolve_precision(self.config.train.precision, self.device)
+        self.precision = run_precision(self.config.train.precision, self.device)
         self.module = RNNLanguageModel(self.config.model)
         weights = self.run_dir / WEIGHTS
         if not weights.exists():

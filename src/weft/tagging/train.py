@@ -18,7 +18,7 @@ import torch
 
 import weft
 from weft.config import TrainConfig, from_fields
-from weft.device import resolve_device, resolve_precision, set_threads
+from weft.device import resolve_device, set_threads, training_precision
 from weft.errors import WeftError
 from weft.io import atomic_write_json, read_json
 from weft.runs import save_weights
@@ -137,7 +137,7 @@ def train_tagger(
     )
     network = BiLSTMTagger(model_config)
     device = resolve_device(train_config.device)
-    precision = resolve_precision(train_config.precision, device)
+    precision = training_precision(train_config.precision, device, resume=resume)
     network.to(device)
 
     train_data = encode(vocab, [s.words for s in train_sents], [s.tags for s in train_sents])

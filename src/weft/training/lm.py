@@ -23,7 +23,7 @@ from weft.data.memmap import encode_to_npy, iter_text_chunks
 from weft.data.prepare import clean_like_training, load_records, load_text
 from weft.data.records import split_records
 from weft.data.stream import split_tokens
-from weft.device import resolve_device, resolve_precision, set_threads
+from weft.device import resolve_device, set_threads, training_precision
 from weft.errors import WeftError
 from weft.io import atomic_write_json
 from weft.models.rnn_lm import RNNLanguageModel
@@ -155,7 +155,7 @@ def _train(
     set_threads(config.train.threads)
     torch.manual_seed(config.train.seed)
     device = resolve_device(device_name)
-    precision = resolve_precision(config.train.precision, device)
+    precision = training_precision(config.train.precision, device, resume=resume)
 
     records: list[str] = []
     memmapped: tuple[Tokenizer, np.ndarray, int] | None = None

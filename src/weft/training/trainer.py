@@ -186,6 +186,8 @@ class Trainer:
                 "trainer": asdict(self.state),
                 "ranks": ranks,  # one entry per rank: its share of the task state, its RNG
             }
+            if self.scaler.is_enabled():  # fp16: the loss scale it has learned
+                payload["scaler"] = self.scaler.state_dict()
             with self._writing("the training state"):
                 save_checkpoint(self.run_dir, payload)
         self._saved_step = self.state.step
@@ -195,7 +197,9 @@ class Trainer:
         payload = load_checkpoint(self.run_dir)
         try:
             self.module.load_state_dict(payload["model"])
-            self.optimizer.load_state_dict(payload["optimizer"])
+            restore_optimizer(self.optimizer, payload["optimizer"])
+            if self.scaler.is_enabled() and payload.get("scaler"):
+                self.scaler.load_state_dict(payload["scaler"])
             known = {f for f in TrainerState.__dataclass_fields__}
             self.state = TrainerState(**{k: v for k, v in payload["trainer"].items()
                                          if k in known})
@@ -523,6 +527,23 @@ class Trainer:
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+
+
+# Optimizer options chosen for the device the trainer runs on, not for the one that saved.
+DEVICE_OPTIONS = ("fused", "foreach", "capturable")
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Load a saved optimizer state, keeping this device's kernel options: a state saved on
+    CUDA (fused AdamW) continues on a CPU, and the reverse (a fused step is what takes
+    GradScaler's arguments under fp16)."""
+    chosen = [{k: group[k] for k in DEVICE_OPTIONS if k in group}
+              for group in optimizer.param_groups]
+    # Set before loading: they decide where each saved step count goes (a fused or
+    # capturable AdamW keeps it on the parameters' device).
+    groups = [{**group, **options}  # zip raises ValueError on another number of groups
+              for group, options in zip(saved["param_groups"], chosen, strict=True)]
+    optimizer.load_state_dict({**saved, "param_groups": groups})
 
 
 def _rng_state() -> dict[str, Any]:

@@ -1,0 +1,111 @@
+"""A run directory loads, resumes and generates on any device, whatever it was trained on.
+
+A run trained on a GPU in fp16 or bf16 is simulated on the CPU: its files are those of a CPU
+run with what a CUDA run writes differently put in (the precision in config.json, a fused
+AdamW's parameter groups, CUDA random states, a GradScaler's state). tests/test_cuda.py runs
+the real thing where a GPU exists.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import weft
+from tests.conftest import TINY
+from weft.cli.main import cli
+from weft.device import run_precision
+from weft.training.checkpoint import LAST_STATE, load_state_file, save_state_file
+
+
+def _as_if_trained_on_cuda(run: Path, precision: str) -> None:
+    """Rewrite a CPU run's files into what a CUDA run in ``precision`` would have written."""
+    config_path = run / "config.json"
+    config = json.loads(config_path.read_text())
+    config["train"]["precision"] = precision
+    config["train"]["device"] = "cuda"
+    config_path.write_text(json.dumps(config))
+    state = load_state_file(run / LAST_STATE)
+    for group in state["optimizer"]["param_groups"]:
+        group["fused"] = True  # the trainer asks for fused AdamW on CUDA
+    for rank in state["ranks"]:
+        rank["rng"]["cuda"] = [torch.zeros(16, dtype=torch.uint8)]
+    state["scaler"] = {"scale": 1024.0, "growth_factor": 2.0, "backoff_factor": 0.5,
+                       "growth_interval": 2000, "_growth_tracker": 7}
+    save_state_file(run / LAST_STATE, state)
+
+
+@pytest.fixture(scope="module")
+def cpu_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("portable")
+    corpus = root / "corpus.txt"
+    corpus.write_text("The quick brown fox jumps over the lazy dog.\n" * 40, encoding="utf-8")
+    out = root / "run"
+    weft.train(corpus, out=out, max_steps=4, device="cpu", **TINY)
+    return out
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_a_gpu_run_loads_and_generates_on_the_cpu(cpu_run: Path, tmp_path: Path,
+                                                  precision: str) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(cpu_run, run)
+    _as_if_trained_on_cuda(run, precision)
+    model = weft.load(run, device="cpu")
+    assert model.device.type == "cpu"
+    text = model.generate("The ", max_new_tokens=20, seed=0)[0]
+    assert len(text) == 20
+    assert model.evaluate("The quick brown fox.").loss > 0
+    runner = CliRunner()
+    for args in (["generate", str(run), "--max-new-tokens", "5", "--device", "cpu"],
+                 ["info", str(run)]):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_a_gpu_run_resumes_on_the_cpu(cpu_run: Path, tmp_path: Path, precision: str) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(cpu_run, run)
+    _as_if_trained_on_cuda(run, precision)
+    model = weft.resume(run, max_steps=6, device="cpu", quiet=True)
+    assert model is not None
+    state = load_state_file(run / LAST_STATE)
+    assert state["trainer"]["step"] == 6
+    # The CPU trainer's own optimizer settings, not the GPU's fused kernel.
+    assert all(group["fused"] is None for group in state["optimizer"]["param_groups"])
+    assert len(model.generate("The ", max_new_tokens=10, seed=0)[0]) == 10
+
+
+def test_precision_on_another_device() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert run_precision("fp16", cuda) == torch.float16
+    assert run_precision("bf16", cpu) == torch.bfloat16  # asked for: still honoured
+    assert run_precision("fp32", cuda) is None
+    # fp16 needs CUDA; elsewhere the device's own choice (float32 on a CPU without bf16).
+    assert run_precision("fp16", cpu) == run_precision("auto", cpu)
+
+
+def test_a_cpu_state_keeps_the_gpu_optimizer_settings(cpu_run: Path) -> None:
+    """The reverse direction with the device mocked: a CPU run's optimizer groups (not fused)
+    loaded into an optimizer built as a CUDA trainer builds it keep its fused setting, which
+    GradScaler's fp16 step relies on (a fused step takes the scaler's arguments)."""
+    from weft.models.rnn_lm import RNNLanguageModel
+    from weft.runs import read_run_config, run_config
+    from weft.training.trainer import restore_optimizer
+
+    config = run_config(read_run_config(cpu_run), cpu_run)
+    model = RNNLanguageModel(config.model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for group in optimizer.param_groups:
+        group["fused"] = True  # what the trainer builds on CUDA
+    state = load_state_file(cpu_run / LAST_STATE)
+    assert all(not group["fused"] for group in state["optimizer"]["param_groups"])
+    restore_optimizer(optimizer, state["optimizer"])
+    assert all(group["fused"] is True for group in optimizer.param_groups)
+    assert len(optimizer.state) == len(state["optimizer"]["state"])
