@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from weft.api import build_run_config
 from weft.cli.main import cli
+from weft.config import parse_duration
+from weft.errors import WeftError
 
 from .conftest import PANGRAM
 
@@ -88,3 +91,15 @@ def test_time_budget_parsing(pangram_file: Path, tmp_path: Path) -> None:
     code, output = run("train", str(pangram_file), "--out", str(tmp_path / "r"),
                        "--time-budget", "ten minutes")
     assert code == 2 and "duration" in output
+
+
+def test_durations_read_every_unit_and_zero_where_it_means_off() -> None:
+    assert parse_duration("500ms") == pytest.approx(0.5)
+    assert parse_duration("1h30m") == 5400 and parse_duration("1m30s") == 90
+    assert parse_duration("1.5h") == 5400 and parse_duration("90") == 90
+    with pytest.raises(WeftError, match="duration"):
+        parse_duration("0m")  # a time budget of nothing
+    for off in ("0", "0m", "0s", "0ms", "off"):
+        config = build_run_config(["x.txt"], checkpoint_every=off)
+        assert config.train.checkpoint_every == 0.0
+    assert build_run_config(["x.txt"], checkpoint_every="500ms").train.checkpoint_every == 0.5

@@ -44,7 +44,8 @@ def _split_options(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if key == "time_budget":
             value = parse_duration(value)
         if key == "checkpoint_every":
-            value = 0.0 if str(value).strip() in ("0", "0s", "off") else parse_duration(value)
+            off = str(value).strip().lower() == "off"
+            value = 0.0 if off else parse_duration(value, allow_zero=True)
         owner = next((name for name, names in fields.items() if key in names), None)
         if owner is None:
             raise WeftError(f"unknown training option {key!r}")

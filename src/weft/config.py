@@ -216,13 +216,21 @@ def from_fields(cls: type[T], values: dict[str, Any]) -> T:
     return cls(**kwargs)
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s|ms)?")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)?")  # "ms" before "m"
 
 
-def parse_duration(text: str | float | int) -> float:
-    """Seconds from ``90``, ``90s``, ``10m``, ``1h30m`` or ``1.5h``."""
-    if isinstance(text, (int, float)):
-        return float(text)
+def parse_duration(text: str | float | int, *, allow_zero: bool = False) -> float:
+    """Seconds from ``90``, ``90s``, ``500ms``, ``10m``, ``1h30m`` or ``1.5h``.
+
+    A zero length (``0``, ``0m``...) is refused unless ``allow_zero`` (where 0 means "off").
+    """
+    total = float(text) if isinstance(text, (int, float)) else _sum_duration(text)
+    if total < 0 or (total == 0 and not allow_zero):
+        raise WeftError(f"cannot read duration {text!r}; use e.g. 90s, 10m, 1h30m")
+    return total
+
+
+def _sum_duration(text: str) -> float:
     cleaned = text.strip().lower().replace(" ", "")
     units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, None: 1.0}
     pos, total = 0, 0.0
@@ -232,6 +240,6 @@ def parse_duration(text: str | float | int) -> float:
             raise WeftError(f"cannot read duration {text!r}; use e.g. 90s, 10m, 1h30m")
         total += float(match.group(1)) * units[match.group(2)]
         pos = match.end()
-    if not cleaned or total <= 0:
+    if not cleaned:
         raise WeftError(f"cannot read duration {text!r}; use e.g. 90s, 10m, 1h30m")
     return total
