@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -140,3 +142,22 @@ def _prose(draw: st.DrawFn) -> str:
 def test_round_trip_of_generated_prose_is_exact(text: str) -> None:
     tok = WordTokenizer.train([text])
     assert tok.decode(tok.encode(text)) == text
+
+
+def test_concurrent_encodes_share_the_cache_safely() -> None:
+    # The server encodes prompts from many threads with one tokenizer; every new chunk grows
+    # the shared cache. Switching threads as often as possible makes a race show at once.
+    words = [f"w{i}" for i in range(3000)]
+    texts = [" ".join(f"{w}{j}" for w in words[k::8]) for k in range(8) for j in "ab"]
+    trained = WordTokenizer.train(texts)
+    expected = [trained.encode(text).tolist() for text in texts]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(5):
+            shared = WordTokenizer(trained.words, trained.specials)  # an empty cache
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                got = [ids.tolist() for ids in pool.map(shared.encode, texts)]
+            assert got == expected
+    finally:
+        sys.setswitchinterval(interval)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -178,6 +179,9 @@ class WordTokenizer(SpecialTokenIds):
             self._index[word] = i
         self._special_ids = {name: i for i, name in enumerate(self.specials)}
         self._dtype = id_dtype(self.vocab_size)
+        # One tokenizer serves concurrent requests (server workers, the event loop): the cache
+        # is grown, reset and read under this lock.
+        self._cache_lock = threading.Lock()
         self._reset_cache()
 
     @classmethod
@@ -249,6 +253,12 @@ class WordTokenizer(SpecialTokenIds):
         self, chunks: list[str], report: EncodeReport | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Ids of ``chunks`` (from :func:`_chunks`) and the number of ids of each chunk."""
+        with self._cache_lock:
+            return self._encode_chunks_locked(chunks, report)
+
+    def _encode_chunks_locked(
+        self, chunks: list[str], report: EncodeReport | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         if self._slots > _CACHE_LIMIT:
             self._reset_cache()
         slots = np.fromiter(
