@@ -103,3 +103,11 @@ def test_durations_read_every_unit_and_zero_where_it_means_off() -> None:
         config = build_run_config(["x.txt"], checkpoint_every=off)
         assert config.train.checkpoint_every == 0.0
     assert build_run_config(["x.txt"], checkpoint_every="500ms").train.checkpoint_every == 0.5
+
+
+@pytest.mark.parametrize("command", [["train"], ["tag", "train"]])
+def test_seed_help_says_what_is_repeatable(command: list[str]) -> None:
+    code, output = run(*command, "--help")
+    text = " ".join(output.split())
+    assert code == 0 and "repeats exactly; under --time-budget" in text
+    assert "Makes a CPU run repeatable" not in text  # true only of step- or epoch-limited runs

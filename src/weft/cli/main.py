@@ -144,7 +144,9 @@ def cli() -> None:
               help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--threads", type=int, help="CPU threads [default: PyTorch's choice].")
 @click.option("--seed", type=int, default=_T.seed, show_default=True,
-              help="Makes a CPU run repeatable.")
+              help="Seeds the weights, batches and dropout. A CPU run stopped by --epochs or "
+              "--max-steps repeats exactly; under --time-budget the learning-rate schedule "
+              "and the stop follow the clock, so it does not.")
 @click.option("--quiet", is_flag=True, help="No progress bar or samples.")
 @click.pass_context
 def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,

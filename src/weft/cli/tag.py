@@ -108,7 +108,9 @@ def _read_options(func: Any) -> Any:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--threads", type=int, help="CPU threads [default: PyTorch's choice].")
 @click.option("--seed", type=int, default=1337, show_default=True,
-              help="Makes a CPU run repeatable.")
+              help="Seeds the weights, batches and dropout. A CPU run stopped by --epochs or "
+              "--max-steps repeats exactly; under --time-budget the learning-rate schedule "
+              "and the stop follow the clock, so it does not.")
 @click.option("--quiet", is_flag=True, help="No progress bar or evaluation lines.")
 def train_command(
     train_file: Path, dev_file: Path | None, out: Path, resume: bool, dev_fraction: float,
