@@ -19,6 +19,9 @@ a C++ compiler. Without one, or if compiling fails, generation goes on uncompile
 of the process, with a warning. Tokens computed past a stop (at most a chunk's worth) are
 discarded. Measured by ``benchmarks/generation_speed.py`` (docs/benchmarks.md); it is for the
 CPU, and opt-in.
+
+On a GPU the same chunks run uncompiled (``weft.generation.generate.chooses_on_device``): the
+tokens are chosen on the device and copied to the host once per chunk, not once per token.
 """
 
 from __future__ import annotations
@@ -139,13 +142,15 @@ def compiled_chunk() -> Chunk:
 
 
 class ChunkedSampler:
-    """Draws tokens :data:`CHUNK_TOKENS` at a time through the compiled chunk. If compiling
-    fails, this process goes on with the same function uncompiled (one warning, not one failed
-    compile per request)."""
+    """Draws tokens :data:`CHUNK_TOKENS` at a time through the compiled chunk, or, with
+    ``compile=False`` (the GPU's way: no per-token host sync), through the same function
+    uncompiled. If compiling fails, this process goes on uncompiled (one warning, not one
+    failed compile per request)."""
 
     def __init__(self, stepper: Any, config: GenerationConfig, banned: torch.Tensor,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator, *, compile: bool = True) -> None:
         self.stepper = stepper
+        self.compile = compile
         self.banned = banned
         self.generator = generator
         self.knobs = SamplingKnobs.from_config(config, banned.numel(), banned.device)
@@ -156,6 +161,8 @@ class ChunkedSampler:
         uniforms = torch.rand(CHUNK_TOKENS, tokens.size(0), generator=self.generator,
                               device=tokens.device)
         args = (self.stepper, tokens, states, seen, uniforms, self.banned, self.knobs)
+        if not self.compile:
+            return chunk(*args)
         run = compiled_chunk()
         if run is chunk:
             return chunk(*args)

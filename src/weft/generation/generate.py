@@ -113,20 +113,32 @@ def generate(
     should_stop: Callable[[], bool] | None = None,
     reference: bool = False,
     threads: int | None = None,
+    chunked: bool | None = None,
 ) -> list[str]:
     """Continuations of ``prompt`` (without the prompt), one per requested sequence.
 
     ``on_text(i, chunk)`` receives text as it is produced; ``should_stop()`` is polled between
     tokens to cancel. ``reference=True`` steps through ``nn.LSTM`` itself instead of the fused
     stepper (slower; kept to check the fast path against). ``threads`` overrides the CPU
-    thread policy below.
+    thread policy below. ``chunked`` overrides :func:`chooses_on_device` (None: its choice).
     """
     on_cpu = model.head.weight.device.type == "cpu"
     few_streams = config.num_return_sequences < FEW_STREAMS
     if threads is None and on_cpu and few_streams and not reference:
         threads = min(FEW_STREAMS_THREADS, torch.get_num_threads())
     with torch.no_grad(), cpu_threads(threads):
-        return _generate(model, tokenizer, prompt, config, on_text, should_stop, reference)
+        return _generate(model, tokenizer, prompt, config, on_text, should_stop, reference,
+                         chooses_on_device(model.head.weight.device) if chunked is None
+                         else chunked)
+
+
+def chooses_on_device(device: torch.device) -> bool:
+    """Whether tokens are chosen on the device, :data:`CHUNK_TOKENS` steps at a time, and copied
+    to the host once per chunk. On a GPU, copying each step's tokens to the host waits for the
+    device to finish that step, so the host cannot queue the next one: per-token stepping runs
+    at the speed of the round trip. On a CPU there is no such wait, and per-token sampling
+    does less work (``next_tokens`` takes the cheaper multinomial draw below 8 streams)."""
+    return device.type != "cpu"
 
 
 def _generate(
@@ -137,6 +149,7 @@ def _generate(
     on_text: OnText | None,
     should_stop: Callable[[], bool] | None,
     reference: bool,
+    chunked: bool,
 ) -> list[str]:
     config.validate()
     device = model.head.weight.device
@@ -175,8 +188,8 @@ def _generate(
     if stepper is None:
         steps = _sampled_steps(_module_advance(model, module_state), first, config, seen,
                                banned, generator)
-    elif config.compile:
-        sampler = ChunkedSampler(stepper, config, banned, generator)
+    elif config.compile or chunked:
+        sampler = ChunkedSampler(stepper, config, banned, generator, compile=config.compile)
         steps = _chunked_steps(sampler, stepper.from_module_state(module_state), first, seen)
     else:
         advance = _stepper_advance(stepper, stepper.from_module_state(module_state))
