@@ -16,7 +16,7 @@ import torch
 
 import weft
 from weft.errors import WeftError
-from weft.training import checkpoint
+from weft.training import checkpoint, safeguards
 from weft.training.checkpoint import LAST_STATE, PREVIOUS_STATE, load_state_file
 from weft.training.lm_task import StreamLMTask
 from weft.training.metrics import append_metrics, read_metrics
@@ -147,7 +147,7 @@ def test_too_little_disk_space_is_refused_before_training(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(checkpoint.shutil, "disk_usage",
+    monkeypatch.setattr(safeguards.shutil, "disk_usage",
                         lambda path: usage._replace(free=1 << 20))  # 1 MB left
     with pytest.raises(WeftError, match=r"1 MB free but this run needs about \d+ MB"):
         weft.train(corpus, out=tmp_path / "run", **OPTIONS)
@@ -262,7 +262,7 @@ def test_two_processes_cannot_train_in_one_run_directory(corpus: Path, tmp_path:
     run = tmp_path / "run"
     weft.train(corpus, out=run, **OPTIONS)
     busy = rf"another weft process \(pid {os.getpid()}\)"
-    with checkpoint.exclusive(run), pytest.raises(WeftError, match=busy):  # as a trainer holds it
+    with safeguards.exclusive(run), pytest.raises(WeftError, match=busy):  # as a trainer holds it
         weft.resume(run, quiet=True, max_steps=40)
     weft.resume(run, quiet=True, max_steps=40)  # released: a killed holder releases it too
 

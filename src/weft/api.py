@@ -22,6 +22,7 @@ from weft.config import (
 )
 from weft.errors import WeftError
 from weft.runs import LanguageModel, load, read_run_config, run_config
+from weft.training.safeguards import check_resume_changes
 
 if TYPE_CHECKING:
     from weft.training.trainer import TrainResult
@@ -30,9 +31,6 @@ __all__ = ["build_run_config", "load", "resume", "run_training", "train"]
 
 _SECTIONS: dict[str, type[Any]] = {"model": ModelConfig, "data": DataConfig,
                                     "train": TrainConfig}
-RESUME_OVERRIDABLE = {"epochs", "max_steps", "time_budget", "patience", "eval_every",
-                      "checkpoint_every",
-                      "device", "threads"}
 
 
 def _split_options(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -99,10 +97,7 @@ def run_training(
     if corpus is not None:
         config = build_run_config(corpus, **options)
         return train_language_model(config, Path(out), quiet=quiet)
-    bad = {k for k, v in options.items() if v is not None} - RESUME_OVERRIDABLE
-    if bad:
-        raise WeftError(f"--resume keeps the run's settings; these cannot change: "
-                        f"{', '.join(sorted('--' + b.replace('_', '-') for b in bad))}")
+    check_resume_changes(k for k, v in options.items() if v is not None)
     saved = run_config(read_run_config(Path(out)), Path(out))
     changes = _split_options(options)["train"]
     config = dataclasses.replace(saved, train=dataclasses.replace(saved.train, **changes))

@@ -148,6 +148,11 @@ class BiLSTMTagger(nn.Module):
         h, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
         return self.output(self.dropout(h))
 
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """The training loss (see :meth:`loss`): called as ``model(batch)`` so that a wrapper
+        such as DistributedDataParallel sees it."""
+        return self.loss(batch)
+
     def loss(self, batch: Batch) -> torch.Tensor:
         """Summed loss over the batch's tokens (CRF: summed sentence negative log-likelihood)."""
         if batch.tags is None:

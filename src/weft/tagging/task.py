@@ -68,7 +68,8 @@ class TaggingTask:
         ).to(self.device)
         tokens = int(batch.lengths.sum())
         # mean over tokens, so the learning rate does not depend on sentence lengths
-        return self.tagger.loss(batch) / tokens, tokens
+        # Through self.model (the trainer's, possibly a DDP wrapper), never the bare tagger.
+        return self.model(batch) / tokens, tokens
 
     def predict_ids(self, data: EncodedData) -> list[list[int]]:
         """Best tag ids of every sentence of ``data`` (the model's mode is left to the caller)."""

@@ -9,6 +9,7 @@ held out for model selection.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +29,19 @@ from weft.tagging.model import BiLSTMTagger, TaggerModelConfig
 from weft.tagging.readers import ReadOptions, TaggedSentence, read_tagged
 from weft.tagging.task import TAGGER_TRAIN_DEFAULTS, TaggingTask
 from weft.tagging.vocab import TaggerVocab
+from weft.training import distributed
+from weft.training.checkpoint import check_resumable
+from weft.training.safeguards import (
+    check_free_space,
+    check_output_dir,
+    check_resume_changes,
+    check_same_data,
+    exclusive,
+    fingerprint,
+)
 from weft.training.trainer import Selection, Trainer, TrainResult
 
 log = logging.getLogger("weft")
-
 
 
 @dataclass(frozen=True)
@@ -64,16 +74,10 @@ def tagger_train_config(**options: Any) -> TrainConfig:
     return config
 
 
-RESUME_OVERRIDABLE = {"epochs", "max_steps", "time_budget", "patience", "eval_every",
-                      "device", "threads"}
-
-
 def resume_train_config(run_dir: str | Path, changes: dict[str, Any]) -> TrainConfig:
-    """The run's saved training settings with only its stopping limits (and device) changed."""
-    bad = set(changes) - RESUME_OVERRIDABLE
-    if bad:
-        raise WeftError(f"--resume keeps the run's settings; these cannot change: "
-                        f"{', '.join(sorted('--' + b.replace('_', '-') for b in bad))}")
+    """The run's saved training settings with only what a resume may change changed (the same
+    policy as a language model's: :data:`weft.training.safeguards.RESUME_OVERRIDABLE`)."""
+    check_resume_changes(changes)
     saved = from_fields(TrainConfig, read_json(Path(run_dir) / CONFIG).get("train", {}))
     config = dataclasses.replace(saved, **changes)
     config.validate()
@@ -98,6 +102,12 @@ def load_data(
     return train, dev
 
 
+def data_fingerprint(train: list[TaggedSentence], dev: list[TaggedSentence]) -> str:
+    """A digest of the sentences and tags trained and selected on."""
+    return fingerprint(json.dumps([[[s.words, s.tags] for s in train],
+                                   [[s.words, s.tags] for s in dev]]))
+
+
 def train_tagger(
     out: str | Path,
     data: TaggerDataConfig,
@@ -106,8 +116,29 @@ def train_tagger(
     quiet: bool = False,
     resume: bool = False,
 ) -> TrainResult:
-    """Train (or, with ``resume``, continue training) a tagger into run directory ``out``."""
+    """Train (or, with ``resume``, continue training) a tagger into run directory ``out``.
+
+    The language model's safeguards hold here too (see training/safeguards.py): the output
+    directory is checked before any work, held by one process, and must have room for the
+    saved states; a resume sees the same sentences and changes only what it may.
+    """
+    if distributed.from_environment().enabled:
+        raise WeftError("tagger training runs in one process; start `weft tag train` without "
+                        "torchrun")
     run_dir = Path(out)
+    check_output_dir(run_dir, resume, "weft tag train --resume")
+    with exclusive(run_dir):
+        return _train_tagger(run_dir, data, model, train, quiet, resume)
+
+
+def _train_tagger(
+    run_dir: Path,
+    data: TaggerDataConfig,
+    model: TaggerModelConfig | None,
+    train: TrainConfig | None,
+    quiet: bool,
+    resume: bool,
+) -> TrainResult:
     if resume:
         saved = read_json(run_dir / CONFIG)
         data = from_fields(TaggerDataConfig, saved["data"])
@@ -120,7 +151,11 @@ def train_tagger(
     torch.manual_seed(train_config.seed)
 
     train_sents, dev_sents = load_data(data)
+    sentences_fingerprint = data_fingerprint(train_sents, dev_sents)
     if resume:
+        check_same_data(read_json(run_dir / CONFIG).get("data_fingerprint"),
+                        sentences_fingerprint, "training or dev data")
+        check_resumable(run_dir)
         vocab = TaggerVocab.from_dict(read_json(run_dir / VOCAB))
     else:
         vocab = TaggerVocab.build(((s.words, s.tags) for s in train_sents), data.lowercase)
@@ -139,13 +174,13 @@ def train_tagger(
     device = resolve_device(train_config.device)
     precision = training_precision(train_config.precision, device, resume=resume)
     network.to(device)
+    check_free_space(run_dir, network, resume)
 
     train_data = encode(vocab, [s.words for s in train_sents], [s.tags for s in train_sents])
     dev_data = encode(vocab, [s.words for s in dev_sents], [s.tags for s in dev_sents])
     task = TaggingTask(network, vocab, train_data, dev_data, train_config.batch_size,
                        train_config.seed, device)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         atomic_write_json(run_dir / VOCAB, vocab.to_dict())
         atomic_write_json(run_dir / CONFIG, {
@@ -154,6 +189,7 @@ def train_tagger(
             "model": dataclasses.asdict(model_config),
             "data": dataclasses.asdict(data),
             "train": dataclasses.asdict(train_config),
+            "data_fingerprint": sentences_fingerprint,
             "sizes": {
                 "train_sentences": len(train_sents),
                 "train_tokens": sum(len(s) for s in train_sents),

@@ -18,9 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +32,6 @@ LAST_STATE = "last.safetensors"
 PREVIOUS_STATE = "last.prev.safetensors"
 DAMAGED_SUFFIX = ".damaged"
 LEGACY_STATE = "last.pt"  # pickled state of early versions: never loaded
-LOCK = ".weft.lock"
 FORMAT = "weft-training-state/1"
 
 
@@ -106,52 +102,6 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> None:
         # previous name: a crash in between leaves a state to resume from.
         os.replace(last, run_dir / PREVIOUS_STATE)
     save_state_file(last, state)
-
-
-@contextmanager
-def exclusive(run_dir: str | Path) -> Iterator[None]:
-    """Hold the run directory for one training process: a second one would clobber its files.
-
-    An advisory ``flock``: the system releases it when the process ends, even by ``kill -9``,
-    so it never goes stale. (Where ``fcntl`` does not exist, e.g. Windows, nothing is locked.)
-    """
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    handle = open(Path(run_dir) / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held below
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            pid = handle.read().strip()
-            raise WeftError(f"another weft process{f' (pid {pid})' if pid else ''} is training "
-                            f"in {run_dir}; wait for it to finish or stop it first") from None
-        handle.truncate(0)
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        yield
-    finally:
-        handle.close()  # also releases the lock
-
-
-def check_free_space(run_dir: str | Path, model: torch.nn.Module, resume: bool) -> None:
-    """Refuse to start when the disk cannot hold the files the run will save.
-
-    A state is the weights plus AdamW's two moments: 3 x 4 bytes per parameter. At the peak of
-    a save the directory holds the previous state, the new one being written and the best
-    weights (7 x 4 bytes per parameter); a resumed run already has two of those on disk, and
-    each save replaces the oldest, so it needs room for one more state. Plus a margin.
-    """
-    params = sum(p.numel() for p in model.parameters())
-    needed = (12 if resume else 28) * params + (16 << 20)
-    free = shutil.disk_usage(run_dir).free
-    if free < needed:
-        raise WeftError(f"{run_dir} has {free / 2**20:,.0f} MB free but this run needs about "
-                        f"{needed / 2**20:,.0f} MB for its saved states and weights; free some "
-                        "space or choose another --out")
 
 
 def check_resumable(run_dir: str | Path) -> None:

@@ -46,16 +46,19 @@ from weft.tokenizers import (
 )
 from weft.tokenizers import build_tokenizer as train_tokenizer
 from weft.training import distributed
-from weft.training.checkpoint import LOCK, check_free_space, check_resumable, exclusive
+from weft.training.checkpoint import check_resumable
 from weft.training.lm_task import StreamLMTask
 from weft.training.records_task import RecordLMTask
+from weft.training.safeguards import (
+    check_free_space,
+    check_output_dir,
+    check_same_data,
+    exclusive,
+    fingerprint,
+)
 from weft.training.trainer import Trainer, TrainResult
 
 log = logging.getLogger("weft")
-
-
-def _fingerprint(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def prepare_text(config: RunConfig) -> str:
@@ -84,36 +87,6 @@ def build_tokenizer(config: RunConfig, texts: list[str]) -> Tokenizer:
             "plain text files, or use --level bpe"
         )
     return tokenizer
-
-
-def check_output_dir(out: Path, resume: bool) -> None:
-    """Fail before any training if the run directory cannot be created or written."""
-    if resume:
-        if not out.is_dir():
-            raise WeftError(f"{out} is not a run directory")
-        _probe_writable(out, "the run directory")
-        return
-    # The lock file of an earlier attempt that failed (e.g. a missing corpus) does not count.
-    if out.exists() and any(p.name != LOCK for p in out.iterdir()):
-        if (out / CONFIG).exists():
-            raise WeftError(f"{out} already holds a run; resume it with `weft train --resume "
-                            f"{out}`, or choose another --out")
-        raise WeftError(f"{out} exists and is not empty; choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise WeftError(f"cannot create {out} ({exc.strerror}); choose another --out") from None
-    _probe_writable(out, "another --out")
-
-
-def _probe_writable(out: Path, remedy: str) -> None:
-    probe = out / ".write-test"
-    try:
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
-        raise WeftError(f"cannot write to {out} ({exc.strerror}); fix its permissions or use "
-                        f"{remedy}") from None
 
 
 def train_language_model(
@@ -160,7 +133,7 @@ def _train(
     records: list[str] = []
     memmapped: tuple[Tokenizer, np.ndarray, int] | None = None
     if config.data.memmap:
-        memmapped, fingerprint = _memmap_corpus(config, out, resume)
+        memmapped, data_fingerprint = _memmap_corpus(config, out, resume)
         text = ""
     elif config.data.record_mode:
         records, notes = load_records(list(config.corpus), config.data)
@@ -171,15 +144,13 @@ def _train(
     else:
         text = prepare_text(config)
     if memmapped is None:
-        fingerprint = _fingerprint(text)
+        data_fingerprint = fingerprint(text)
     # The columns are laid out for the global batch, fixed when the run starts, so a run can
     # resume with a different number of ranks and still take the same steps.
     global_batch = config.train.batch_size * dist.world_size
     if resume:
         saved = read_run_config(out)
-        if saved.get("corpus_fingerprint") != fingerprint:
-            raise WeftError("the corpus has changed since this run started; resume needs the "
-                            "same text (or start a new run)")
+        check_same_data(saved.get("corpus_fingerprint"), data_fingerprint)
         tokenizer = memmapped[0] if memmapped else load_tokenizer(out / TOKENIZER)
         global_batch = int(saved.get("global_batch_size", config.train.batch_size))
     elif memmapped is not None:
@@ -220,7 +191,7 @@ def _train(
         characters = memmapped[2] if memmapped is not None else len(text)
         summary = f"{characters:,} characters -> {len(ids):,} tokens"
 
-    record = config.to_dict() | {"corpus_fingerprint": fingerprint,
+    record = config.to_dict() | {"corpus_fingerprint": data_fingerprint,
                                  "train_tokens": train_size,
                                  ("val_records" if config.data.record_mode else "val_tokens"):
                                      val_size,
