@@ -41,15 +41,19 @@ CHARS = "".join(chr(c) for c in range(32, 96))  # 64 characters + <unk> = 65 tok
 
 @torch.no_grad()
 def naive_stepping(model: RNNLanguageModel, streams: int, tokens: int) -> float:
-    """What a tutorial does: call the whole module (nn.LSTM inside) once per token."""
-    generator = torch.Generator().manual_seed(0)
-    token = torch.zeros(streams, 1, dtype=torch.long)
+    """What a tutorial does: call the whole module (nn.LSTM inside) once per token, on the
+    model's device."""
+    device = model.head.weight.device
+    generator = torch.Generator(device=device).manual_seed(0)
+    token = torch.zeros(streams, 1, dtype=torch.long, device=device)
     state = None
     start = time.perf_counter()
     for _ in range(tokens):
         logits, _, state = model(token, state)
         probs = torch.softmax(logits[:, -1] / 0.8, dim=-1)
         token = torch.multinomial(probs, 1, generator=generator)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return streams * tokens / (time.perf_counter() - start)
 
 

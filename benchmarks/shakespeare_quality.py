@@ -13,6 +13,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import weft
 from benchmarks.common import data_file, machine, parse_value, write_result
@@ -29,22 +30,26 @@ def main() -> None:
     args = parser.parse_args()
     overrides = dict(item.split("=", 1) for item in args.set)
     options = {k: parse_value(v) for k, v in overrides.items()}
+    info = machine()
+    result = train_and_score(data_file("tinyshakespeare/input.txt"), args.budget, options)
+    write_result(args.name, {"benchmark": "shakespeare_quality", **result, "machine": info})
 
-    corpus = data_file("tinyshakespeare/input.txt")
+
+def train_and_score(corpus: Path, budget: float, options: dict[str, Any]) -> dict[str, Any]:
+    """Train on the first 90% of ``corpus`` for ``budget`` seconds; score the last 10%."""
     text = read_text(corpus)
     held_out = text[int(len(text) * 0.9):]
-    info = machine()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        model = weft.train(corpus, out=Path(tmp) / "run", time_budget=args.budget,
+        model = weft.train(corpus, out=Path(tmp) / "run", time_budget=budget,
                            val_fraction=0.1, quiet=True, **options)
+        assert model is not None
         wall = time.perf_counter() - start
         result = model.evaluate(held_out)
         config = model.config.to_dict()
         trained = read_metrics(Path(tmp) / "run" / "metrics.jsonl")[-1]
-    write_result(args.name, {
-        "benchmark": "shakespeare_quality",
-        "budget_s": args.budget,
+    return {
+        "budget_s": budget,
         "wall_s": round(wall, 1),
         "held_out_nats_per_char": round(result.loss, 4),
         "held_out_bits_per_char": round(result.bits_per_char, 4),
@@ -56,8 +61,7 @@ def main() -> None:
         "overrides": options,
         "model": config["model"],
         "train": config["train"],
-        "machine": info,
-    })
+    }
 
 
 if __name__ == "__main__":

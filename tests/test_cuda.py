@@ -18,7 +18,7 @@ import torch
 from click.testing import CliRunner
 
 import weft
-from tests.conftest import PANGRAM, TINY
+from tests.conftest import TINY
 from weft.cli.main import cli
 from weft.config import GenerationConfig
 from weft.generation import generate
@@ -31,14 +31,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("cuda") / "corpus.txt"
-    path.write_text(PANGRAM * 60 + "Pack my box with five dozen liquor jugs.\n" * 40,
-                    encoding="utf-8")
-    return path
-
-
 def _train(corpus: Path, out: Path, **options: Any) -> LanguageModel:
     model = weft.train(corpus, out=out, **{**TINY, **options})
     assert model is not None
@@ -47,9 +39,9 @@ def _train(corpus: Path, out: Path, **options: Any) -> LanguageModel:
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_training_steps_on_cuda(text_file: Path, tmp_path: Path, cell: str,
+def test_training_steps_on_cuda(corpus: Path, tmp_path: Path, cell: str,
                                 precision: str) -> None:
-    model = _train(text_file, tmp_path / "run", cell=cell, precision=precision, device="cuda",
+    model = _train(corpus, tmp_path / "run", cell=cell, precision=precision, device="cuda",
                    max_steps=12)
     assert model.device.type == "cuda"
     state = load_state_file(tmp_path / "run" / LAST_STATE)
@@ -61,10 +53,10 @@ def test_training_steps_on_cuda(text_file: Path, tmp_path: Path, cell: str,
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_a_cuda_run_resumes_on_cuda_and_on_the_cpu(text_file: Path, tmp_path: Path,
+def test_a_cuda_run_resumes_on_cuda_and_on_the_cpu(corpus: Path, tmp_path: Path,
                                                    precision: str) -> None:
     first = tmp_path / "first"
-    _train(text_file, first, precision=precision, device="cuda", max_steps=6)
+    _train(corpus, first, precision=precision, device="cuda", max_steps=6)
     on_cpu = tmp_path / "cpu"
     shutil.copytree(first, on_cpu)
     gpu = weft.resume(first, max_steps=12, device="cuda", quiet=True)
@@ -76,12 +68,12 @@ def test_a_cuda_run_resumes_on_cuda_and_on_the_cpu(text_file: Path, tmp_path: Pa
     assert weft.load(first, device="cpu").evaluate("The quick brown fox.").loss > 0
 
 
-def test_a_cpu_run_resumes_on_cuda_in_fp16(text_file: Path, tmp_path: Path) -> None:
+def test_a_cpu_run_resumes_on_cuda_in_fp16(corpus: Path, tmp_path: Path) -> None:
     """The optimizer saved on the CPU (unfused) continues fused on the GPU, under the scaler."""
     import json
 
     run = tmp_path / "run"
-    _train(text_file, run, precision="fp32", device="cpu", max_steps=6)
+    _train(corpus, run, precision="fp32", device="cpu", max_steps=6)
     config = json.loads((run / "config.json").read_text())
     config["train"]["precision"] = "fp16"  # as if asked for on a GPU machine
     (run / "config.json").write_text(json.dumps(config))
@@ -93,9 +85,9 @@ def test_a_cpu_run_resumes_on_cuda_in_fp16(text_file: Path, tmp_path: Path) -> N
 
 
 def test_generation_on_cuda_matches_the_cpu_and_syncs_once_per_chunk(
-        text_file: Path, tmp_path: Path) -> None:
+        corpus: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    _train(text_file, run, precision="fp32", device="cpu", max_steps=30)
+    _train(corpus, run, precision="fp32", device="cpu", max_steps=30)
     cpu, gpu = weft.load(run, device="cpu"), weft.load(run, device="cuda")
     ids = torch.as_tensor(cpu.tokenizer.encode("The quick brown fox"))[None]
     torch.testing.assert_close(gpu.module(ids.cuda()).logits.cpu(), cpu.module(ids).logits,
@@ -139,14 +131,14 @@ def test_the_tagger_trains_and_tags_on_cuda(tmp_path: Path) -> None:
     assert load_tagger(out, device="cpu").tag("The dog sleeps.") == tagger.tag("The dog sleeps.")
 
 
-def test_one_request_served_on_cuda(text_file: Path, tmp_path: Path) -> None:
+def test_one_request_served_on_cuda(corpus: Path, tmp_path: Path) -> None:
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
     from weft.serving.app import create_app
 
     served = tmp_path / "served"
-    _train(text_file, served / "tiny", device="cuda", max_steps=10)
+    _train(corpus, served / "tiny", device="cuda", max_steps=10)
     with TestClient(create_app(served, device="cuda")) as client:
         response = client.post("/v1/generate", json={"model": "tiny", "prompt": "The",
                                                      "max_new_tokens": 20, "seed": 0})
