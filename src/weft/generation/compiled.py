@@ -66,7 +66,8 @@ class SamplingKnobs:
     def from_config(cls, config: GenerationConfig, vocab: int,
                     device: torch.device) -> SamplingKnobs:
         def value(x: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-            return torch.tensor(x, dtype=dtype, device=device)
+            # Filled on the device: torch.tensor(x) would copy from the host, a sync on a GPU.
+            return torch.full((), x, dtype=dtype, device=device)
 
         return cls(
             greedy=config.temperature < MIN_TEMPERATURE,
