@@ -34,7 +34,9 @@ def test_train_generate_eval_info_for_each_cell(cell: str, pangram_file: Path,
     code, output = run("generate", str(out), "--num-return-sequences", "3", "--format", "jsonl",
                        "--max-new-tokens", "10")
     assert code == 0
-    assert [json.loads(line)["index"] for line in output.splitlines()] == [0, 1, 2]
+    records = [json.loads(line) for line in output.splitlines()]
+    assert [r["index"] for r in records] == [0, 1, 2]
+    assert all(r["finish_reason"] in {"stop", "length"} and r["tokens"] <= 10 for r in records)
     code, output = run("eval", str(out), str(pangram_file), "--json")
     assert code == 0
     assert set(json.loads(output)) >= {"loss", "bits_per_char", "perplexity", "tokens",

@@ -41,7 +41,7 @@ SETTINGS = [
 
 @pytest.mark.parametrize("settings", SETTINGS)
 def test_branch_free_sampling_draws_what_next_tokens_draws(settings: dict) -> None:
-    """With 8 or more rows next_tokens searches the running sums with one uniform per row;
+    """next_tokens searches the running sums with one uniform per row;
     ``sample`` must pick the same tokens from the same uniforms, for every setting."""
     torch.manual_seed(0)
     rows, vocab = 16, 11
@@ -130,3 +130,28 @@ def test_compile_from_the_api_and_the_cli(tmp_path) -> None:
                                       "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert result.output == "the" + first[0] + "\n"
+
+
+def test_concurrent_first_calls_compile_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads asking for the compiled chunk at once must not each compile it (a race on the
+    module's global)."""
+    import threading
+    import time
+
+    calls: list[object] = []
+
+    def slow_compile(function: object, **_: object) -> object:
+        calls.append(function)
+        time.sleep(0.05)
+        return function
+
+    monkeypatch.setattr(compiled_module, "_compiled", None)
+    monkeypatch.setattr(compiled_module.torch, "compile", slow_compile)
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(compiled_module.compiled_chunk()))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and len(got) == 4 and len(set(map(id, got))) == 1

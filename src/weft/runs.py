@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +27,9 @@ from weft.errors import WeftError
 from weft.io import atomic_write_json, load_tensors, read_json, save_tensors
 from weft.models.rnn_lm import RNNLanguageModel
 from weft.tokenizers import Tokenizer, load_tokenizer
+
+if TYPE_CHECKING:
+    from weft.generation import Completion
 
 CONFIG = "config.json"
 TOKENIZER = "tokenizer.json"
@@ -107,8 +110,9 @@ class LanguageModel:
         config.validate()
         return config
 
-    def generate(self, prompt: str = "", **options: Any) -> list[str]:
-        """Continuations of ``prompt``; options are :class:`GenerationConfig` fields."""
+    def generate(self, prompt: str = "", **options: Any) -> list[Completion]:
+        """Continuations of ``prompt``; options are :class:`GenerationConfig` fields. Each is a
+        ``str`` whose ``finish_reason`` says why it ended ("stop" or "length")."""
         from weft.generation import generate
 
         return generate(self.module, self.tokenizer, self.prepare_prompt(prompt),

@@ -204,7 +204,8 @@ def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
                    "call compiles for seconds, so it pays off for long texts "
                    "[default: from the run, off]")
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text",
-              show_default=True, help="jsonl: one JSON object per text, after generation.")
+              show_default=True,
+              help="jsonl: one JSON object per text, with its finish_reason, after generation.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--threads", type=click.IntRange(min=1),
               help="CPU threads [default: 2 below 8 sequences, else PyTorch's choice]")
@@ -221,7 +222,8 @@ def generate(run: Path, prompt: str, fmt: str, device: str, threads: int | None,
     if fmt == "jsonl":
         texts = generate_texts(model.module, model.tokenizer, prompt, config, threads=threads)
         for i, text in enumerate(texts):
-            click.echo(json.dumps({"index": i, "prompt": prompt, "text": text},
+            click.echo(json.dumps({"index": i, "prompt": prompt, "text": text,
+                                   "finish_reason": text.finish_reason, "tokens": text.tokens},
                                   ensure_ascii=False))
         return
     if config.num_return_sequences == 1:

@@ -9,7 +9,7 @@ per chunk, not once per op.
 The steps are the steppers' own ``step`` (float32 or int8, traced, not rewritten), and the
 sampling is the same arithmetic as :func:`weft.generation.sampling.next_tokens`'s search of the
 running sums: one uniform per row and step, drawn from the seeded generator before the chunk
-(with 8 or more rows the draws are the very ones the uncompiled path makes). Sampling settings
+(the very draws the uncompiled path makes). Sampling settings
 enter as tensors, so a new temperature does not compile again; a new batch size or a setting
 switched on or off does (after 8 such variants in one process, Dynamo runs new ones uncompiled).
 
@@ -27,6 +27,7 @@ tokens are chosen on the device and copied to the host once per chunk, not once 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -130,16 +131,41 @@ def chunk(stepper: Any, tokens: torch.Tensor, states: list[Any], seen: torch.Ten
 
 Chunk = Callable[..., tuple[torch.Tensor, list[Any], torch.Tensor | None]]
 _compiled: Chunk | None = None
+_compiling = threading.Lock()
 
 
 def compiled_chunk() -> Chunk:
     """``chunk`` compiled once per process (its code is shared; Dynamo keys it by shapes and
-    switches, so another model or a new stepper of the same shapes reuses it)."""
+    switches, so another model or a new stepper of the same shapes reuses it). Threads that
+    ask at once get the same one."""
     global _compiled
-    if _compiled is None:
-        _compiled = torch.compile(chunk, dynamic=False, fullgraph=True,
-                                  options={"cpp_wrapper": True})
-    return _compiled
+    with _compiling:
+        if _compiled is None:
+            _compiled = torch.compile(chunk, dynamic=False, fullgraph=True,
+                                      options={"cpp_wrapper": True})
+        return _compiled
+
+
+def compiled_step(stepper: Any) -> Callable[..., Any]:
+    """``stepper.step`` compiled for any batch size (``weft serve --compile``: rows join and
+    leave the shared batch at any step). It compiles on its first call, in the batch's one
+    thread; if compiling fails, the batch goes on uncompiled (one warning)."""
+    compiled = torch.compile(stepper.step, dynamic=True)
+    failed = False
+
+    def step(tokens: torch.Tensor, states: list[Any]) -> tuple[torch.Tensor, list[Any]]:
+        nonlocal failed
+        if not failed:
+            try:
+                return compiled(tokens, states)
+            except Exception as error:  # any compiler failure: go on uncompiled
+                failed = True
+                message = str(error).strip()
+                log.warning("--compile failed, generating uncompiled from now on: %s",
+                            message.splitlines()[0] if message else type(error).__name__)
+        return stepper.step(tokens, states)
+
+    return step
 
 
 class ChunkedSampler:

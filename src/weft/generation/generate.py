@@ -30,9 +30,28 @@ from weft.tokenizers import EncodeReport, Tokenizer
 log = logging.getLogger("weft")
 
 OnText = Callable[[int, str], None]
+STOP, LENGTH, CANCELLED = "stop", "length", "cancelled"  # why a text ended
 
 
-class _TextState:
+class Completion(str):
+    """A generated text (a ``str``, so it is used as one) that also says why it ended.
+
+    ``finish_reason`` is ``"stop"`` (the end token or a stop string), ``"length"`` (the
+    ``max_new_tokens`` limit) or ``"cancelled"`` (stopped by its caller); ``tokens`` counts
+    the tokens generated for it, a stop string's included.
+    """
+
+    finish_reason: str
+    tokens: int
+
+    def __new__(cls, text: str, finish_reason: str, tokens: int) -> Completion:
+        completion = super().__new__(cls, text)
+        completion.finish_reason = finish_reason
+        completion.tokens = tokens
+        return completion
+
+
+class TextState:
     """One sequence's text so far, with stop-string handling and streaming."""
 
     def __init__(
@@ -44,9 +63,17 @@ class _TextState:
         self.text = ""
         self.emitted = 0
         self.done = False
+        self.stopped = False  # by the end token or a stop string
+        self.tokens = 0
 
-    def push(self, token: int) -> None:
-        self._add(self.decoder.push(token))
+    def push(self, token: int, eos: int | None) -> None:
+        """Take the next token: the end token or a stop string ends the text."""
+        self.tokens += 1
+        if token == eos:
+            self.stopped = True
+            self.finish()
+        else:
+            self._add(self.decoder.push(token))
 
     def finish(self) -> None:
         """The end of the sequence: text the decoder held back (a partial character) is due."""
@@ -63,7 +90,11 @@ class _TextState:
             at = self.text.find(stop, search_from)
             if at >= 0:
                 self.text = self.text[:at]
-                self.done = True
+                self.done = self.stopped = True
+
+    def completion(self, cancelled: bool) -> Completion:
+        reason = STOP if self.stopped else CANCELLED if cancelled else LENGTH
+        return Completion(self.text, reason, self.tokens)
 
     def flush(self, final: bool) -> str:
         end = len(self.text) if (final or self.done) else max(self.emitted,
@@ -114,8 +145,9 @@ def generate(
     reference: bool = False,
     threads: int | None = None,
     chunked: bool | None = None,
-) -> list[str]:
-    """Continuations of ``prompt`` (without the prompt), one per requested sequence.
+) -> list[Completion]:
+    """Continuations of ``prompt`` (without the prompt), one per requested sequence, each a
+    :class:`Completion` (a ``str`` with its ``finish_reason``).
 
     ``on_text(i, chunk)`` receives text as it is produced; ``should_stop()`` is polled between
     tokens to cancel. ``reference=True`` steps through ``nn.LSTM`` itself instead of the fused
@@ -137,7 +169,7 @@ def chooses_on_device(device: torch.device) -> bool:
     to the host once per chunk. On a GPU, copying each step's tokens to the host waits for the
     device to finish that step, so the host cannot queue the next one: per-token stepping runs
     at the speed of the round trip. On a CPU there is no such wait, and per-token sampling
-    does less work (``next_tokens`` takes the cheaper multinomial draw below 8 streams)."""
+    does less work (no chunk of draws computed past a stop)."""
     return device.type != "cpu"
 
 
@@ -150,7 +182,7 @@ def _generate(
     should_stop: Callable[[], bool] | None,
     reference: bool,
     chunked: bool,
-) -> list[str]:
+) -> list[Completion]:
     config.validate()
     device = model.head.weight.device
     if config.compile and device.type != "cpu":
@@ -179,8 +211,9 @@ def _generate(
         seen[:, prime[0]] = True
     eos = tokenizer.eos_id
     context = prime[0].tolist()  # the prompt decides the first token's spacing and open quotes
-    texts = [_TextState(tokenizer, config.stop, context) for _ in range(n)]
+    texts = [TextState(tokenizer, config.stop, context) for _ in range(n)]
     active = n
+    cancelled = False
 
     first = next_tokens(last, config, seen=seen, banned=banned, generator=generator)
     if seen is not None:
@@ -199,17 +232,17 @@ def _generate(
             text = texts[i]
             if text.done:
                 continue
-            if token == eos:
-                text.finish()
-            else:
-                text.push(token)
+            text.push(token, eos)
             if text.done:
                 active -= 1
             if on_text is not None:
                 chunk = text.flush(final=False)
                 if chunk:
                     on_text(i, chunk)
-        if active == 0 or (should_stop is not None and should_stop()):
+        if active == 0:
+            break
+        if should_stop is not None and should_stop():
+            cancelled = True
             break
     for text in texts:
         text.finish()
@@ -219,7 +252,7 @@ def _generate(
             if chunk:
                 on_text(i, chunk)
     model.train(was_training)
-    return [t.text for t in texts]
+    return [t.completion(cancelled) for t in texts]
 
 
 # Each of these yields the tokens of one step (one per sequence) and computes the next step only

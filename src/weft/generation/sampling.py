@@ -43,11 +43,6 @@ def filter_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
 
 # Below this, dividing by the temperature overflows float32; such a temperature is greedy anyway.
 MIN_TEMPERATURE = 1e-4
-# torch.multinomial draws one exponential per vocabulary entry; from this many rows on, one
-# uniform per row and a search of the cumulative sums is cheaper (at 64 rows of 65 tokens:
-# the sampling share of a step falls from about 300 us to a few tens). For fewer rows, the
-# single multinomial call has fewer ops.
-INVERSE_CDF_FROM_ROWS = 8
 
 
 def next_tokens(
@@ -57,8 +52,14 @@ def next_tokens(
     seen: torch.Tensor | None = None,
     banned: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    uniforms: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sample one token per row of ``logits`` ``(batch, vocab)``.
+
+    Each row takes one uniform in [0, 1) (from ``uniforms`` ``(batch,)``, else drawn from
+    ``generator``) and becomes the first token whose running probability sum exceeds
+    ``uniform * total``. A row's token depends only on its own logits and uniform, so a row
+    batched with others (the server's shared batch) samples exactly as it does alone.
 
     Extreme settings (a temperature of 1e-200, a penalty of 1e-40) must never crash: overflowed
     logits are clamped to the largest float, and a row left with no finite probability falls
@@ -69,38 +70,24 @@ def next_tokens(
         logits = logits.masked_fill(banned, float("-inf"))
     if seen is not None:
         logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)
-    if config.temperature >= MIN_TEMPERATURE and logits.device.type == "cpu":
-        # The usual case in a few ops. Rows with NaN, infinities or no mass (which the CPU
-        # multinomial rejects itself, and the running-sum check below catches) take the
-        # careful path after this block.
-        probs = torch.softmax(_filter(logits / config.temperature, config), dim=-1)
-        if probs.size(0) >= INVERSE_CDF_FROM_ROWS:
-            cumulative = probs.cumsum(dim=-1)
-            total = cumulative[:, -1:]
-            if bool((total > 0).all()):  # False for NaN rows as well
-                return _inverse_cdf(cumulative, total, generator)
-        else:
-            try:
-                return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-            except RuntimeError:
-                pass
+    if config.temperature < MIN_TEMPERATURE:
+        return finite_or_minus_inf(logits).argmax(dim=-1)
+    if uniforms is None:
+        uniforms = torch.rand(logits.size(0), generator=generator, device=logits.device,
+                              dtype=torch.float32)
+    if logits.device.type == "cpu":
+        # The usual case in a few ops (on a CPU the check costs no device sync). Rows with NaN,
+        # infinities or no mass take the careful path below.
+        cumulative = torch.softmax(_filter(logits / config.temperature, config),
+                                   dim=-1).cumsum(dim=-1)
+        if bool((cumulative[:, -1] > 0).all()):  # False for NaN rows as well
+            return pick_by_running_sum(cumulative, uniforms)
     logits = finite_or_minus_inf(logits)
     greedy = logits.argmax(dim=-1)
-    if config.temperature < MIN_TEMPERATURE:
-        return greedy
-    probs = torch.softmax(_filter(finite_or_minus_inf(logits / config.temperature), config),
-                          dim=-1)
-    broken = ~torch.isfinite(probs).all(dim=-1) | (probs.sum(dim=-1) <= 0)
-    if bool(broken.any()):
-        probs[broken] = torch.nn.functional.one_hot(greedy[broken], probs.size(-1)).float()
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
-def _inverse_cdf(
-    cumulative: torch.Tensor, total: torch.Tensor, generator: torch.Generator | None
-) -> torch.Tensor:
-    u = torch.rand(total.shape, generator=generator, device=total.device, dtype=total.dtype)
-    return pick_by_running_sum(cumulative, u.squeeze(-1))
+    scaled = finite_or_minus_inf(logits / config.temperature)
+    cumulative = torch.softmax(_filter(scaled, config), dim=-1).cumsum(dim=-1)
+    drawn = pick_by_running_sum(cumulative, uniforms)
+    return torch.where(cumulative[:, -1] > 0, drawn, greedy)  # False for NaN totals too
 
 
 def pick_by_running_sum(cumulative: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:

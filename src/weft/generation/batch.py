@@ -1,0 +1,304 @@
+"""One running batch shared by many generation requests (what ``weft serve`` generates with).
+
+A recurrent model's state has a fixed size, so a request can join a running batch at any step
+and leave it at any step: its rows are a slice of the batched state. One thread steps the
+batch: each step feeds every row's last token through the stepper once, then samples each
+request's rows with that request's own settings, seed, stop strings and length. A request
+joins at the next step (its prompt primes its rows first) and leaves as soon as it is done or
+cancelled, freeing its rows for the next step.
+
+A request with ``num_return_sequences`` = n is n rows sharing one seeded generator, sampled as
+:func:`weft.generation.generate` samples them: the same draws from the same generator, and
+:func:`~weft.generation.sampling.next_tokens` picks a row's token from that row's logits and
+uniform alone. So a seeded request gives the same text alone, in a batch, or from
+``weft generate`` (up to the last bits of the batched matrix products, which may differ from
+a single row's; a flipped draw needs a uniform within about 1e-7 of a boundary).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from weft.config import GenerationConfig
+from weft.generation.generate import Completion, OnText, TextState, start_ids
+from weft.generation.quantized import Int8Stepper
+from weft.generation.sampling import MIN_TEMPERATURE, next_tokens
+from weft.generation.stepper import RecurrentStepper
+from weft.models.rnn_lm import RNNLanguageModel, select_state
+from weft.tokenizers import Tokenizer
+
+log = logging.getLogger("weft")
+
+OnDone = Callable[[list[Completion] | BaseException], None]
+
+
+@dataclass(eq=False)
+class BatchRequest:
+    """One request: its prompt (already cleaned), settings, and where its results go.
+
+    ``on_text(i, chunk)`` and ``on_done(completions or error)`` are called from the batch's
+    thread. ``cancel()`` may be called from any thread; the rows are freed at the next step.
+    """
+
+    prompt: str
+    config: GenerationConfig
+    on_done: OnDone
+    on_text: OnText | None = None
+    first_token_at: float | None = None  # time.perf_counter() when its first token was drawn
+    _cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+
+class _Group:
+    """The rows of one request in the batch."""
+
+    def __init__(self, request: BatchRequest, tokenizer: Tokenizer, context: list[int],
+                 device: torch.device) -> None:
+        config = request.config
+        self.request = request
+        self.rows = config.num_return_sequences
+        seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.texts = [TextState(tokenizer, config.stop, context) for _ in range(self.rows)]
+        self.steps = 0
+        # Rows sample together when these agree (a request's own seed still draws its uniforms).
+        self.sampling = (config.temperature, config.top_k, config.top_p,
+                         config.repetition_penalty)
+
+    @property
+    def done(self) -> bool:
+        return (self.steps >= self.request.config.max_new_tokens
+                or all(t.done for t in self.texts))
+
+
+class BatchedGenerator:
+    """Steps one batch of rows for every request submitted to it, in a thread of its own.
+
+    ``on_step(tokens)`` is called after each step with the tokens it drew (for metrics).
+    """
+
+    def __init__(self, model: RNNLanguageModel, tokenizer: Tokenizer, *, quantize: str = "none",
+                 on_step: Callable[[int], None] | None = None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = model.head.weight.device
+        self.stepper = Int8Stepper(model) if quantize == "int8" else RecurrentStepper(model)
+        self._step: Callable[..., Any] = self.stepper.step
+        self.on_step = on_step
+        self.banned = torch.zeros(model.config.vocab_size, dtype=torch.bool, device=self.device)
+        self.banned[tokenizer.never_generate] = True
+        self._pending: list[BatchRequest] = []
+        self._closed = False
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        # The batch, touched only by its thread: groups in row order, and per row the logits
+        # of its next token, the recurrent state, and the tokens seen (repetition penalty).
+        self._groups: list[_Group] = []
+        self._logits = torch.zeros(0, model.config.vocab_size, device=self.device)
+        self._states: list[Any] = []
+        self._seen = torch.zeros(0, model.config.vocab_size, dtype=torch.bool,
+                                 device=self.device)
+        self.rows = 0  # rows in the batch now (read from other threads for metrics)
+
+    # -- from any thread ---------------------------------------------------------------------
+    def use_step(self, step: Callable[..., Any]) -> None:
+        """Step with ``step`` (the stepper's ``step`` compiled, for ``weft serve --compile``)."""
+        self._step = step
+
+    def submit(self, request: BatchRequest) -> None:
+        with self._wake:
+            if self._closed:
+                raise RuntimeError("this batched generator is closed")
+            self._pending.append(request)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="weft-batch",
+                                                daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def close(self) -> None:
+        """Cancel everything and let the thread end."""
+        with self._wake:
+            self._closed = True
+            for request in self._pending:
+                request.cancel()
+            for group in self._groups:
+                group.request.cancel()
+            self._wake.notify()
+
+    # -- the batch's thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        with torch.no_grad():
+            while True:
+                with self._wake:
+                    while not self._pending and not self._groups and not self._closed:
+                        self._wake.wait()
+                    joining, self._pending = self._pending, []
+                    if self._closed and not self._groups and not joining:
+                        return
+                for request in joining:
+                    self._join(request)
+                if not self._groups:
+                    continue
+                try:
+                    self._advance()
+                except Exception as exc:  # e.g. out of memory: every request in it fails
+                    log.exception("the generation batch failed")
+                    for group in self._groups:
+                        group.request.on_done(exc)
+                    self._keep([])
+
+    def _join(self, request: BatchRequest) -> None:
+        """Prime the request's rows with its prompt and add them to the batch."""
+        try:
+            config = request.config
+            config.validate()
+            if request.cancelled or config.max_new_tokens == 0:
+                texts = [Completion("", "cancelled" if request.cancelled else "length", 0)]
+                request.on_done(texts * config.num_return_sequences)
+                return
+            n = config.num_return_sequences
+            prime = torch.as_tensor(start_ids(self.tokenizer, request.prompt),
+                                    device=self.device)[None, :]
+            logits, _, module_state = self.model(prime)
+            state = self.stepper.from_module_state(
+                select_state(module_state, torch.zeros(n, dtype=torch.long, device=self.device)))
+            seen = torch.zeros(n, self.model.config.vocab_size, dtype=torch.bool,
+                               device=self.device)
+            seen[:, prime[0]] = True
+            # The prompt decides the first token's spacing and open quotes.
+            group = _Group(request, self.tokenizer, prime[0].tolist(), self.device)
+        except Exception as exc:
+            request.on_done(exc)
+            return
+        self._groups.append(group)
+        self._logits = torch.cat([self._logits, logits[:, -1, :].float().expand(n, -1)])
+        self._seen = torch.cat([self._seen, seen])
+        self._states = state if not self._states else [
+            _cat_layer(old, new) for old, new in zip(self._states, state, strict=True)]
+        self.rows = self._logits.size(0)
+
+    def _advance(self) -> None:
+        """Sample every row's next token, hand out text, retire finished requests, then feed
+        the remaining rows' tokens through the model once."""
+        tokens = self._sample()
+        self._seen[torch.arange(tokens.size(0), device=self.device), tokens] = True
+        values = tokens.tolist()
+        eos = self.tokenizer.eos_id
+        keep: list[int] = []
+        row = 0
+        now = time.perf_counter()
+        for group in self._groups:
+            request = group.request
+            if request.first_token_at is None:
+                request.first_token_at = now
+            group.steps += 1
+            for i, text in enumerate(group.texts):
+                if not text.done:
+                    text.push(values[row + i], eos)
+                    if request.on_text is not None and (chunk := text.flush(final=False)):
+                        request.on_text(i, chunk)
+            if group.done or request.cancelled:
+                self._finish(group)
+            else:
+                keep.extend(range(row, row + group.rows))
+            row += group.rows
+        if self.on_step is not None:
+            self.on_step(len(values))
+        self._keep(keep)
+        if keep:
+            self._logits, self._states = self._step(tokens[keep] if len(keep) < len(values)
+                                                    else tokens, self._states)
+
+    def _sample(self) -> torch.Tensor:
+        """One token per row: rows with the same settings in one call, each request's
+        uniforms from its own generator (drawn in row order, as ``generate`` draws them)."""
+        classes: dict[tuple[float, int, float, float], list[_Group]] = {}
+        for group in self._groups:
+            classes.setdefault(group.sampling, []).append(group)
+        if len(classes) == 1:
+            groups = self._groups
+            return self._sample_rows(groups, None)
+        tokens = torch.empty(self._logits.size(0), dtype=torch.long, device=self.device)
+        starts, row = {}, 0
+        for group in self._groups:
+            starts[id(group)] = row
+            row += group.rows
+        for groups in classes.values():
+            index = torch.tensor([starts[id(g)] + i for g in groups for i in range(g.rows)],
+                                 device=self.device)
+            tokens[index] = self._sample_rows(groups, index)
+        return tokens
+
+    def _sample_rows(self, groups: list[_Group], index: torch.Tensor | None) -> torch.Tensor:
+        config = groups[0].request.config
+        logits = self._logits if index is None else self._logits.index_select(0, index)
+        seen = self._seen if index is None else self._seen.index_select(0, index)
+        uniforms = None
+        if config.temperature >= MIN_TEMPERATURE:
+            uniforms = torch.cat([torch.rand(g.rows, generator=g.generator, device=self.device)
+                                  for g in groups])
+        return next_tokens(logits, config, seen=seen if config.repetition_penalty != 1.0
+                           else None, banned=self.banned, uniforms=uniforms)
+
+    def _finish(self, group: _Group) -> None:
+        request = group.request
+        cancelled = request.cancelled and not group.done
+        for i, text in enumerate(group.texts):
+            text.finish()  # text the decoder held back (a partial character) is due
+            if request.on_text is not None and not cancelled and (
+                    chunk := text.flush(final=True)):
+                request.on_text(i, chunk)
+        request.on_done([text.completion(cancelled) for text in group.texts])
+
+    def _keep(self, rows: list[int]) -> None:
+        """Keep only these rows (and the groups they belong to) in the batch."""
+        kept = set(rows)
+        row, groups = 0, []
+        for group in self._groups:
+            if row in kept:
+                groups.append(group)
+            row += group.rows
+        self._groups = groups
+        if len(rows) == self._logits.size(0):
+            return
+        index = torch.tensor(rows, dtype=torch.long, device=self.device)
+        self._logits = self._logits.index_select(0, index)
+        self._seen = self._seen.index_select(0, index)
+        self._states = [_select_layer(s, index) for s in self._states] if rows else []
+        self.rows = len(rows)
+
+
+def _map_tensors(fn: Callable[..., torch.Tensor], *states: Any) -> Any:
+    """Apply ``fn`` to the tensors of one layer's state (a tensor, an ``(h, c)`` tuple, or the
+    int8 stepper's dataclass), field by field across ``states``."""
+    first = states[0]
+    if first is None or isinstance(first, torch.Tensor):
+        return None if first is None else fn(*states)
+    if isinstance(first, tuple):
+        return tuple(_map_tensors(fn, *parts) for parts in zip(*states, strict=True))
+    return type(first)(**{f.name: _map_tensors(fn, *(getattr(s, f.name) for s in states))
+                          for f in dataclasses.fields(first)})
+
+
+def _cat_layer(old: Any, new: Any) -> Any:
+    return _map_tensors(lambda a, b: torch.cat([a, b]), old, new)
+
+
+def _select_layer(state: Any, index: torch.Tensor) -> Any:
+    return _map_tensors(lambda t: t.index_select(0, index), state)

@@ -1,0 +1,126 @@
+"""The batch shared by concurrent requests (weft.generation.batch): requests join and leave at
+any step, each with its own settings, and a seeded request writes what it writes alone."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import weft
+from weft.config import GenerationConfig
+from weft.generation import Completion, generate
+from weft.generation.batch import BatchedGenerator, BatchRequest
+from weft.runs import LanguageModel
+
+from .serve_fixtures import wait_until
+
+
+@pytest.fixture(scope="module")
+def model(tiny_run: Path) -> LanguageModel:
+    return weft.load(tiny_run, device="cpu")
+
+
+class Waiter:
+    """Collects one request's result from the batch's thread."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: list[Completion] | BaseException | None = None
+        self.chunks: dict[int, list[str]] = {}
+
+    def on_done(self, result: list[Completion] | BaseException) -> None:
+        self.result = result
+        self.done.set()
+
+    def on_text(self, index: int, chunk: str) -> None:
+        self.chunks.setdefault(index, []).append(chunk)
+
+    def texts(self) -> list[Completion]:
+        assert self.done.wait(30), "the batch never finished this request"
+        assert isinstance(self.result, list), self.result
+        return self.result
+
+
+def submit(batch: BatchedGenerator, prompt: str, **settings: Any) -> tuple[BatchRequest, Waiter]:
+    waiter = Waiter()
+    request = BatchRequest(prompt, GenerationConfig(**settings), waiter.on_done,
+                           on_text=waiter.on_text)
+    batch.submit(request)
+    return request, waiter
+
+
+SETTINGS: list[dict[str, Any]] = [
+    {"seed": 1, "max_new_tokens": 40, "temperature": 0.9, "num_return_sequences": 2},
+    {"seed": 2, "max_new_tokens": 25, "top_k": 5, "stop": ("o",)},
+    {"seed": 3, "max_new_tokens": 60, "top_p": 0.8, "repetition_penalty": 1.3},
+    {"seed": 4, "max_new_tokens": 30, "temperature": 0},
+    {"seed": 5, "max_new_tokens": 50, "temperature": 0.7, "num_return_sequences": 3},
+]
+
+
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_a_seeded_request_writes_the_same_text_alone_or_batched(model: LanguageModel,
+                                                                quantize: str) -> None:
+    prompts = ["The", "Pack my", "", "quick", "box"]
+    alone = [generate(model.module, model.tokenizer, prompt,
+                      GenerationConfig(quantize=quantize, **settings))
+             for prompt, settings in zip(prompts, SETTINGS, strict=True)]
+    batch = BatchedGenerator(model.module, model.tokenizer, quantize=quantize)
+    try:
+        # All at once: they join together, run side by side and leave at different steps.
+        waiters = [submit(batch, prompt, **settings)[1]
+                   for prompt, settings in zip(prompts, SETTINGS, strict=True)]
+        together = [w.texts() for w in waiters]
+        # And one joining a batch that is already running (a long request ahead of it).
+        _, long = submit(batch, "The", max_new_tokens=400, seed=9)
+        late = submit(batch, prompts[2], **SETTINGS[2])[1].texts()
+        long.texts()
+    finally:
+        batch.close()
+    assert together == alone
+    assert late == alone[2]
+    for texts, expected in zip(together, alone, strict=True):
+        assert [t.finish_reason for t in texts] == [t.finish_reason for t in expected]
+        assert [t.tokens for t in texts] == [t.tokens for t in expected]
+    assert {t.finish_reason for t in together[1]} == {"stop"}  # the stop string "o"
+    assert {t.finish_reason for t in together[0]} == {"length"}
+
+
+def test_streamed_chunks_add_up_to_the_texts(model: LanguageModel) -> None:
+    batch = BatchedGenerator(model.module, model.tokenizer)
+    try:
+        _, waiter = submit(batch, "The", seed=3, max_new_tokens=30, num_return_sequences=2,
+                           stop=("e",))
+        texts = waiter.texts()
+    finally:
+        batch.close()
+    assert ["".join(waiter.chunks.get(i, [])) for i in range(2)] == texts
+
+
+def test_a_cancelled_request_leaves_the_batch_at_once(model: LanguageModel) -> None:
+    batch = BatchedGenerator(model.module, model.tokenizer)
+    try:
+        endless, waiter = submit(batch, "The", max_new_tokens=10**9, num_return_sequences=3)
+        wait_until(lambda: batch.rows == 3, 10)
+        other = submit(batch, "The", seed=1, max_new_tokens=20)[1]
+        endless.cancel()
+        texts = waiter.texts()
+        assert {t.finish_reason for t in texts} == {"cancelled"}
+        assert len(other.texts()[0]) == 20
+        wait_until(lambda: batch.rows == 0, 10)  # set just after the results are handed out
+    finally:
+        batch.close()
+
+
+def test_a_request_that_fails_to_start_fails_alone(model: LanguageModel) -> None:
+    batch = BatchedGenerator(model.module, model.tokenizer)
+    try:
+        _, bad = submit(batch, "The", top_p=5.0)
+        _, good = submit(batch, "The", seed=1, max_new_tokens=5)
+        assert bad.done.wait(30) and "top-p" in str(bad.result)
+        assert len(good.texts()[0]) == 5
+    finally:
+        batch.close()
