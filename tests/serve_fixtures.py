@@ -14,11 +14,18 @@ from typing import Any
 import weft
 
 
-class FakeTagger:
-    """Stands in for a trained tagger: tags capitalized words NOUN, others X."""
+class FakeSentence:
+    def __init__(self, words: list[str]) -> None:
+        self.words = words
+        self.tags = ["NOUN" if w[:1].isupper() else "X" for w in words]
 
-    def tag(self, text: str) -> list[tuple[str, str]]:
-        return [(w, "NOUN" if w[:1].isupper() else "X") for w in text.split()]
+
+class FakeTagger:
+    """Stands in for a trained tagger: one sentence per line, capitalized words NOUN, others
+    X."""
+
+    def tag_text(self, text: str) -> list[FakeSentence]:
+        return [FakeSentence(line.split()) for line in text.splitlines() or [""]]
 
 
 def make_served(root: Path, tiny_run: Path) -> Path:

@@ -23,11 +23,10 @@ from fastapi.testclient import TestClient
 import weft
 from weft.cli.main import cli
 from weft.serving import Limits, create_app
-from weft.serving.app import _tag
-from weft.serving.limits import Busy, Slots
+from weft.serving.limits import Busy, Rows
 from weft.serving.registry import RunRegistry, UnknownRun
 
-from .serve_fixtures import FakeTagger, loader, make_served
+from .serve_fixtures import loader, make_served
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +37,13 @@ def served(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def client(served: Path) -> Iterator[TestClient]:
     limits = Limits(max_new_tokens=60, max_prompt_chars=50, max_sequences=3,
-                    max_body_bytes=2000, max_concurrent=2)
+                    max_body_bytes=2000, max_rows=4)
     with TestClient(create_app(served, limits=limits, loader=loader)) as test_client:
         yield test_client
 
 
 def gen(client: TestClient, **body: Any) -> Any:
-    return client.post("/v1/generate", json={"model": "tiny", **body})
+    return client.post("/api/generate", json={"model": "tiny", **body})
 
 
 def events(text: str) -> list[tuple[str, Any]]:
@@ -56,7 +55,7 @@ def events(text: str) -> list[tuple[str, Any]]:
 
 
 def test_models_lists_runs_under_the_folder_only(client: TestClient) -> None:
-    data = client.get("/v1/models").json()
+    data = client.get("/api/models").json()
     models = {m["name"]: m for m in data["models"]}
     # Not "escape" (leads outside), nor "broken" (its config.json is damaged).
     assert set(models) == {"tiny", "exp/tiny2", "tagger", "untrained"}
@@ -77,6 +76,7 @@ def test_generate_matches_the_python_api(client: TestClient, tiny_run: Path) -> 
     data = response.json()
     expected = weft.load(tiny_run, device="cpu").generate(**body)
     assert data["texts"] == expected and len(data["texts"]) == 2
+    assert data["finish_reasons"] == [t.finish_reason for t in expected] == ["length"] * 2
     assert data["usage"] == {"prompt_tokens": 3,
                              "completion_tokens": sum(len(t) for t in expected)}
     assert data["prompt"] == "The" and data["model"] == "tiny" and not data["cancelled"]
@@ -96,10 +96,11 @@ def test_stop_strings_and_greedy(client: TestClient) -> None:
     stop = greedy[10:12]
     cut = gen(client, prompt="The", temperature=0, max_new_tokens=40, stop=[stop]).json()
     assert cut["texts"][0] == greedy[: greedy.index(stop)]
+    assert cut["finish_reasons"] == ["stop"]
 
 
 def test_a_nested_run_is_named_by_its_path(client: TestClient) -> None:
-    response = client.post("/v1/generate", json={"model": "exp/tiny2", "max_new_tokens": 5})
+    response = client.post("/api/generate", json={"model": "exp/tiny2", "max_new_tokens": 5})
     assert response.status_code == 200 and len(response.json()["texts"][0]) == 5
 
 
@@ -119,7 +120,7 @@ def test_streaming_sends_tokens_then_done(client: TestClient) -> None:
     streamed = "".join(data["text"] for kind, data in received if kind == "token")
     done = received[-1][1]
     assert streamed == done["texts"][0] == gen(client, **body).json()["texts"][0]
-    assert done["usage"]["completion_tokens"] == 30
+    assert done["usage"]["completion_tokens"] == 30 and done["finish_reasons"] == ["length"]
 
 
 @pytest.mark.parametrize(("body", "status", "words"), [
@@ -140,7 +141,7 @@ def test_streaming_sends_tokens_then_done(client: TestClient) -> None:
     ({"model": "/etc"}, 404, "no run named"),
     ({"model": "untrained"}, 400, "train it first"),
     ({"model": "broken"}, 400, "unreadable config.json"),
-    ({"model": "tagger"}, 400, "POST /v1/tag"),
+    ({"model": "tagger"}, 400, "POST /api/tag"),
     ({"prompt": "x" * 51}, 422, "at most 50"),
     ({"max_new_tokens": 61}, 422, "at most 60"),
     ({"num_return_sequences": 4}, 422, "at most 3"),
@@ -155,18 +156,18 @@ def test_bad_input_gets_a_4xx_with_a_message(client: TestClient, body: dict[str,
 
 def test_malformed_bodies(client: TestClient) -> None:
     headers = {"content-type": "application/json"}
-    bad_json = client.post("/v1/generate", content=b"{nope", headers=headers)
+    bad_json = client.post("/api/generate", content=b"{nope", headers=headers)
     assert bad_json.status_code == 422 and bad_json.json()["detail"]
-    not_json = client.post("/v1/generate", content=b'{"model": "tiny"}',
+    not_json = client.post("/api/generate", content=b'{"model": "tiny"}',
                            headers={"content-type": "text/plain"})
     assert not_json.status_code == 415 and "application/json" in not_json.json()["detail"]
-    assert client.post("/v1/generate", json=[1, 2]).status_code == 422
-    assert client.get("/v1/generate").status_code == 405
+    assert client.post("/api/generate", json=[1, 2]).status_code == 422
+    assert client.get("/api/generate").status_code == 405
 
 
 def test_large_bodies_are_refused(client: TestClient) -> None:
     big = {"model": "tiny", "prompt": "x" * 3000}
-    response = client.post("/v1/generate", json=big)
+    response = client.post("/api/generate", json=big)
     assert response.status_code == 413 and "2000 bytes" in response.json()["detail"]
 
     def chunks() -> Iterator[bytes]:  # no content-length: counted as it arrives
@@ -174,50 +175,36 @@ def test_large_bodies_are_refused(client: TestClient) -> None:
         yield b"x" * 3000
         yield b'"}'
 
-    response = client.post("/v1/generate", content=chunks(),
+    response = client.post("/api/generate", content=chunks(),
                            headers={"content-type": "application/json"})
     assert response.status_code == 413
 
 
 def test_tagging(client: TestClient) -> None:
-    response = client.post("/v1/tag", json={"model": "tagger", "text": "Ada met Bob"})
+    response = client.post("/api/tag", json={"model": "tagger", "text": "Ada met Bob"})
     assert response.status_code == 200, response.text
     assert response.json()["sentences"] == [{"words": ["Ada", "met", "Bob"],
                                              "tags": ["NOUN", "X", "NOUN"]}]
-    wrong = client.post("/v1/tag", json={"model": "tiny", "text": "Ada"})
-    assert wrong.status_code == 400 and "POST /v1/generate" in wrong.json()["detail"]
-    long = client.post("/v1/tag", json={"model": "tagger", "text": "x" * 51})
+    wrong = client.post("/api/tag", json={"model": "tiny", "text": "Ada"})
+    assert wrong.status_code == 400 and "POST /api/generate" in wrong.json()["detail"]
+    long = client.post("/api/tag", json={"model": "tagger", "text": "x" * 51})
     assert long.status_code == 422
 
 
-def test_tag_text_taggers_give_sentences() -> None:
-    class Sentence:
-        def __init__(self, words: list[str]) -> None:
-            self.words, self.tags = words, ["T"] * len(words)
-
-    class SentenceTagger:
-        def tag_text(self, text: str) -> list[Sentence]:
-            return [Sentence(s.split()) for s in text.split(".") if s.strip()]
-
-    sentences = _tag(SentenceTagger(), "a b. c")
-    assert [s.words for s in sentences] == [["a", "b"], ["c"]]
-    assert _tag(FakeTagger(), "")[0].words == []
-
-
 def test_metrics(client: TestClient, tiny_run: Path) -> None:
-    data = client.get("/v1/runs/exp/tiny2/metrics").json()
+    data = client.get("/api/runs/exp/tiny2/metrics").json()
     lines = (tiny_run / "metrics.jsonl").read_text().splitlines()
     assert data["name"] == "exp/tiny2" and len(data["records"]) == len(lines)
     assert {"step", "elapsed", "train_loss", "val_loss"} <= set(data["records"][-1])
-    assert client.get("/v1/runs/untrained/metrics").json()["records"] == []
+    assert client.get("/api/runs/untrained/metrics").json()["records"] == []
     for name in ("nope", "..", "../served/tiny", "escape", "%2e%2e/outside"):
-        assert client.get(f"/v1/runs/{name}/metrics").status_code == 404
-    assert client.get("/v1/runs/tiny").json()["kind"] == "language-model"
+        assert client.get(f"/api/runs/{name}/metrics").status_code == 404
+    assert client.get("/api/runs/tiny").json()["kind"] == "language-model"
 
 
 def test_schema_page_and_health(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
-    assert {"/v1/models", "/v1/generate", "/v1/tag", "/v1/runs/{name}/metrics"} <= set(
+    assert {"/api/models", "/api/generate", "/api/tag", "/api/runs/{name}/metrics"} <= set(
         schema["paths"])
     props = schema["components"]["schemas"]["GenerateRequest"]["properties"]
     assert {"max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty",
@@ -230,15 +217,15 @@ def test_schema_page_and_health(client: TestClient) -> None:
         response = client.get(f"/static/{asset}")
         assert response.status_code == 200 and "https://" not in response.text
     assert client.get("/static/../app.py").status_code == 404
-    health = client.get("/v1/health").json()
+    health = client.get("/api/health").json()
     assert health["status"] == "ok" and health["active"] == 0 and health["completed"] > 0
 
 
 def test_only_allowed_host_headers(served: Path) -> None:
     app = create_app(served, allowed_hosts=["127.0.0.1", "localhost"])
     with TestClient(app, base_url="http://127.0.0.1:8000") as local:
-        assert local.get("/v1/health").status_code == 200
-        assert local.get("/v1/health", headers={"host": "evil.example"}).status_code == 400
+        assert local.get("/api/health").status_code == 200
+        assert local.get("/api/health", headers={"host": "evil.example"}).status_code == 400
 
 
 def test_registry_of_a_single_run(tiny_run: Path) -> None:
@@ -263,20 +250,26 @@ def test_registry_caches_and_reloads_changed_weights(served: Path) -> None:
     assert len(loads) == 3
 
 
-def test_slots_bound_concurrency() -> None:
+def test_rows_bound_the_batch() -> None:
     async def scenario() -> None:
-        slots = Slots(size=1, max_waiting=1, timeout=0.05)
-        await slots.acquire()
-        with pytest.raises(Busy):  # waits 50 ms, then gives up
-            await slots.acquire()
-        waiter = asyncio.ensure_future(slots.acquire())
+        rows = Rows(size=4, max_waiting=3, timeout=0.05)
+        await rows.acquire(3)
+        with pytest.raises(Busy):  # 2 more do not fit: waits 50 ms, then gives up
+            await rows.acquire(2)
+        assert rows.waiting == 0
+        waiter = asyncio.ensure_future(rows.acquire(2))
         await asyncio.sleep(0)
-        with pytest.raises(Busy):  # one is already waiting: no more may
-            await slots.acquire()
-        slots.release()
+        assert rows.waiting == 2
+        with pytest.raises(Busy):  # 2 rows already wait: 2 more would be over 3
+            await rows.acquire(2)
+        first_come = asyncio.ensure_future(rows.acquire(1))  # fits, but waits its turn
+        await asyncio.sleep(0)
+        assert rows.active == 3 and rows.waiting == 3
+        rows.release(3)
         await waiter
-        assert slots.active == 1 and slots.waiting == 0
-        slots.release()
+        await first_come
+        assert rows.active == 3 and rows.waiting == 0
+        rows.release(3)
 
     asyncio.run(scenario())
 
@@ -284,8 +277,8 @@ def test_slots_bound_concurrency() -> None:
 def test_cli_serve_flags(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(cli, ["serve", "--help"])
-    assert result.exit_code == 0 and "--max-concurrent" in result.output
-    result = runner.invoke(cli, ["serve", str(tmp_path), "--max-concurrent", "0"])
+    assert result.exit_code == 0 and "--max-rows" in result.output
+    result = runner.invoke(cli, ["serve", str(tmp_path), "--max-rows", "0"])
     assert result.exit_code == 2 and "must be > 0" in result.output
     result = runner.invoke(cli, ["serve", str(tmp_path / "missing")])
     assert result.exit_code == 2
@@ -305,7 +298,7 @@ def test_no_request_body_makes_a_server_error(client: TestClient, body: dict[str
     if isinstance(body.get("max_new_tokens"), int) and not isinstance(
             body["max_new_tokens"], bool):
         body["max_new_tokens"] = min(body["max_new_tokens"], 20)  # keep it quick
-    response = client.post("/v1/generate", content=json.dumps({"model": "tiny", **body}),
+    response = client.post("/api/generate", content=json.dumps({"model": "tiny", **body}),
                            headers={"content-type": "application/json"})
     assert response.status_code < 500, (body, response.text)
     assert response.status_code == 200 or response.json()["detail"]
@@ -330,16 +323,16 @@ def test_weft_serve_runs_the_app_on_uvicorn(tiny_run: Path, monkeypatch: pytest.
     assert "serving 1 run" in result.output and "http://127.0.0.1:8123/" in result.output
     assert started["host"] == "127.0.0.1" and started["port"] == 8123
     with TestClient(started["app"], base_url="http://127.0.0.1:8123") as served:
-        assert served.get("/v1/models").json()["limits"]["max_new_tokens"] == 7
-        assert served.get("/v1/health", headers={"host": "evil.example"}).status_code == 400
-        text = served.post("/v1/generate", json={"model": tiny_run.name}).json()["texts"][0]
+        assert served.get("/api/models").json()["limits"]["max_new_tokens"] == 7
+        assert served.get("/api/health", headers={"host": "evil.example"}).status_code == 400
+        text = served.post("/api/generate", json={"model": tiny_run.name}).json()["texts"][0]
         assert len(text) <= 7
 
-    # Beyond loopback: any Host header, and a warning that there is no authentication.
+    # Beyond loopback: any Host header, and a warning when there is no key.
     result = CliRunner().invoke(cli, ["serve", str(tiny_run), "--host", "0.0.0.0"])
-    assert result.exit_code == 0 and "no authentication" in result.output
+    assert result.exit_code == 0 and "without --api-key" in result.output
     with TestClient(started["app"]) as served:
-        assert served.get("/v1/health", headers={"host": "box.lan"}).status_code == 200
+        assert served.get("/api/health", headers={"host": "box.lan"}).status_code == 200
 
 
 def test_the_prompt_is_cleaned_like_the_training_text(tiny_run: Path, tmp_path: Path) -> None:
@@ -349,13 +342,13 @@ def test_the_prompt_is_cleaned_like_the_training_text(tiny_run: Path, tmp_path: 
     config["data"]["lowercase"] = True
     (lower / "config.json").write_text(json.dumps(config))
     with TestClient(create_app(lower)) as served:
-        done = served.post("/v1/generate", json={"model": "lower", "prompt": "THE",
+        done = served.post("/api/generate", json={"model": "lower", "prompt": "THE",
                                                  "max_new_tokens": 3}).json()
     assert done["prompt"] == "the"
 
 
 def test_a_trained_tagger_is_served(tmp_path: Path) -> None:
-    """With the tagging package (branch tagger), a real tagger run through /v1/tag."""
+    """With the tagging package (branch tagger), a real tagger run through /api/tag."""
     pytest.importorskip("weft.tagging")
     train = tmp_path / "train.txt"
     train.write_text("\n".join(["The/DET dog/NOUN barks/VERB ./PUNCT",
@@ -367,11 +360,82 @@ def test_a_trained_tagger_is_served(tmp_path: Path) -> None:
         "--layers", "1", "--batch-size", "4", "--eval-every", "5"])
     assert result.exit_code == 0, result.output
     with TestClient(create_app(tmp_path / "runs")) as served:
-        assert served.get("/v1/models").json()["models"][0]["kind"] == "tagger"
-        response = served.post("/v1/tag", json={"model": "pos", "text": "The dog barks. A cat"})
+        assert served.get("/api/models").json()["models"][0]["kind"] == "tagger"
+        response = served.post("/api/tag", json={"model": "pos", "text": "The dog barks. A cat"})
         assert response.status_code == 200, response.text
         sentences = response.json()["sentences"]
         assert [s["words"] for s in sentences] == [["The", "dog", "barks", "."], ["A", "cat"]]
         assert all(t in {"DET", "NOUN", "VERB", "PUNCT"} for s in sentences for t in s["tags"])
-        metrics = served.get("/v1/runs/pos/metrics").json()["records"]
+        metrics = served.get("/api/runs/pos/metrics").json()["records"]
         assert metrics and "step" in metrics[0]
+
+
+def test_generation_keeps_the_servers_thread_count(served: Path, monkeypatch: pytest.MonkeyPatch
+                                                   ) -> None:
+    """Generating must not change the threads `weft serve --threads` set (generate() used to
+    lower them for small batches, process-wide, from every concurrent worker)."""
+    import torch
+
+    from weft.generation.stepper import RecurrentStepper
+
+    threads_seen: list[int] = []
+    step = RecurrentStepper.step
+
+    def recording_step(self: Any, *args: Any) -> Any:
+        threads_seen.append(torch.get_num_threads())
+        return step(self, *args)
+
+    monkeypatch.setattr(RecurrentStepper, "step", recording_step)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # as `weft serve --threads 3` does
+    try:
+        with TestClient(create_app(served, loader=loader)) as fresh:
+            assert gen(fresh, max_new_tokens=5).status_code == 200
+    finally:
+        torch.set_num_threads(before)
+    assert threads_seen and set(threads_seen) == {3}
+
+
+def test_a_request_cannot_make_the_server_compile(client: TestClient) -> None:
+    """Compiling costs tens of seconds: only the operator turns it on (weft serve --compile)."""
+    response = gen(client, compile=True, max_new_tokens=3)
+    assert response.status_code == 422 and "compile" in response.json()["detail"]
+
+
+def test_weft_serve_compile_compiles_each_batch_once(tiny_run: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from weft.generation import compiled
+
+    compiled_functions: list[Any] = []
+
+    def counting_compile(function: Any, **_: Any) -> Any:
+        compiled_functions.append(function)
+        return function
+
+    monkeypatch.setattr(compiled.torch, "compile", counting_compile)
+    started: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(app=app))
+    result = CliRunner().invoke(cli, ["serve", str(tiny_run), "--compile"])
+    assert result.exit_code == 0, result.output
+    with TestClient(started["app"], base_url="http://127.0.0.1:8000") as served:
+        for _ in range(3):
+            response = served.post("/api/generate", json={"model": tiny_run.name,
+                                                          "max_new_tokens": 5})
+            assert response.status_code == 200
+    assert len(compiled_functions) == 1  # the model's batch, once; no request compiles again
+    result = CliRunner().invoke(cli, ["serve", str(tiny_run), "--compile", "--device", "cuda"])
+    assert result.exit_code == 2 and "on a CPU" in result.output
+
+
+@pytest.mark.slow
+def test_a_compiled_batch_writes_what_the_uncompiled_one_writes(served: Path) -> None:
+    from weft.generation.compiled import compiled_step
+
+    body = {"model": "tiny", "prompt": "The", "max_new_tokens": 30, "seed": 5,
+            "num_return_sequences": 3, "temperature": 0}
+    with TestClient(create_app(served, loader=loader)) as plain:
+        expected = gen(plain, **body).json()["texts"]
+    with TestClient(create_app(served, loader=loader, compile_step=compiled_step)) as fast:
+        assert gen(fast, **body).json()["texts"] == expected

@@ -33,7 +33,7 @@ ENDLESS = 1_000_000  # tokens: a generation that only ends when it is stopped
 def server(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     served = make_served(tmp_path_factory.mktemp("live"), tiny_run)
     # One slot, a short wait: a second generation is turned away while one runs.
-    limits = Limits(max_new_tokens=ENDLESS, max_concurrent=1, max_waiting=1,
+    limits = Limits(max_new_tokens=ENDLESS, max_rows=1, max_sequences=1, max_waiting=1,
                     queue_timeout=0.3)
     app = create_app(served, limits=limits, loader=loader,
                      allowed_hosts=["127.0.0.1", "localhost"])
@@ -46,24 +46,24 @@ def http(server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=10) as client:
         yield client
         # Every test leaves the server idle, its one slot free.
-        wait_until(lambda: client.get("/v1/health").json()["active"] == 0, 10)
+        wait_until(lambda: client.get("/api/health").json()["active"] == 0, 10)
 
 
 def health(http: Any) -> dict[str, Any]:
-    data: dict[str, Any] = http.get("/v1/health").json()
+    data: dict[str, Any] = http.get("/api/health").json()
     return data
 
 
 def test_a_streaming_client_that_leaves_stops_its_generation(http: Any) -> None:
     before = health(http)["cancelled"]
     body = {"model": "tiny", "prompt": "The", "max_new_tokens": ENDLESS, "stream": True}
-    with http.stream("POST", "/v1/generate", json=body) as response:
+    with http.stream("POST", "/api/generate", json=body) as response:
         assert response.status_code == 200
         lines = response.iter_lines()
         assert next(lines) == "event: token"
         assert json.loads(next(lines).removeprefix("data: "))["index"] == 0
         # The only slot is taken: another request waits 0.3 s, then is turned away.
-        busy = http.post("/v1/generate", json={"model": "tiny", "max_new_tokens": 1})
+        busy = http.post("/api/generate", json={"model": "tiny", "max_new_tokens": 1})
         assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
         assert "busy" in busy.json()["detail"]
     # Closing the response closes the connection: the generation stops between tokens.
@@ -76,7 +76,7 @@ def test_a_plain_client_that_leaves_stops_its_generation(server: LiveServer, htt
     before = health(http)["cancelled"]
     body = json.dumps({"model": "tiny", "max_new_tokens": ENDLESS}).encode()
     with socket.create_connection(("127.0.0.1", server.port)) as raw:
-        raw.sendall(b"POST /v1/generate HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        raw.sendall(b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                     b"Content-Type: application/json\r\n"
                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         wait_until(lambda: health(http)["active"] == 1, 5)
@@ -86,7 +86,7 @@ def test_a_plain_client_that_leaves_stops_its_generation(server: LiveServer, htt
 
 def test_other_host_names_are_refused(http: Any) -> None:
     # Bound to loopback, only loopback names: a rebinding DNS name cannot reach the API.
-    assert http.get("/v1/models", headers={"host": "attacker.example"}).status_code == 400
+    assert http.get("/api/models", headers={"host": "attacker.example"}).status_code == 400
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_the_playground_generates_stops_and_shows_errors(browser: Any, server: L
     set_slider(page, "temperature", 0.9)
     page.click("#run")
     page.wait_for_function("document.querySelector('#status').textContent.startsWith('done')")
-    expected = http.post("/v1/generate", json={"model": "tiny", "prompt": "The", "seed": 5,
+    expected = http.post("/api/generate", json={"model": "tiny", "prompt": "The", "seed": 5,
                                                "max_new_tokens": 40, "temperature": 0.9,
                                                "top_k": 0, "top_p": 1,
                                                "repetition_penalty": 1}).json()["texts"][0]

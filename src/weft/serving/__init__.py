@@ -3,10 +3,14 @@
     from weft.serving import create_app
     app = create_app("runs")          # an ASGI app; `weft serve runs` runs it on uvicorn
 
-Modules: ``registry`` finds and loads runs (and keeps requests inside the served folder),
-``limits`` holds the protections (sizes, concurrency), ``schemas`` the request and response
-shapes, ``app`` the routes; ``static/`` is the playground page (plain HTML, CSS and JS).
-FastAPI and uvicorn come with the ``serve`` extra; ``limits`` and ``registry`` need neither.
+Modules: ``app`` assembles the app (errors, API keys, middleware, ``/metrics``, the page);
+``routes`` is weft's own API under ``/api`` and ``openai_api`` the OpenAI-compatible one under
+``/v1``; ``server`` what the routes share; ``jobs`` takes requests to the shared generation
+batch (:mod:`weft.generation.batch`) and streams their text; ``metrics`` the Prometheus
+counters; ``registry`` finds and loads runs (and keeps requests inside the served folder);
+``limits`` holds the protections (sizes, rows); ``schemas`` weft's request and response
+shapes; ``static/`` is the playground page (plain HTML, CSS and JS). FastAPI, uvicorn and
+prometheus-client come with the ``serve`` extra; ``limits`` and ``registry`` need none.
 """
 
 from __future__ import annotations

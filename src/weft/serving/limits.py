@@ -1,8 +1,8 @@
 """What protects the server: size limits, a bound on concurrent work, and a body-size guard.
 
-Generation holds a CPU (or GPU) for its whole length, so the number running at once is bounded
-by :class:`Slots`; a request waits for a slot for at most ``queue_timeout`` seconds (and only
-``max_waiting`` may wait), else it gets 503 with ``Retry-After``. Request bodies are refused
+Generations share one running batch; the rows in it are bounded by :class:`Rows` (a sequence
+is a row). A request waits to join for at most ``queue_timeout`` seconds (and only
+``max_waiting`` rows may wait), else it gets 503 with ``Retry-After``. Request bodies are refused
 with 413 before they are read into memory when they are too large.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -26,13 +27,13 @@ class Limits:
     """Server-side limits; each is a ``weft serve`` flag of the same name."""
 
     max_new_tokens: int = 1000
-    max_prompt_chars: int = 4000  # also bounds the text sent to /v1/tag
-    max_sequences: int = 4  # num_return_sequences
+    max_prompt_chars: int = 4000  # also bounds the text sent to /api/tag
+    max_sequences: int = 4  # num_return_sequences (OpenAI: n, times the prompts in a list)
     max_stop_strings: int = 8
     max_body_bytes: int = 64 * 1024
-    max_concurrent: int = 2  # generations (and taggings) running at once
-    max_waiting: int = 16  # requests queued for a slot; more get 503 at once
-    queue_timeout: float = 10.0  # seconds a request waits for a slot before 503
+    max_rows: int = 64  # rows in the running batch (a sequence is a row; a tagging is one)
+    max_waiting: int = 256  # rows of requests waiting to join; more get 503 at once
+    queue_timeout: float = 10.0  # seconds a request waits to join before 503
     max_loaded: int = 4  # models kept in memory (least recently used is dropped)
 
     def to_dict(self) -> dict[str, Any]:
@@ -40,50 +41,68 @@ class Limits:
 
 
 class Busy(Exception):
-    """No generation slot became free in time."""
+    """No rows became free in time, or too many rows already wait."""
 
 
-class Slots:
-    """At most ``size`` holders at once; waiters are bounded in number and in time.
+class Rows:
+    """At most ``size`` rows in use at once; waiting requests are served first come, first
+    served, bounded in rows (``max_waiting``) and in time (``timeout``).
 
-    Used only from the event loop. A slot is released when the worker thread really ends (not
-    when the client goes away), so the bound holds for the threads doing the work.
+    Used only from the event loop. Rows are released when the batch really lets the request
+    go (not when the client goes away), so the bound holds for the work being done.
     """
 
     def __init__(self, size: int, max_waiting: int, timeout: float) -> None:
-        self._semaphore: asyncio.Semaphore | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.size = size
         self.max_waiting = max_waiting
         self.timeout = timeout
         self.active = 0
         self.waiting = 0
+        self._queue: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _for_this_loop(self) -> asyncio.Semaphore:
-        # Made on first use, and again if the app is run by a new event loop (test clients).
+    def _for_this_loop(self) -> asyncio.AbstractEventLoop:
+        # A new event loop (a test client started again) starts from an empty server.
         loop = asyncio.get_running_loop()
-        if self._semaphore is None or self._loop is not loop:
-            self._semaphore, self._loop = asyncio.Semaphore(self.size), loop
+        if self._loop is not loop:
+            self._loop, self._queue = loop, deque()
             self.active = self.waiting = 0
-        return self._semaphore
+        return loop
 
-    async def acquire(self) -> None:
-        semaphore = self._for_this_loop()
-        if self.waiting >= self.max_waiting and semaphore.locked():
+    async def acquire(self, count: int = 1) -> None:
+        loop = self._for_this_loop()
+        if not self._queue and self.active + count <= self.size:
+            self.active += count
+            return
+        if self.waiting + count > self.max_waiting or count > self.size:
             raise Busy
-        self.waiting += 1
+        granted: asyncio.Future[None] = loop.create_future()
+        self._queue.append((count, granted))
+        self.waiting += count
         try:
-            await asyncio.wait_for(semaphore.acquire(), self.timeout)
-        except TimeoutError:
-            raise Busy from None
-        finally:
-            self.waiting -= 1
-        self.active += 1
+            await asyncio.wait_for(asyncio.shield(granted), self.timeout)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            if granted.done():  # granted as the wait ended: give the rows back
+                self.release(count)
+            else:
+                granted.cancel()
+                self._queue.remove((count, granted))
+                self.waiting -= count
+                self._grant()  # a smaller request behind this one may fit now
+            if isinstance(exc, TimeoutError):
+                raise Busy from None
+            raise
 
-    def release(self) -> None:
-        self.active -= 1
-        if self._semaphore is not None:
-            self._semaphore.release()
+    def release(self, count: int = 1) -> None:
+        self.active -= count
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._queue and self.active + self._queue[0][0] <= self.size:
+            count, granted = self._queue.popleft()
+            self.waiting -= count
+            self.active += count
+            granted.set_result(None)
 
 
 class BodySizeLimit:

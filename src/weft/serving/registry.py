@@ -103,7 +103,7 @@ class RunRegistry:
             path = self._scan().get(name)  # maybe created since the last scan
             self._scanned_at = -math.inf
         if path is None:
-            raise UnknownRun(f"no run named {name!r} here; GET /v1/models lists them")
+            raise UnknownRun(f"no run named {name!r} here; GET /api/models lists them")
         return path
 
     # -- describing ----------------------------------------------------------------------

@@ -19,7 +19,7 @@ class _Strict(BaseModel):
 
 
 class GenerateRequest(_Strict):
-    model: str = Field(description="Run name, as listed by GET /v1/models.")
+    model: str = Field(description="Run name, as listed by GET /api/models.")
     prompt: str = Field("", description="Text to continue.")
     max_new_tokens: int | None = Field(None, ge=0, description="[default: from the run]")
     # Bounds keep sampling finite in float32: extreme values overflow logits to inf, then NaN
@@ -37,9 +37,6 @@ class GenerateRequest(_Strict):
                              description="Makes sampling repeatable.")
     quantize: Literal["none", "int8"] | None = Field(
         None, description="int8: faster CPU sampling, logits about 1% off float32.")
-    compile: bool | None = Field(
-        None, description="CPU: compiled chunks of 8 tokens; the first request of a kind "
-                          "compiles for seconds.")
     stream: bool = Field(False, description="Send the text as server-sent events as it comes.")
 
 
@@ -53,6 +50,9 @@ class GenerateResponse(BaseModel):
     prompt: str = Field(description="The prompt as the model saw it: cleaned like its "
                                     "training text (e.g. lowercased).")
     texts: list[str] = Field(description="Continuations, without the prompt.")
+    finish_reasons: list[str] = Field(
+        description="Per text: stop (the end token or a stop string), length (max_new_tokens) "
+                    "or cancelled.")
     usage: Usage
     elapsed: float = Field(description="Seconds spent generating.")
     cancelled: bool = False
@@ -98,10 +98,11 @@ class Metrics(BaseModel):
 
 class Health(BaseModel):
     status: str
-    active: int = Field(description="Generations running now.")
-    waiting: int = Field(description="Requests waiting for a slot.")
+    active: int = Field(description="Rows in use now (a sequence, or a tagging, is a row).")
+    waiting: int = Field(description="Rows of requests waiting to join.")
+    batch_rows: int = Field(description="Rows in the running batches.")
     completed: int
-    cancelled: int = Field(description="Generations stopped early (client went away).")
+    cancelled: int = Field(description="Generations stopped early (the client went away).")
     rejected: int = Field(description="Requests turned away as busy (503).")
     threads: int = Field(description="PyTorch CPU threads of this process.")
 

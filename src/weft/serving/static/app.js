@@ -7,7 +7,7 @@ const SLIDERS = ["temperature", "top_k", "top_p", "max_new_tokens", "repetition_
 const SVG = "http://www.w3.org/2000/svg";
 
 const state = {
-  models: new Map(),   // name -> summary from GET /v1/models
+  models: new Map(),   // name -> summary from GET /api/models
   limits: {},
   controller: null,    // AbortController of the generation in progress
   xAxis: "step",       // or "elapsed"
@@ -29,15 +29,38 @@ async function errorMessage(response) {
   return `the server answered HTTP ${response.status}`;
 }
 
+// ---- the API key (weft serve --api-key) -------------------------------------------------
+// Asked for once, when the server first answers 401, and kept for this tab's session.
+const KEY_ITEM = "weft-api-key";
+
+function withKey(options) {
+  const key = sessionStorage.getItem(KEY_ITEM);
+  const headers = { ...(options.headers || {}) };
+  if (key) headers.authorization = `Bearer ${key}`;
+  return { ...options, headers };
+}
+
+async function api(url, options = {}) {
+  let response = await fetch(url, withKey(options));
+  if (response.status === 401) {
+    const key = window.prompt("This weft server needs its API key:");
+    if (key) {
+      sessionStorage.setItem(KEY_ITEM, key.trim());
+      response = await fetch(url, withKey(options));
+    }
+  }
+  return response;
+}
+
 async function getJSON(url) {
-  const response = await fetch(url);
+  const response = await api(url);
   if (!response.ok) throw new Error(await errorMessage(response));
   return response.json();
 }
 
 // ---- models --------------------------------------------------------------------------------
 async function loadModels() {
-  const data = await getJSON("/v1/models");
+  const data = await getJSON("/api/models");
   state.limits = data.limits;
   const select = $("model");
   select.replaceChildren();
@@ -143,7 +166,7 @@ async function generate() {
   const started = performance.now();
   let pieces = 0;
   try {
-    const response = await fetch("/v1/generate", {
+    const response = await api("/api/generate", {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify(body),
@@ -159,8 +182,9 @@ async function generate() {
       } else if (event === "done") {
         $("out-prompt").textContent = data.prompt;  // as the model saw it (maybe lowercased)
         const { completion_tokens } = data.usage;
+        const ended = data.finish_reasons[0] === "length" ? "cut at the length limit" : "ended";
         $("status").textContent = `done: ${completion_tokens} tokens in ${data.elapsed.toFixed(2)} s`
-          + ` (${(completion_tokens / Math.max(data.elapsed, 1e-6)).toFixed(0)} tokens/s)`;
+          + ` (${(completion_tokens / Math.max(data.elapsed, 1e-6)).toFixed(0)} tokens/s), ${ended}`;
       } else if (event === "error") {
         throw new Error(data.detail);
       }
@@ -183,7 +207,7 @@ async function tag() {
   setRunning(true);
   $("tags").replaceChildren();
   try {
-    const response = await fetch("/v1/tag", {
+    const response = await api("/api/tag", {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: $("model").value, text: $("prompt").value }),
@@ -214,7 +238,7 @@ async function loadMetrics() {
   if (!name) return;
   clearError();
   try {
-    state.metrics = await getJSON(`/v1/runs/${name.split("/").map(encodeURIComponent).join("/")}/metrics`);
+    state.metrics = await getJSON(`/api/runs/${name.split("/").map(encodeURIComponent).join("/")}/metrics`);
   } catch (error) {
     showError(error.message);
     return;

@@ -1,0 +1,193 @@
+"""Generation requests from the event loop to the shared batch, and their answers back.
+
+Every route that generates goes through :class:`Generations`: it waits for rows (bounded, see
+:class:`~weft.serving.limits.Rows`), submits the request to the batch of its model (one
+:class:`~weft.generation.batch.BatchedGenerator` per model and quantization, stepping in a
+thread of its own, so the event loop stays free), and hands back the texts, or the text as it
+comes for streaming. A request whose client leaves, streamed or not, is cancelled: its rows
+leave the batch at the next step. Shutting down cancels everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from weft.config import GenerationConfig
+from weft.generation import Completion
+from weft.generation.batch import BatchedGenerator, BatchRequest
+from weft.generation.generate import CANCELLED
+from weft.serving.limits import Limits, Rows
+from weft.serving.metrics import ServerMetrics
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.completed = 0
+        self.cancelled = 0
+        self.rejected = 0
+
+
+class Job:
+    """One request in a batch, seen from the event loop: a future for its texts and, when
+    streamed, a queue of ``(index, chunk)`` pieces ending with ``None``."""
+
+    def __init__(self, prompt: str, config: GenerationConfig, streamed: bool,
+                 chunks: asyncio.Queue[tuple[int, str] | None] | None = None,
+                 first_index: int = 0) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.config = config
+        self.rows = config.num_return_sequences
+        self.arrived = time.perf_counter()
+        self.ended: float | None = None
+        self.future: asyncio.Future[list[Completion]] = self.loop.create_future()
+        # Several jobs may share one queue (OpenAI's list of prompts), each its own indices.
+        self.chunks = chunks if chunks is not None else asyncio.Queue()
+        self.first_index = first_index
+        self.request = BatchRequest(prompt, config, self._done,
+                                    on_text=self._text if streamed else None)
+
+    # Called in the batch's thread; both are queued on the loop in thread order, so every
+    # chunk comes before the end.
+    def _text(self, index: int, chunk: str) -> None:
+        self.loop.call_soon_threadsafe(self.chunks.put_nowait, (self.first_index + index, chunk))
+
+    def _done(self, result: list[Completion] | BaseException) -> None:
+        self.loop.call_soon_threadsafe(self._resolve, result)
+
+    def _resolve(self, result: list[Completion] | BaseException) -> None:
+        self.ended = time.perf_counter()
+        if isinstance(result, BaseException):
+            self.future.set_exception(result)
+        else:
+            self.future.set_result(result)
+        self.chunks.put_nowait(None)
+
+    def cancel(self) -> None:
+        self.request.cancel()
+
+    def elapsed(self) -> float:
+        """Seconds from arrival to the end (or to now)."""
+        return (self.ended or time.perf_counter()) - self.arrived
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether it was stopped before it finished (its client left, or the server)."""
+        if not self.future.done() or self.future.exception() is not None:
+            return False
+        return any(text.finish_reason == CANCELLED for text in self.future.result())
+
+    async def pieces(self) -> AsyncIterator[tuple[int, str]]:
+        while (item := await self.chunks.get()) is not None:
+            yield item
+
+
+class Generations:
+    """The batches of the loaded models, the rows they may use, and what they did."""
+
+    def __init__(self, limits: Limits, step_fn: Callable[[Any], Callable[..., Any]] | None = None
+                 ) -> None:
+        self.rows = Rows(limits.max_rows, limits.max_waiting, limits.queue_timeout)
+        self.stats = Stats()
+        self.max_loaded = limits.max_loaded
+        self.step_fn = step_fn  # stepper -> its compiled step (weft serve --compile)
+        self.metrics: ServerMetrics | None = None
+        self._batches: dict[tuple[int, str], tuple[Any, BatchedGenerator]] = {}
+
+    def batch_rows(self) -> int:
+        return sum(batch.rows for _, batch in self._batches.values())
+
+    def batch_for(self, model: Any, quantize: str) -> BatchedGenerator:
+        key = (id(model), quantize)
+        entry = self._batches.get(key)
+        if entry is None or entry[0] is not model:
+            batch = BatchedGenerator(model.module, model.tokenizer, quantize=quantize,
+                                     on_step=self._count_tokens(model))
+            if self.step_fn is not None:
+                batch.use_step(self.step_fn(batch.stepper))
+            self._prune()
+            self._batches[key] = entry = (model, batch)
+        return entry[1]
+
+    def _count_tokens(self, model: Any) -> Callable[[int], None]:
+        name = model.run_dir.name if hasattr(model, "run_dir") else "model"
+
+        def count(tokens: int) -> None:
+            if self.metrics is not None:
+                self.metrics.tokens.labels(model=name).inc(tokens)
+
+        return count
+
+    def _prune(self) -> None:
+        """Drop idle batches beyond what the loaded models can need (their models may have
+        been unloaded or reloaded)."""
+        while len(self._batches) >= 2 * self.max_loaded:
+            idle = [key for key, (_, batch) in self._batches.items() if batch.rows == 0]
+            if not idle:
+                return
+            self._batches.pop(idle[0])[1].close()
+
+    async def start(self, model: Any, prompt: str, config: GenerationConfig,
+                    streamed: bool = False,
+                    chunks: asyncio.Queue[tuple[int, str] | None] | None = None,
+                    first_index: int = 0) -> Job:
+        """Wait for rows (:class:`~weft.serving.limits.Busy` when none come), then join the
+        model's batch."""
+        batch = self.batch_for(model, config.quantize)
+        job = Job(prompt, config, streamed, chunks, first_index)
+        await self.rows.acquire(job.rows)
+        job.future.add_done_callback(lambda _: self._finished(job))
+        batch.submit(job.request)
+        return job
+
+    def _finished(self, job: Job) -> None:
+        self.rows.release(job.rows)
+        if job.cancelled:
+            self.stats.cancelled += 1
+        else:
+            self.stats.completed += 1
+        if self.metrics is not None and not job.future.exception():
+            now = time.perf_counter()
+            self.metrics.latency.observe(now - job.arrived)
+            if job.request.first_token_at is not None:
+                self.metrics.first_token.observe(job.request.first_token_at - job.arrived)
+
+    async def finish(self, job: Job, is_disconnected: Callable[[], Awaitable[bool]]
+                     ) -> list[Completion]:
+        """The texts of an unstreamed job, cancelling it if the client leaves meanwhile."""
+        try:
+            # Poll for the client leaving: nothing else tells a plain (unstreamed) handler.
+            while not job.future.done():
+                await asyncio.wait([job.future], timeout=0.2)
+                if not job.future.done() and await is_disconnected():
+                    job.cancel()
+            return job.future.result()
+        finally:
+            job.cancel()  # also when this handler itself is cancelled
+
+    def close(self) -> None:
+        for _, batch in self._batches.values():
+            batch.close()
+        self._batches.clear()
+
+
+class StreamThenCancel(StreamingResponse):
+    """Server-sent events that cancel their jobs however the stream ends: finished, failed, or
+    the client gone (whichever way the ASGI server reports that)."""
+
+    def __init__(self, content: AsyncIterator[str], jobs: list[Job]) -> None:
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+        self._jobs = jobs
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            for job in self._jobs:
+                job.cancel()

@@ -1,0 +1,201 @@
+"""OpenAI-compatible endpoints: ``GET /v1/models`` and ``POST /v1/completions``.
+
+They follow the OpenAI API, so its clients (the official ``openai`` package, LangChain,
+LiteLLM, editors) can use a weft run by its name. ``top_k`` and ``repetition_penalty`` are
+weft's extras. A parameter weft cannot honour (``logprobs``, ``echo``, ``best_of``, ``suffix``,
+penalties, ``logit_bias``, or any unknown field) gets a 400 in OpenAI's error shape naming it;
+one sent at its neutral value (``echo: false``, ``best_of: 1``, ...) is accepted, since it asks
+for nothing weft does not do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from weft.errors import WeftError
+from weft.generation import Completion
+from weft.serving.jobs import Job, StreamThenCancel
+from weft.serving.registry import LANGUAGE_MODEL, WEIGHTS, run_kind
+from weft.serving.server import (
+    Server,
+    check_limits,
+    generation_config,
+    get_server,
+    load_run,
+    require_key,
+)
+
+log = logging.getLogger("weft.serve")
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], tags=["openai"])
+ServerDep = Annotated[Server, Depends(get_server)]
+
+# OpenAI parameters weft cannot honour, and the values that ask for nothing (accepted).
+NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "echo": (None, False), "logprobs": (None, None), "best_of": (None, 1), "suffix": (None, ""),
+    "presence_penalty": (None, 0, 0.0), "frequency_penalty": (None, 0, 0.0),
+    "logit_bias": (None, {}),
+}
+
+
+class OpenAIError(WeftError):
+    """Answered in OpenAI's error shape: ``{"error": {message, type, param, code}}``."""
+
+    def __init__(self, message: str, param: str | None = None, status: int = 400,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.param, self.status, self.code = param, status, code
+
+
+def error_body(message: str, param: str | None = None, code: str | None = None,
+               kind: str = "invalid_request_error") -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include_usage: bool = False
+
+
+class CompletionRequest(BaseModel):
+    # Unknown fields are kept, to be refused by name (never silently ignored).
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(description="Run name, as listed by GET /v1/models.")
+    prompt: str | list[str] = Field("", description="Text to continue, or a list of texts.")
+    max_tokens: int | None = Field(None, ge=0, description="[default: 16]")
+    temperature: float | None = Field(None, ge=0, le=1e3, allow_inf_nan=False,
+                                      description="0 means greedy [default: 1].")
+    top_p: float | None = Field(None, ge=1e-6, le=1, allow_inf_nan=False)
+    n: int | None = Field(None, ge=1, description="Completions per prompt [default: 1].")
+    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    user: str | None = Field(None, description="Accepted; it changes nothing.")
+    top_k: int | None = Field(None, ge=0, description="weft: sample from the k likeliest.")
+    repetition_penalty: float | None = Field(None, ge=1e-3, le=1e3, allow_inf_nan=False,
+                                             description="weft: > 1 discourages repeats.")
+
+
+@router.get("/models")
+def list_models(server: ServerDep) -> dict[str, Any]:
+    """The language-model runs that can generate, as OpenAI models."""
+    data = []
+    for name, path in server.registry.runs().items():
+        try:
+            ready = run_kind(server.registry.config(name)) == LANGUAGE_MODEL
+        except WeftError:
+            continue
+        if ready and (path / WEIGHTS).is_file():
+            data.append(_model(name, path))
+    return {"object": "list", "data": data}
+
+
+@router.get("/models/{name:path}")
+def get_model(name: str, server: ServerDep) -> dict[str, Any]:
+    return _model(name, server.registry.path(name))
+
+
+def _model(name: str, path: Any) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": int((path / "config.json").stat().st_mtime),
+            "owned_by": "weft"}
+
+
+@router.post("/completions")
+async def completions(req: CompletionRequest, request: Request, server: ServerDep) -> Any:
+    """Continue the prompt (or each prompt of a list) ``n`` times."""
+    for name, value in (req.model_extra or {}).items():
+        if name not in NEUTRAL:
+            raise OpenAIError(f"unsupported parameter: {name!r}", name)
+        if value is not None and not any(value == v and type(value) is type(v)
+                                         for v in NEUTRAL[name]):
+            raise OpenAIError(f"unsupported parameter: weft cannot honour {name!r} "
+                              f"(only {NEUTRAL[name][1]!r})", name)
+    prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+    if not prompts:
+        raise OpenAIError("prompt must not be an empty list", "prompt")
+    n = req.n or 1
+    stop = [req.stop] if isinstance(req.stop, str) else req.stop
+    max_tokens = 16 if req.max_tokens is None else req.max_tokens
+    check_limits(server.limits, prompts=prompts, max_new_tokens=max_tokens,
+                 temperature=req.temperature, sequences=n * len(prompts), stop=stop,
+                 names={"max_new_tokens": "max_tokens", "num_return_sequences": "n"})
+    model = await load_run(server, req.model, LANGUAGE_MODEL)
+    options = {"max_new_tokens": max_tokens, "num_return_sequences": n, "stop": stop,
+               "seed": req.seed, "top_k": req.top_k, "repetition_penalty": req.repetition_penalty,
+               "temperature": 1.0 if req.temperature is None else req.temperature,
+               "top_p": 1.0 if req.top_p is None else req.top_p}
+    config = generation_config(model, server.limits, options)
+    chunks: asyncio.Queue[tuple[int, str] | None] | None = asyncio.Queue() if req.stream \
+        else None
+    jobs: list[Job] = []
+    try:
+        for k, prompt in enumerate(prompts):
+            jobs.append(await server.generations.start(
+                model, model.prepare_prompt(prompt), config, streamed=bool(req.stream),
+                chunks=chunks, first_index=k * n))
+    except BaseException:
+        for job in jobs:
+            job.cancel()
+        raise
+    head = {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion",
+            "created": int(time.time()), "model": req.model}
+    if chunks is not None:
+        usage = req.stream_options is not None and req.stream_options.include_usage
+        return StreamThenCancel(_stream(head, model, jobs, chunks, usage), jobs)
+    results = [await server.generations.finish(job, request.is_disconnected) for job in jobs]
+    texts = [text for result in results for text in result]
+    return {**head, "choices": [_choice(i, text, text.finish_reason)
+                                for i, text in enumerate(texts)],
+            "usage": _usage(model, jobs, texts)}
+
+
+def _choice(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
+    return {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
+
+
+def _usage(model: Any, jobs: list[Job], texts: list[Completion]) -> dict[str, int]:
+    prompt_tokens = sum(len(model.tokenizer.encode(job.request.prompt)) * job.rows
+                        for job in jobs if job.request.prompt)
+    completion_tokens = sum(text.tokens for text in texts)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+async def _stream(head: dict[str, Any], model: Any, jobs: list[Job],
+                  chunks: asyncio.Queue[tuple[int, str] | None], usage: bool
+                  ) -> AsyncIterator[str]:
+    def event(data: Any) -> str:
+        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    running = len(jobs)
+    while running:
+        item = await chunks.get()
+        if item is None:
+            running -= 1
+            continue
+        yield event({**head, "choices": [_choice(item[0], item[1], None)]})
+    try:
+        texts = [text for job in jobs for text in job.future.result()]
+    except Exception as exc:
+        if not isinstance(exc, WeftError):
+            log.exception("generation failed")
+        yield event(error_body(str(exc) if isinstance(exc, WeftError)
+                               else "generation failed; see the server log",
+                               kind="server_error"))
+        return
+    for i, text in enumerate(texts):
+        yield event({**head, "choices": [_choice(i, "", text.finish_reason)]})
+    if usage:
+        yield event({**head, "choices": [], "usage": _usage(model, jobs, texts)})
+    yield "data: [DONE]\n\n"

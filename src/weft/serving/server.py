@@ -1,0 +1,111 @@
+"""What every route shares (:class:`Server`) and how a route reaches it, the key check, and the
+checks both generation APIs make: a run of the right kind, and settings within the limits."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from weft.config import GenerationConfig
+from weft.errors import WeftError
+from weft.serving.jobs import Generations
+from weft.serving.limits import Limits
+from weft.serving.metrics import ServerMetrics
+from weft.serving.registry import TAGGER, RunRegistry, run_kind
+
+log = logging.getLogger("weft.serve")
+
+MIN_TEMPERATURE = 1e-3  # below it, logits / temperature overflows float32 (0 stays greedy)
+
+
+@dataclass
+class Server:
+    registry: RunRegistry
+    limits: Limits
+    generations: Generations
+    metrics: ServerMetrics
+    api_key: str | None = None
+
+
+def get_server(request: Request) -> Server:
+    server: Server = request.app.state.server
+    return server
+
+
+class Unauthorized(Exception):
+    """No ``Authorization: Bearer KEY`` with the server's key (answered with 401)."""
+
+
+def require_key(request: Request) -> None:
+    """A route dependency: with ``--api-key``, the request must carry the key."""
+    key = get_server(request).api_key
+    if key is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    # compare_digest takes as long whatever the bytes are, so timing reveals nothing of the key.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                             key.encode()):
+        raise Unauthorized
+
+
+class OverLimit(WeftError):
+    """A value over a server limit; ``param`` names the request field."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+async def load_run(server: Server, name: str, kind: str) -> Any:
+    """The loaded model of run ``name``, which must be of ``kind``."""
+    actual = run_kind(server.registry.config(name))
+    if actual != kind:
+        use = "POST /api/tag" if actual == TAGGER else "POST /api/generate or /v1/completions"
+        raise WeftError(f"run {name!r} is a {actual}, not a {kind}: use {use}")
+    try:
+        return await run_in_threadpool(server.registry.get, name)
+    except WeftError:
+        raise
+    except Exception as exc:  # a damaged run is the run's problem, reported as such
+        log.exception("loading %s failed", name)
+        raise WeftError(f"run {name!r} could not be loaded: {exc}") from None
+
+
+def check_limits(limits: Limits, *, prompts: list[str], max_new_tokens: int | None,
+                 temperature: float | None, sequences: int, stop: list[str] | None,
+                 names: dict[str, str] | None = None) -> None:
+    """Raise :class:`OverLimit` for a request over the server's limits; ``names`` maps weft's
+    field names to the request's (``max_new_tokens`` -> ``max_tokens``)."""
+    def name(field: str) -> str:
+        return (names or {}).get(field, field)
+
+    for prompt in prompts:
+        if len(prompt) > limits.max_prompt_chars:
+            raise OverLimit(f"{name('prompt')} is {len(prompt)} characters; this server takes "
+                            f"at most {limits.max_prompt_chars}", name("prompt"))
+    if max_new_tokens is not None and max_new_tokens > limits.max_new_tokens:
+        raise OverLimit(f"{name('max_new_tokens')} is at most {limits.max_new_tokens} here",
+                        name("max_new_tokens"))
+    if temperature is not None and 0 < temperature < MIN_TEMPERATURE:
+        raise OverLimit(f"temperature must be 0 (greedy) or at least {MIN_TEMPERATURE}",
+                        "temperature")
+    if sequences > limits.max_sequences:
+        raise OverLimit(f"{name('num_return_sequences')} is at most {limits.max_sequences} "
+                        "here", name("num_return_sequences"))
+    if stop and (len(stop) > limits.max_stop_strings or any(not s or len(s) > 100 for s in stop)):
+        raise OverLimit(f"stop takes at most {limits.max_stop_strings} non-empty strings of up "
+                        "to 100 characters", "stop")
+
+
+def generation_config(model: Any, limits: Limits, options: dict[str, Any]) -> GenerationConfig:
+    """The run's defaults with ``options`` over them, the length capped at the server's limit
+    (a run's default may be longer)."""
+    config: GenerationConfig = model.generation_config(**options)
+    if config.max_new_tokens > limits.max_new_tokens:
+        config = model.generation_config(**{**options, "max_new_tokens": limits.max_new_tokens})
+    return config
