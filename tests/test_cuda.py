@@ -149,7 +149,7 @@ def test_one_request_served_on_cuda(corpus: Path, tmp_path: Path) -> None:
     served = tmp_path / "served"
     _train(corpus, served / "tiny", device="cuda", max_steps=10)
     with TestClient(create_app(served, device="cuda")) as client:
-        response = client.post("/v1/generate", json={"model": "tiny", "prompt": "The",
+        response = client.post("/api/generate", json={"model": "tiny", "prompt": "The",
                                                      "max_new_tokens": 20, "seed": 0})
     assert response.status_code == 200, response.text
     assert len(response.json()["texts"][0]) == 20
