@@ -1,13 +1,17 @@
-"""Load on ``weft serve``: N concurrent clients on loopback for a bounded time.
+"""Load on ``weft serve``: N concurrent clients on loopback, against offline generation.
 
 The server runs as its own process (``python -m weft serve``, default limits unless given) on
-127.0.0.1; the clients run here, each sending one generation request after another. Reported:
-requests/s, latency p50/p99 (and time to first token when streaming), generated tokens/s, and
-errors, which must be zero (the script exits 1 otherwise).
+127.0.0.1; the clients run here, each sending one generation request after another for a
+bounded time, for each client count in turn. Reported per count: requests/s, generated
+tokens/s, latency p50/p99, time to first token p50/p99 (when streaming) and errors, which must
+be zero (the script exits 1 otherwise). Then, side by side, offline generation of the same
+model with ``num_return_sequences`` = the client count (what one batch of that many streams
+writes with no server in between). ``--baseline-src`` also loads a server run from another
+source tree (an older commit), for the client counts of ``--baseline-clients``.
 
-    python -m benchmarks.serve_load                                  # trains a small model first
-    python -m benchmarks.serve_load --run runs/demo --clients 8 --duration 30 --stream
-    python -m benchmarks.serve_load --request '{"quantize": "int8", "compile": true}'
+    python -m benchmarks.serve_load                          # trains a small model first
+    python -m benchmarks.serve_load --clients 1,8,32,64 --duration 8 --stream
+    python -m benchmarks.serve_load --baseline-src /tmp/old/src --baseline-path /v1/generate
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,22 +52,43 @@ def free_port() -> int:
         return port
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float | None:
     if not values:
-        return float("nan")
+        return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 4)
 
 
-async def client(http: httpx.AsyncClient, body: dict[str, Any], stream: bool, deadline: float,
-                 samples: list[dict[str, Any]]) -> None:
+@contextmanager
+def running_server(src: Path, run: Path, server_args: str) -> Iterator[str]:
+    """``weft serve`` from the source tree ``src``, in its own process; yields its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "weft", "serve", str(run), "--host", "127.0.0.1",
+               "--port", str(port), *server_args.split()]
+    server = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(src)})
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(url + "/", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def client(http: httpx.AsyncClient, path: str, body: dict[str, Any], stream: bool,
+                 deadline: float, samples: list[dict[str, Any]]) -> None:
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         sample: dict[str, Any] = {"ok": False}
         try:
             if stream:
                 first = None
-                async with http.stream("POST", "/v1/generate", json={**body, "stream": True}
+                async with http.stream("POST", path, json={**body, "stream": True}
                                        ) as response:
                     event = ""
                     async for line in response.aiter_lines():
@@ -74,8 +101,10 @@ async def client(http: httpx.AsyncClient, body: dict[str, Any], stream: bool, de
                             sample = {"ok": response.status_code == 200,
                                       "tokens": done["usage"]["completion_tokens"],
                                       "first": first}
+                    if response.status_code != 200:
+                        sample["error"] = f"HTTP {response.status_code}"
             else:
-                response = await http.post("/v1/generate", json=body)
+                response = await http.post(path, json=body)
                 sample = {"ok": response.status_code == 200,
                           "tokens": response.json().get("usage", {}).get("completion_tokens", 0)}
                 if not sample["ok"]:
@@ -86,85 +115,107 @@ async def client(http: httpx.AsyncClient, body: dict[str, Any], stream: bool, de
         samples.append(sample)
 
 
-async def load(url: str, clients: int, duration: float, body: dict[str, Any],
-               stream: bool) -> tuple[list[dict[str, Any]], float]:
+async def load(url: str, path: str, clients: int, duration: float, body: dict[str, Any],
+               stream: bool) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
-        # One whole request first: it loads the model and, with "compile", compiles.
-        await http.post("/v1/generate", json=body)
+        await http.post(path, json=body)  # one whole request first: it loads the model
         start = time.perf_counter()
-        await asyncio.gather(*(client(http, body, stream, start + duration, samples)
+        await asyncio.gather(*(client(http, path, body, stream, start + duration, samples)
                                for _ in range(clients)))
         elapsed = time.perf_counter() - start
-    return samples, elapsed
+    ok = [s for s in samples if s["ok"]]
+    errors = [s for s in samples if not s["ok"]]
+    firsts = [s["first"] for s in ok if s.get("first") is not None]
+    return {
+        "clients": clients,
+        "duration_s": round(elapsed, 1),
+        "requests": len(samples),
+        "requests_per_s": round(len(ok) / elapsed, 2),
+        "tokens_per_s": round(sum(s["tokens"] for s in ok) / elapsed, 1),
+        "latency_p50_s": percentile([s["latency"] for s in ok], 0.5),
+        "latency_p99_s": percentile([s["latency"] for s in ok], 0.99),
+        "first_token_p50_s": percentile(firsts, 0.5),
+        "first_token_p99_s": percentile(firsts, 0.99),
+        "errors": len(errors),
+        "error_examples": sorted({s.get("error", "") for s in errors})[:3],
+    }
+
+
+def offline(run: Path, streams: int, max_new_tokens: int, seconds: float) -> dict[str, Any]:
+    """``num_return_sequences`` = ``streams`` in this process, repeated for about ``seconds``."""
+    model = weft.load(run, device="cpu")
+    options = {"max_new_tokens": max_new_tokens, "temperature": 0.8,
+               "num_return_sequences": streams}
+    model.generate(PROMPT, **{**options, "max_new_tokens": 5})  # warm up
+    tokens, calls, start = 0, 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or calls == 0:
+        tokens += sum(t.tokens for t in model.generate(PROMPT, **options))
+        calls += 1
+    elapsed = time.perf_counter() - start
+    return {"streams": streams, "calls": calls, "tokens_per_s": round(tokens / elapsed, 1)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="run directory [default: train a small one]")
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    parser.add_argument("--clients", default="8", help="client counts, e.g. 1,8,32,64")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load each")
     parser.add_argument("--max-new-tokens", type=int, default=100)
     parser.add_argument("--stream", action="store_true", help="stream (server-sent events)")
     parser.add_argument("--server-args", default="",
-                        help="extra weft serve flags, e.g. '--max-concurrent 4'")
+                        help="extra weft serve flags, e.g. '--max-rows 32'")
     parser.add_argument("--request", default="{}",
                         help='more request fields as JSON, e.g. \'{"quantize": "int8"}\'')
+    parser.add_argument("--path", default="/api/generate", help="the generation endpoint")
+    parser.add_argument("--baseline-src", type=Path,
+                        help="the src folder of another weft to load as well (an older commit)")
+    parser.add_argument("--baseline-path", default="/api/generate")
+    parser.add_argument("--baseline-clients", default="8")
+    parser.add_argument("--no-offline", action="store_true", help="skip the offline figures")
     parser.add_argument("--name", default="serve_load")
     args = parser.parse_args()
+    counts = [int(c) for c in args.clients.split(",")]
+    start_load = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or small_run(Path(tmp))
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "weft", "serve", str(run), "--host", "127.0.0.1",
-                   "--port", str(port), *args.server_args.split()]
-        env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-        server = subprocess.Popen(command, env=env)
-        try:
-            for _ in range(200):
-                try:
-                    httpx.get(f"{url}/v1/health", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            body = {"model": run.name, "prompt": PROMPT, "max_new_tokens": args.max_new_tokens,
-                    "temperature": 0.8, **json.loads(args.request)}
-            samples, elapsed = asyncio.run(load(url, args.clients, args.duration, body,
-                                                args.stream))
-            server_health = httpx.get(f"{url}/v1/health").json()
-        finally:
-            server.terminate()
-            server.wait(10)
+        body = {"model": run.name, "prompt": PROMPT, "max_new_tokens": args.max_new_tokens,
+                "temperature": 0.8, **json.loads(args.request)}
+        served = []
+        with running_server(REPO / "src", run, args.server_args) as url:
+            for count in counts:
+                served.append(asyncio.run(load(url, args.path, count, args.duration, body,
+                                               args.stream)))
+                print(json.dumps(served[-1]), flush=True)
+        baseline = []
+        if args.baseline_src:
+            with running_server(args.baseline_src, run, "") as url:
+                for count in (int(c) for c in args.baseline_clients.split(",")):
+                    baseline.append(asyncio.run(load(url, args.baseline_path, count,
+                                                     args.duration, body, args.stream)))
+                    print("baseline", json.dumps(baseline[-1]), flush=True)
+        offline_runs = [] if args.no_offline else [
+            offline(run, count, args.max_new_tokens, min(args.duration, 5.0)) for count in counts]
 
-    ok = [s for s in samples if s["ok"]]
-    errors = [s for s in samples if not s["ok"]]
-    latencies = [s["latency"] for s in ok]
-    firsts = [s["first"] for s in ok if s.get("first") is not None]
-    tokens = sum(s["tokens"] for s in ok)
     result = {
         "benchmark": "serve_load",
         "command": "python -m benchmarks.serve_load " + " ".join(sys.argv[1:]),
-        "clients": args.clients,
-        "duration_s": round(elapsed, 1),
         "max_new_tokens": args.max_new_tokens,
         "stream": args.stream,
         "server_args": args.server_args,
         "request": json.loads(args.request),
-        "requests": len(samples),
-        "requests_per_s": round(len(ok) / elapsed, 2),
-        "latency_p50_s": round(percentile(latencies, 0.5), 4),
-        "latency_p99_s": round(percentile(latencies, 0.99), 4),
-        "first_token_p50_s": round(percentile(firsts, 0.5), 4) if firsts else None,
-        "tokens_per_s": round(tokens / elapsed, 1),
-        "errors": len(errors),
-        "error_examples": sorted({s.get("error", "") for s in errors})[:3],
-        "server_health": server_health,
+        "served": served,
+        "baseline_src": str(args.baseline_src) if args.baseline_src else None,
+        "baseline": baseline,
+        "offline": offline_runs,
+        "load_average_1m_at_end": os.getloadavg()[0],
+        "load_average_1m_at_start": start_load,
         "machine": machine(),
     }
     write_result(args.name, result)
-    if errors:
+    if any(s["errors"] for s in served + baseline):
         sys.exit(1)
 
 
