@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,19 +25,11 @@ from weft.errors import WeftError
 from weft.generation import Completion
 from weft.serving.jobs import Job, StreamThenCancel
 from weft.serving.registry import LANGUAGE_MODEL, WEIGHTS, run_kind
-from weft.serving.server import (
-    Server,
-    check_limits,
-    generation_config,
-    get_server,
-    load_run,
-    require_key,
-)
+from weft.serving.server import ServerDep, check_limits, generation_config, load_run, require_key
 
 log = logging.getLogger("weft.serve")
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], tags=["openai"])
-ServerDep = Annotated[Server, Depends(get_server)]
 
 # OpenAI parameters weft cannot honour, and the values that ask for nothing (accepted).
 NEUTRAL: dict[str, tuple[Any, ...]] = {

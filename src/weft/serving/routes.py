@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
 import torch
 from fastapi import APIRouter, Depends, Request
@@ -31,19 +31,11 @@ from weft.serving.schemas import (
     TagResponse,
     Usage,
 )
-from weft.serving.server import (
-    Server,
-    check_limits,
-    generation_config,
-    get_server,
-    load_run,
-    require_key,
-)
+from weft.serving.server import ServerDep, check_limits, generation_config, load_run, require_key
 
 log = logging.getLogger("weft.serve")
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_key)])
-ServerDep = Annotated[Server, Depends(get_server)]
 
 
 def _sse(event: str, data: Any) -> str:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from weft.config import GenerationConfig
@@ -35,6 +35,9 @@ class Server:
 def get_server(request: Request) -> Server:
     server: Server = request.app.state.server
     return server
+
+
+ServerDep = Annotated[Server, Depends(get_server)]  # a route's parameter for it
 
 
 class Unauthorized(Exception):
