@@ -11,9 +11,9 @@ rm -rf .gpu
 mkdir -p .gpu/wheels .gpu/data/tinyshakespeare
 cp "$data/tinyshakespeare/input.txt" .gpu/data/tinyshakespeare/
 # The GPU image has anyio, click, h11 and httpx (KINDS.md of the device tool lists them), not
-# these: FastAPI and what it needs beyond them.
+# these: FastAPI and what it needs beyond them (prometheus_client is there too, but pinned here).
 names='fastapi|starlette|pydantic|pydantic_core|annotated-types|annotated-doc'
-names+='|typing-inspection|typing_extensions|uvicorn|opentelemetry-api'
+names+='|typing-inspection|typing_extensions|uvicorn|opentelemetry-api|prometheus_client'
 mapfile -t pins < <(grep -iE "^($names)==" constraints.txt)
 "$python" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \

@@ -144,7 +144,7 @@ def test_one_request_served_on_cuda(corpus: Path, tmp_path: Path) -> None:
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
-    from weft.serving.app import create_app
+    from weft.serving import create_app
 
     served = tmp_path / "served"
     _train(corpus, served / "tiny", device="cuda", max_steps=10)
