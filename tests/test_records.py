@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 import torch
@@ -172,3 +174,13 @@ def test_a_padded_batch_scores_each_record_as_if_alone(tokenizer) -> None:  # ty
             count += alone_tgt.numel()
     # Padding changes nothing: the batch's mean is the token-weighted mean of the records'.
     assert float(batched) == pytest.approx(total / count, rel=1e-5)
+
+
+def test_csv_reading_leaves_the_process_field_limit_alone() -> None:
+    previous = csv.field_size_limit(1000)  # an embedding application's own limit
+    try:
+        text = "id,text\n1,\"" + "y" * 5000 + "\"\n"
+        assert read_csv_records(text, "text").records == ["y" * 5000]
+        assert csv.field_size_limit() == 1000
+    finally:
+        csv.field_size_limit(previous)

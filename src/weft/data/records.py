@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ IGNORE_INDEX = -100  # cross-entropy's default ignore_index
 _POOL_BATCHES = 50  # batches per length-sorting pool
 _ENCODE_GROUP = 4096  # records concatenated at a time while encoding
 
-csv.field_size_limit(2**31 - 1)  # a record may be long; the default limit is 128 KiB
+_FIELD_LIMIT = 2**31 - 1  # a record may be long; the csv module's default limit is 128 KiB
 
 
 @dataclass
@@ -68,8 +69,24 @@ def _find_column(header: list[str], column: str, source: str) -> int:
     raise WeftError(f"{source} has no column {column!r}; available columns: {available}")
 
 
+@contextmanager
+def _long_fields() -> Iterator[None]:
+    """Lift the csv module's field size limit while weft reads, then put the caller's back
+    (the limit is process-wide: an application embedding weft keeps its own)."""
+    previous = csv.field_size_limit(_FIELD_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def read_csv_records(text: str, column: str, source: str = "CSV file") -> RecordsRead:
     """One record per data row: the field of ``column`` (named in the header row)."""
+    with _long_fields():
+        return _read_csv_records(text, column, source)
+
+
+def _read_csv_records(text: str, column: str, source: str) -> RecordsRead:
     delimiter = "\t" if source.lower().endswith(".tsv") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
