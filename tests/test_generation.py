@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,16 @@ def test_streaming_gives_the_same_text(model: LanguageModel) -> None:
     whole = model.generate("Pack", temperature=0, max_new_tokens=50, stop=["jugs"])[0]
     assert "".join(model.stream("Pack", temperature=0, max_new_tokens=50, stop=["jugs"])) \
         == whole
+
+
+def test_an_abandoned_stream_stops_its_thread(model: LanguageModel) -> None:
+    before = set(threading.enumerate())
+    pieces = model.stream("Pack", temperature=1.0, max_new_tokens=100_000, seed=1)
+    assert next(pieces)
+    workers = set(threading.enumerate()) - before
+    assert workers
+    pieces.close()  # as a caller's break or garbage collection does
+    assert not any(worker.is_alive() for worker in workers)
 
 
 def test_unknown_prompt_characters_warn_and_do_not_crash(

@@ -125,6 +125,7 @@ class LanguageModel:
 
         chunks: queue.Queue[str | None] = queue.Queue()
         errors: list[BaseException] = []
+        abandoned = threading.Event()
 
         def work() -> None:
             from weft.generation import generate
@@ -132,7 +133,7 @@ class LanguageModel:
             try:
                 generate(self.module, self.tokenizer, self.prepare_prompt(prompt),
                          self.generation_config(**options, num_return_sequences=1),
-                         on_text=lambda i, text: chunks.put(text))
+                         on_text=lambda i, text: chunks.put(text), should_stop=abandoned.is_set)
             except BaseException as exc:  # handed to the consumer below
                 errors.append(exc)
             finally:
@@ -140,9 +141,14 @@ class LanguageModel:
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
-        while (chunk := chunks.get()) is not None:
-            yield chunk
-        thread.join()
+        try:
+            while (chunk := chunks.get()) is not None:
+                yield chunk
+        finally:
+            # Also when the caller stops early (break, close, garbage collection): generation
+            # stops at the next token instead of running on in the thread.
+            abandoned.set()
+            thread.join()
         if errors:
             raise errors[0]
 
