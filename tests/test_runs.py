@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -43,3 +45,30 @@ def test_damaged_weights_are_reported(tiny_run: Path, tmp_path: Path) -> None:
     (broken / "model.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(WeftError, match="damaged"):
         weft.load(broken)
+
+
+@pytest.mark.parametrize(
+    ("file", "section", "key", "value", "message"),
+    [
+        ("config.json", "model", "hidden_size", "32", "hidden_size must be an integer, not '32'"),
+        ("config.json", "model", "tie_weights", "yes", "tie_weights must be true or false"),
+        ("config.json", "train", "precision", 16, "precision must be a string"),
+        ("config.json", "model", None, [1, 2], "a settings object was expected"),
+        ("generation.json", None, "temperature", "hot", "temperature must be a number"),
+    ],
+)
+def test_wrong_types_in_saved_settings_are_one_line_errors(
+    tiny_run: Path, tmp_path: Path, file: str, section: str | None, key: str | None,
+    value: object, message: str,
+) -> None:
+    run = tmp_path / "edited"
+    shutil.copytree(tiny_run, run)
+    settings = json.loads((run / file).read_text())
+    if key is None:
+        settings[section] = value
+    else:
+        (settings[section] if section else settings)[key] = value
+    (run / file).write_text(json.dumps(settings))
+    with pytest.raises(WeftError, match=f"{file} is damaged.*{re.escape(message)}") as caught:
+        weft.load(run, device="cpu")
+    assert "\n" not in str(caught.value)

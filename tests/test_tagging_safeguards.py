@@ -3,6 +3,7 @@ the same data on resume, one resume policy, and its loss through the trainer's m
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from weft.errors import WeftError
+from weft.tagging.api import load_tagger
 from weft.tagging.batching import encode
 from weft.tagging.model import BiLSTMTagger, TaggerModelConfig
 from weft.tagging.task import TaggingTask
@@ -110,3 +112,17 @@ def test_the_loss_goes_through_the_trainers_model() -> None:
     task.model = Wrapper()
     loss, tokens = task.train_loss(0, 0)
     assert calls and tokens > 0 and torch.isfinite(loss)
+
+
+def test_a_wrong_type_in_config_json_is_a_one_line_error(train_file: Path,
+                                                          tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert _train(train_file, out)[0] == 0
+    config = json.loads((out / "config.json").read_text())
+    config["model"]["hidden"] = "24"
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeftError, match=r"config\.json is damaged.*hidden must be an integer"):
+        load_tagger(out)
+    code, output = _invoke("tag", "train", str(train_file), "--out", str(out), "--resume",
+                           "--max-steps", "20", "--quiet")
+    assert code == 2 and "hidden must be an integer" in output

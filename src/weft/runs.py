@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from weft.config import GenerationConfig, RunConfig, from_fields
+from weft.config import GenerationConfig, RunConfig, from_saved
 from weft.device import resolve_device, run_precision
 from weft.errors import WeftError
 from weft.io import atomic_write_json, load_tensors, read_json, save_tensors
@@ -92,7 +92,7 @@ class LanguageModel:
         self.module.to(self.device).eval()
         gen_path = self.run_dir / GENERATION
         self.generation_defaults = (
-            from_fields(GenerationConfig, read_json(gen_path)) if gen_path.exists()
+            from_saved(GenerationConfig, read_json(gen_path), gen_path) if gen_path.exists()
             else GenerationConfig()
         )
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from weft.config import from_fields
+from weft.config import from_saved
 from weft.device import resolve_device
 from weft.errors import WeftError
 from weft.io import read_json
@@ -62,7 +62,8 @@ class Tagger:
         if self.config.get("kind") != KIND:
             raise WeftError(f"{run_dir} holds a {self.config.get('kind')!r} run, not a tagger")
         self.vocab = TaggerVocab.from_dict(read_json(self.run_dir / VOCAB))
-        self.model_config = from_fields(TaggerModelConfig, self.config.get("model", {}))
+        self.model_config = from_saved(TaggerModelConfig, self.config.get("model", {}),
+                                       self.run_dir / CONFIG)
         self.device = resolve_device(device)
         self.model = BiLSTMTagger(self.model_config)
         weights = self.run_dir / WEIGHTS

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 import weft
-from weft.config import TrainConfig, from_fields
+from weft.config import TrainConfig, from_fields, from_saved
 from weft.device import resolve_device, set_threads, training_precision
 from weft.errors import WeftError
 from weft.io import atomic_write_json, read_json
@@ -78,7 +78,8 @@ def resume_train_config(run_dir: str | Path, changes: dict[str, Any]) -> TrainCo
     """The run's saved training settings with only what a resume may change changed (the same
     policy as a language model's: :data:`weft.training.safeguards.RESUME_OVERRIDABLE`)."""
     check_resume_changes(changes)
-    saved = from_fields(TrainConfig, read_json(Path(run_dir) / CONFIG).get("train", {}))
+    path = Path(run_dir) / CONFIG
+    saved = from_saved(TrainConfig, read_json(path).get("train", {}), path)
     config = dataclasses.replace(saved, **changes)
     config.validate()
     return config
@@ -140,10 +141,11 @@ def _train_tagger(
     resume: bool,
 ) -> TrainResult:
     if resume:
-        saved = read_json(run_dir / CONFIG)
-        data = from_fields(TaggerDataConfig, saved["data"])
-        model = from_fields(TaggerModelConfig, saved["model"])
-        train = train or from_fields(TrainConfig, saved["train"])
+        path = run_dir / CONFIG
+        saved = read_json(path)
+        data = from_saved(TaggerDataConfig, saved.get("data"), path)
+        model = from_saved(TaggerModelConfig, saved.get("model"), path)
+        train = train or from_saved(TrainConfig, saved.get("train"), path)
     data.validate()
     train_config = (train or tagger_train_config()).with_default_stop()
     train_config.validate()
