@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from tests.shared_data import shared_file
+from weft.config import DataConfig
 from weft.data.cleaning import CleaningReport, clean_text, normalize_unicode, strip_gutenberg
-from weft.data.corpus import expand_sources, read_corpus, read_text
+from weft.data.corpus import expand_sources, read_text
+from weft.data.prepare import load_text
 from weft.errors import WeftError
 
 MODERN = """The Project Gutenberg EBook of Tiny Tale, by Nobody
@@ -104,7 +106,7 @@ def test_clean_text_steps_and_report() -> None:
 def test_directories_and_globs_expand_sorted(tmp_path: Path) -> None:
     for name, text in [("b.txt", "bee\n"), ("a.txt", "ay"), ("c.md", "sea\n")]:
         (tmp_path / name).write_text(text, encoding="utf-8")
-    assert read_corpus([tmp_path]) == "ay\nbee\n"
+    assert load_text([tmp_path], DataConfig())[0] == "ay\nbee\n"
     assert expand_sources([str(tmp_path / "*.md"), str(tmp_path / "a.txt")]) == [
         str(tmp_path / "c.md"),
         str(tmp_path / "a.txt"),
@@ -114,6 +116,6 @@ def test_directories_and_globs_expand_sorted(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(WeftError, match=r"no \.txt files"):
-        read_corpus([empty])
+        load_text([empty], DataConfig())[0]
     with pytest.raises(WeftError, match="not found"):
-        read_corpus([tmp_path / "missing.txt"])
+        load_text([tmp_path / "missing.txt"], DataConfig())[0]

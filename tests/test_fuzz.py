@@ -18,7 +18,9 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from weft.data.corpus import decode_text, read_corpus
+from weft.config import DataConfig
+from weft.data.corpus import decode_text
+from weft.data.prepare import load_text
 from weft.errors import WeftError
 from weft.io import DamagedFileError, load_tensors, read_json, save_tensors
 from weft.tokenizers import CharTokenizer, load_tokenizer
@@ -88,7 +90,7 @@ def test_reading_files_with_any_line_endings(tmp_path_factory: pytest.TempPathFa
     path = tmp_path_factory.mktemp("fuzz") / "c.txt"
     path.write_bytes(text.encode("utf-8"))
     try:
-        result = read_corpus([path])
+        result = load_text([path], DataConfig())[0]
     except WeftError as exc:
         assert any(w in str(exc) for w in ("empty", "binary"))
         return
@@ -100,23 +102,23 @@ def test_binary_and_utf16_files_are_refused_with_advice(tmp_path: Path) -> None:
     utf16 = tmp_path / "utf16.txt"
     utf16.write_bytes("Hello there, this is text.\n".encode("utf-16-le") * 20)
     with pytest.raises(WeftError, match=r"binary.*utf-16"):
-        read_corpus([utf16])
+        load_text([utf16], DataConfig())[0]
     controls = tmp_path / "controls.bin"
     controls.write_bytes(bytes(range(1, 32)) * 50)
     with pytest.raises(WeftError, match="binary"):
-        read_corpus([controls])
+        load_text([controls], DataConfig())[0]
 
 
 def test_empty_and_huge_lines(tmp_path: Path) -> None:
     huge = tmp_path / "huge.txt"
     huge.write_text("ab" * 1_000_000, encoding="utf-8")  # one 2 MB line
-    text = read_corpus([huge])
+    text = load_text([huge], DataConfig())[0]
     ids = CharTokenizer.train([text]).encode(text)
     assert len(ids) == 2_000_001
     empty_lines = tmp_path / "blank.txt"
     empty_lines.write_text("\n" * 100, encoding="utf-8")
     with pytest.raises(WeftError, match="empty"):
-        read_corpus([empty_lines])
+        load_text([empty_lines], DataConfig())[0]
 
 
 @FUZZ

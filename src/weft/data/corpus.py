@@ -108,14 +108,3 @@ def expand_sources(sources: Sequence[str | os.PathLike[str]]) -> list[str]:
         else:
             expanded.append(name)  # read_text reports it as missing
     return expanded
-
-
-def read_corpus(sources: Sequence[str | os.PathLike[str]]) -> str:
-    """Read and join several sources, each ending in a newline."""
-    if not sources:
-        raise WeftError("no corpus given: pass one or more text files (or builtin:pydoc-topics)")
-    parts = []
-    for source in expand_sources(sources):
-        text = read_text(source)
-        parts.append(text if text.endswith("\n") else text + "\n")
-    return "".join(parts)

@@ -130,10 +130,6 @@ def all_gather(obj: Any) -> list[Any]:
     return out
 
 
-def barrier() -> None:
-    torch_dist.barrier()
-
-
 def on_main(dist: Distributed, work: Callable[[], T]) -> T:
     """Run ``work`` on rank 0 and hand its result (or its WeftError) to every rank.
 
