@@ -89,6 +89,25 @@ def test_repeated_faults_stop_with_the_last_good_state_kept(
     assert all(torch.isfinite(t).all() for t in state["model"].values())
 
 
+def test_a_save_between_checks_never_stores_non_finite_weights(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on one GPU, where steps are not checked one by one: a timed save after every step.
+    original_init = Trainer.__init__
+
+    def unchecked(self: Trainer, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self._checks_each_step = False
+
+    monkeypatch.setattr(Trainer, "__init__", unchecked)
+    _fault_at(monkeypatch, {12}, "gradient")  # step 13 applies an infinite gradient
+    with pytest.raises(WeftError, match=r"became non-finite\. .*last good state \(step 12\)"):
+        weft.train(corpus, out=tmp_path / "run", **OPTIONS, checkpoint_every="1ms")
+    state = load_state_file(tmp_path / "run" / LAST_STATE)
+    assert state["trainer"]["step"] == 12
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
 def test_out_of_memory_says_what_to_lower(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -173,10 +173,20 @@ class Trainer:
         self._bad_in_a_row = 0
         self._saved_step: int | None = None  # step of the newest state on disk
         self._saved_at = 0.0  # training time (state.elapsed) of that save
+        # Every step is checked for a non-finite loss or gradient, except on one GPU, where
+        # that host sync would cost a step's worth of time: there the reported loss is checked
+        # every 10 steps, and every save checks the weights first (see save_state).
+        self._checks_each_step = dist.enabled or device.type != "cuda"
 
     # ------------------------------------------------------------------ state on disk
     def save_state(self) -> None:
         """Save everything needed to continue exactly (every rank takes part; rank 0 writes)."""
+        if not self._checks_each_step:
+            # A step since the last check may have made the weights non-finite: saving them
+            # would replace the last good state with a useless one.
+            finite = torch.stack([p.isfinite().all() for p in self.module.parameters()]).all()
+            if not (bool(finite) and math.isfinite(self.state.loss_sum)):
+                raise self._diverged("the weights or the training loss became non-finite")
         mine = {"task": self.task.state_dict(), "rng": _rng_state()}
         ranks = distributed.all_gather(mine) if self.dist.enabled else [mine]
         if self.dist.is_main:
@@ -398,7 +408,7 @@ class Trainer:
             # Gradients are already averaged over the ranks, so every rank sees the same norm
             # and makes the same choice (a NaN loss on one rank makes the average NaN).
             ok = bool(torch.isfinite(norm))
-        elif self.device.type != "cuda":
+        elif self._checks_each_step:
             # A host check costs nothing on the CPU; on a GPU the scaler or AdamW's own
             # handling avoids a device sync per step, and the reported loss is checked instead.
             ok = bool(torch.isfinite(norm)) and bool(torch.isfinite(loss.detach()))
