@@ -65,15 +65,18 @@ def train(
     corpus: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     *,
+    init_from: str | os.PathLike[str] | None = None,
     quiet: bool = False,
     **options: Any,
 ) -> LanguageModel | None:
     """Train a language model on ``corpus`` into the run directory ``out``.
 
-    Returns the trained model; None on ranks other than 0 under ``torchrun``.
+    ``init_from`` (a run directory or ``"builtin:english"``) starts from that model's weights
+    and tokenizer instead of from scratch. Returns the trained model; None on ranks other than
+    0 under ``torchrun``.
     """
     sources = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
-    model, _ = run_training(sources, out, quiet=quiet, **options)
+    model, _ = run_training(sources, out, init_from=init_from, quiet=quiet, **options)
     return model
 
 
@@ -88,15 +91,28 @@ def run_training(
     corpus: Sequence[str | os.PathLike[str]] | None,
     out: str | os.PathLike[str],
     *,
+    init_from: str | os.PathLike[str] | None = None,
     quiet: bool = False,
     **options: Any,
 ) -> tuple[LanguageModel | None, TrainResult]:
-    """Train (``corpus`` given) or resume (``corpus`` None) and say why training stopped."""
+    """Train (``corpus`` given) or resume (``corpus`` None) and say why training stopped.
+
+    ``options`` are the settings the caller chose; with ``init_from`` the rest come from the
+    base model and the fine-tuning defaults.
+    """
     from weft.training.lm import train_language_model
 
     if corpus is not None:
-        config = build_run_config(corpus, **options)
-        return train_language_model(config, Path(out), quiet=quiet)
+        if init_from is None:
+            return train_language_model(build_run_config(corpus, **options), Path(out),
+                                        quiet=quiet)
+        from weft.training.init_from import load_base, settings_from_base
+
+        base = load_base(init_from)
+        config = build_run_config(corpus, **settings_from_base(base, options))
+        return train_language_model(config, Path(out), quiet=quiet, base=base)
+    if init_from is not None:
+        raise WeftError("--init-from starts a new run; --resume continues one: use one of them")
     check_resume_changes(k for k, v in options.items() if v is not None)
     saved = run_config(read_run_config(Path(out)), Path(out))
     changes = _split_options(options)["train"]

@@ -18,7 +18,7 @@ from weft.errors import WeftError
 
 CELLS = ("lstm", "gru", "rnn")
 QUANTIZE = ("none", "int8")
-LEVELS = ("char", "word", "bpe")
+LEVELS = ("char", "word", "bpe", "byte")
 NORMAL_FORMS = ("NFC", "NFKC")
 RECORD_MODES = ("lines",)
 LONG_RECORDS = ("split", "truncate")
@@ -56,7 +56,7 @@ class ModelConfig:
 class DataConfig:
     """How text becomes a token stream (or, with ``records``/``csv_column``, padded records)."""
 
-    level: str = "char"  # char, word or bpe
+    level: str = "char"  # char, word, bpe or byte
     val_fraction: float = 0.1  # taken from the end of the text (or of the records)
     lowercase: bool = False
     normalize: str | None = None  # Unicode normal form: NFC or NFKC
@@ -192,6 +192,8 @@ class RunConfig:
     corpus: tuple[str, ...] = ()
     kind: str = "language-model"
     weft_version: str = ""
+    # Where the starting weights came from (--init-from): name, SHA-256, tokens added.
+    init_from: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -205,6 +207,7 @@ class RunConfig:
             corpus=tuple(data.get("corpus", ())),
             kind=data.get("kind", "language-model"),
             weft_version=data.get("weft_version", ""),
+            init_from=data["init_from"] if isinstance(data.get("init_from"), dict) else None,
         )
 
 

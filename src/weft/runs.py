@@ -202,7 +202,11 @@ class LanguageModel:
 
 
 def load(run_dir: str | Path, device: str = "auto") -> Any:
-    """Load any weft run directory (dispatching on its ``kind``)."""
+    """Load any weft run directory, or a built-in model (``builtin:english``), dispatching on
+    its ``kind``."""
+    from weft.builtin import resolve_run
+
+    run_dir = resolve_run(run_dir)
     kind = read_run_config(run_dir).get("kind", "language-model")
     if kind == "language-model":
         return LanguageModel(run_dir, device=device)

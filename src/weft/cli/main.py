@@ -75,8 +75,12 @@ def cli() -> None:
               help="Run directory to create (required unless --resume).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Continue this run from its last saved state.")
+@click.option("--init-from", help="Start a new run from this trained model (a run directory "
+              "or builtin:english): its weights, tokenizer and shape, with fine-tuning defaults "
+              "for --lr, --warmup-steps and --dropout.")
 @click.option("--level", type=click.Choice(LEVELS), default=_D.level, show_default=True,
-              help="Tokenization level: characters, words, or byte-level BPE subwords.")
+              help="Tokenization level: characters, words, byte-level BPE subwords, or UTF-8 "
+              "bytes (any script, no unknowns).")
 @click.option("--max-vocab", type=int, help="Word level: keep this many tokens, specials "
               "included; the rest become <unk> [default: 30000].")
 @click.option("--min-count", type=int, default=_D.min_count, show_default=True,
@@ -150,17 +154,22 @@ def cli() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar or samples.")
 @click.pass_context
 def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
-          resume_dir: Path | None, quiet: bool, **options: Any) -> None:
+          resume_dir: Path | None, init_from: str | None, quiet: bool, **options: Any) -> None:
     """Train a language model on CORPUS (text files, or builtin:pydoc-topics)."""
     from weft import api
     from weft.training.distributed import from_environment
 
     _setup_logging(quiet)
+    if resume_dir is not None or init_from is not None:
+        # Only what was typed: the rest comes from the run (resume) or the base (init-from).
+        options = {k: v for k, v in options.items()
+                   if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
     if resume_dir is not None:
         if corpus or out:
             raise WeftError("--resume takes no corpus or --out: they come from the run")
-        options = {k: v for k, v in options.items()
-                   if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+        if init_from is not None:
+            raise WeftError("--init-from starts a new run; --resume continues one: use one "
+                            "of them")
         run_dir = resume_dir
     else:
         if out is None:
@@ -172,7 +181,7 @@ def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
     hint = f"weft train --resume {shlex.quote(str(run_dir))}"
     try:
         _, result = api.run_training(list(corpus) if resume_dir is None else None, run_dir,
-                                     quiet=quiet, **options)
+                                     init_from=init_from, quiet=quiet, **options)
     except KeyboardInterrupt:
         # A second Ctrl-C: quit at once; the state saved at the last evaluation is kept.
         click.echo(f"interrupted without saving this step; continue from the last saved "
@@ -266,13 +275,14 @@ def info(run: Path, as_json: bool) -> None:
 
     model = load(run, device="cpu")
     details = model.info()
-    records = read_metrics(Path(run) / "metrics.jsonl")
+    run_dir = Path(model.run_dir)
+    records = read_metrics(run_dir / "metrics.jsonl")
     if records:
         best = min((r for r in records if r.get("val_loss") is not None),
                    key=lambda r: r["val_loss"], default=None)
         details["last_step"] = records[-1]["step"]
         details["best_val_loss"] = best["val_loss"] if best else None
-    details["files"] = sorted(p.name for p in Path(run).iterdir() if not p.name.startswith("."))
+    details["files"] = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
     if as_json:
         click.echo(json.dumps(details, indent=2))
         return
@@ -284,6 +294,10 @@ def info(run: Path, as_json: bool) -> None:
         click.echo(f"trained {details['last_step']} steps; best validation loss "
                    f"{details['best_val_loss']}")
     click.echo("corpus: " + ", ".join(details["corpus"]))
+    if details.get("init_from"):
+        base = details["init_from"]
+        click.echo(f"started from: {base['name']} (weights sha256 {base['sha256'][:16]}..., "
+                   f"{base['added_tokens']} token(s) added)")
     click.echo("files: " + ", ".join(details["files"]))
 
 

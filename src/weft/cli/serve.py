@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from weft.device import set_threads
@@ -14,7 +12,7 @@ _L = Limits()
 
 
 @click.command()
-@click.argument("runs", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("runs")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 exposes the server to your network.")
 @click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on.")
@@ -44,10 +42,15 @@ _L = Limits()
               help="Seconds a request waits to join before 503.")
 @click.option("--max-loaded", type=int, default=_L.max_loaded, show_default=True,
               help="Models kept in memory; the least recently used is dropped.")
-def serve(runs: Path, host: str, port: int, device: str, threads: int | None,
+def serve(runs: str, host: str, port: int, device: str, threads: int | None,
           api_key: str | None, compile_steps: bool, **limit_values: float) -> None:
-    """Serve the runs under RUNS (or the run RUNS) over HTTP: a playground page at / and a
-    JSON API under /v1 (see docs/serving.md)."""
+    """Serve the runs under RUNS (or the run RUNS, or builtin:english) over HTTP: a playground
+    page at / and a JSON API under /v1 (see docs/serving.md)."""
+    from weft.builtin import resolve_run
+
+    root = resolve_run(runs)
+    if not root.is_dir():
+        raise WeftError(f"{runs} is not a folder: give a run directory or a folder of runs")
     try:
         import uvicorn
 
@@ -70,7 +73,7 @@ def serve(runs: Path, host: str, port: int, device: str, threads: int | None,
     loopback = host in LOOPBACK_HOSTS
     # Bound to loopback, only loopback Host headers are accepted: a web page elsewhere cannot
     # reach the server through DNS rebinding.
-    app = create_app(runs, limits=limits, device=device, api_key=api_key,
+    app = create_app(root, limits=limits, device=device, api_key=api_key,
                      compile_step=compiled_step if compile_steps else None,
                      allowed_hosts=[h.strip("[]") for h in LOOPBACK_HOSTS] if loopback else None)
     count = len(app.state.registry.runs())

@@ -11,6 +11,7 @@ from weft.errors import WeftError
 from weft.io import atomic_write_json, read_json
 from weft.tokenizers.base import BOS, EOS, PAD, UNK, EncodeReport, Tokenizer, id_dtype
 from weft.tokenizers.bpe import BPETokenizer
+from weft.tokenizers.byte import ByteTokenizer
 from weft.tokenizers.char import CharTokenizer
 from weft.tokenizers.word import WordTokenizer
 
@@ -22,6 +23,7 @@ __all__ = [
     "RECORD_SPECIALS",
     "UNK",
     "BPETokenizer",
+    "ByteTokenizer",
     "CharTokenizer",
     "EncodeReport",
     "Tokenizer",
@@ -47,6 +49,8 @@ def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
         return WordTokenizer.from_dict(data)
     if kind == "bpe":
         return BPETokenizer.from_dict(data)
+    if kind == "byte":
+        return ByteTokenizer.from_dict(data)
     raise WeftError(f"unknown tokenizer type {kind!r} in tokenizer.json")
 
 
@@ -62,7 +66,7 @@ def build_tokenizer(
     """Train a tokenizer of ``level`` on ``texts``.
 
     ``specials`` are extra special tokens (e.g. :data:`RECORD_SPECIALS`); char and word levels
-    always have ``<unk>`` first, byte-level BPE never needs one. ``max_vocab``/``min_count``
+    always have ``<unk>`` first, byte and byte-level BPE never need one. ``max_vocab``/``min_count``
     bound the word level (``max_vocab`` includes the specials), ``vocab_size`` is the BPE size.
     """
     unk_first = [UNK, *(s for s in specials if s != UNK)]
@@ -82,6 +86,8 @@ def build_tokenizer(
     if level == "bpe":
         size = DEFAULT_BPE_VOCAB if vocab_size is None else vocab_size
         return BPETokenizer.train(texts, vocab_size=size, specials=specials)
+    if level == "byte":
+        return ByteTokenizer(specials)
     raise WeftError(f"unknown --level {level!r}; choose one of: {', '.join(LEVELS)}")
 
 

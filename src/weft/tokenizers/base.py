@@ -6,7 +6,8 @@ nothing else; :func:`weft.tokenizers.load_tokenizer` dispatches on the saved ``t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import codecs
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -71,6 +72,23 @@ class StreamDecoder(Protocol):
     def finish(self) -> str:
         """Whatever is still held back, at the end of the sequence."""
         ...
+
+
+class Utf8StreamDecoder:
+    """Streams byte-level ids (BPE, bytes): their bytes through one incremental UTF-8 decoder,
+    so a character whose bytes arrive over several tokens appears whole, once complete."""
+
+    def __init__(self, token_bytes: Callable[[int], bytes], context: Sequence[int]) -> None:
+        self.token_bytes = token_bytes
+        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        for token in context:
+            self.utf8.decode(token_bytes(token))
+
+    def push(self, token: int) -> str:
+        return str(self.utf8.decode(self.token_bytes(token)))
+
+    def finish(self) -> str:
+        return str(self.utf8.decode(b"", final=True))
 
 
 @runtime_checkable

@@ -13,14 +13,13 @@ spelling in input text is encoded as ordinary text, never as the special token, 
 that happens to contain ``<eos>`` cannot end itself.
 
 Streaming: one token may hold part of a character's bytes, and decoding such a partial sequence
-yields U+FFFD. :class:`BPEStreamDecoder` feeds each token's bytes through an incremental UTF-8
-decoder, which holds back a partial character until its next bytes come (and replaces bytes
+yields U+FFFD. :class:`~weft.tokenizers.base.Utf8StreamDecoder` feeds each token's bytes
+through an incremental UTF-8 decoder, which holds back a partial character until its next bytes come (and replaces bytes
 that can never form one, as the full decode does).
 """
 
 from __future__ import annotations
 
-import codecs
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,7 +30,13 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from weft.errors import WeftError
-from weft.tokenizers.base import UNK, EncodeReport, SpecialTokenIds, id_dtype
+from weft.tokenizers.base import (
+    UNK,
+    EncodeReport,
+    SpecialTokenIds,
+    Utf8StreamDecoder,
+    id_dtype,
+)
 from weft.tokenizers.char import _code_points
 
 _BYTE_ALPHABET = pre_tokenizers.ByteLevel.alphabet()
@@ -123,10 +128,13 @@ class BPETokenizer(SpecialTokenIds):
     def vocab_size(self) -> int:
         return int(self.hf.get_vocab_size(with_added_tokens=True))
 
-
-
-
-
+    def with_specials(self, names: Sequence[str]) -> BPETokenizer:
+        """A copy with the special tokens it lacks appended after every id (bytes cover any
+        text, so fine-tuning never needs new subwords)."""
+        missing = [n for n in names if n != UNK and n not in self._special_ids]
+        hf = HFTokenizer.from_str(self.hf.to_str())
+        hf.add_special_tokens(missing)
+        return BPETokenizer(hf, [*self.specials, *missing], self.alphabet)
 
     def encode(self, text: str, report: EncodeReport | None = None) -> np.ndarray:
         if report is not None and text:
@@ -176,8 +184,8 @@ class BPETokenizer(SpecialTokenIds):
         table = _byte_table()
         return bytes(table[c] for c in self.hf.id_to_token(token) or "")
 
-    def stream_decoder(self, context: Sequence[int] = ()) -> BPEStreamDecoder:
-        return BPEStreamDecoder(self, context)
+    def stream_decoder(self, context: Sequence[int] = ()) -> Utf8StreamDecoder:
+        return Utf8StreamDecoder(self.token_bytes, context)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -191,19 +199,3 @@ class BPETokenizer(SpecialTokenIds):
     def from_dict(cls, data: dict[str, Any]) -> BPETokenizer:
         hf = HFTokenizer.from_str(json.dumps(data["hf"]))
         return cls(hf, data["specials"], data.get("alphabet", ""))
-
-
-class BPEStreamDecoder:
-    """Streams byte-level ids: their bytes through one incremental UTF-8 decoder."""
-
-    def __init__(self, tokenizer: BPETokenizer, context: Sequence[int]) -> None:
-        self.tokenizer = tokenizer
-        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        for token in context:
-            self.utf8.decode(tokenizer.token_bytes(token))
-
-    def push(self, token: int) -> str:
-        return str(self.utf8.decode(self.tokenizer.token_bytes(token)))
-
-    def finish(self) -> str:
-        return str(self.utf8.decode(b"", final=True))

@@ -1,7 +1,8 @@
 """Character-level tokenizer, vectorized with NumPy.
 
 Ids ``0 .. len(specials)-1`` are special tokens (``<unk>`` first, then e.g. ``<bos>``/``<eos>``/
-``<pad>`` for record training); the remaining ids are characters sorted by code point. Encoding
+``<pad>`` for record training); then the characters sorted by code point; then what
+fine-tuning added (characters and special tokens, in the order they were added). Encoding
 views the text as UTF-32 code points and maps them through a dense lookup table: no Python loop
 per character.
 """
@@ -20,43 +21,74 @@ def _code_points(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
 
 
+def characters_of(texts: Iterable[str]) -> list[str]:
+    """The distinct characters of ``texts``."""
+    seen: set[int] = set()
+    for text in texts:
+        seen.update(np.unique(_code_points(text)).tolist())
+    return [chr(p) for p in sorted(seen)]
+
+
 class CharTokenizer(SpecialTokenIds):
-    """One token per Unicode code point seen in training, plus special tokens."""
+    """One token per Unicode code point seen in training, plus special tokens.
+
+    ``added`` entries come after every other id: characters (one code point each) and special
+    tokens (longer names) appended when a trained model is fine-tuned on new text, so that no
+    id the model already uses is renumbered.
+    """
 
     type_name = "char"
 
-    def __init__(self, chars: Iterable[str], specials: Iterable[str] = (UNK,)) -> None:
+    def __init__(
+        self, chars: Iterable[str], specials: Iterable[str] = (UNK,), added: Iterable[str] = ()
+    ) -> None:
         self.specials: list[str] = list(specials)
         if UNK not in self.specials:
             self.specials.insert(0, UNK)
         self.chars: list[str] = sorted(set(chars))
         if any(len(c) != 1 for c in self.chars):
             raise ValueError("character vocabulary entries must be single characters")
-        self._points = np.array([ord(c) for c in self.chars], dtype=np.uint32)
+        self.added: list[str] = list(added)
         self._offset = len(self.specials)
+        self._special_ids = {name: i for i, name in enumerate(self.specials)}
+        # Every id's entry, in id order; an entry of one character is a character.
+        entries = self.specials + self.chars + self.added
+        if len(set(entries)) != len(entries):
+            raise ValueError("duplicate entry in the character vocabulary")
+        char_ids = [i for i, entry in enumerate(entries)
+                    if len(entry) == 1 and i >= self._offset]
+        self._special_ids.update({entry: i for i, entry in enumerate(entries)
+                                  if len(entry) != 1 and i >= self._offset})
+        self._points = np.array([ord(entries[i]) for i in char_ids], dtype=np.uint32)
+        self._char_ids = np.array(char_ids, dtype=np.int64)
         self._dtype = id_dtype(self.vocab_size)
         # Decoding table: code point per id; specials decode to U+FFFD (unk) or nothing.
-        self._decode_points = np.concatenate(
-            [np.zeros(self._offset, dtype=np.uint32), self._points]
-        )
-        self._special_ids = {name: i for i, name in enumerate(self.specials)}
+        self._decode_points = np.zeros(self.vocab_size, dtype=np.uint32)
+        self._decode_points[self._char_ids] = self._points
+        self._is_char = np.zeros(self.vocab_size, dtype=bool)
+        self._is_char[self._char_ids] = True
         # The text of each id on its own, for streaming one token at a time.
         self.pieces: list[str] = [
-            "\ufffd" if name == UNK else "" for name in self.specials
-        ] + self.chars
+            entry if len(entry) == 1 and i >= self._offset else "\ufffd" if entry == UNK else ""
+            for i, entry in enumerate(entries)
+        ]
         self._ascii_table: np.ndarray | None = None  # built on first use
         self._wide_table: np.ndarray | None = None
 
     @classmethod
     def train(cls, texts: Iterable[str], specials: Iterable[str] = (UNK,)) -> CharTokenizer:
-        seen: set[int] = set()
-        for text in texts:
-            seen.update(np.unique(_code_points(text)).tolist())
-        return cls((chr(p) for p in seen), specials)
+        return cls(characters_of(texts), specials)
 
     @property
     def vocab_size(self) -> int:
-        return self._offset + len(self.chars)
+        return self._offset + len(self.chars) + len(self.added)
+
+    def with_added(self, chars: Iterable[str], specials: Iterable[str] = ()) -> CharTokenizer:
+        """A copy with the characters and special tokens it lacks appended after every id."""
+        known = set(self.chars) | set(self.added) | set(self._special_ids)
+        new = [s for s in specials if s not in known]
+        new += sorted(c for c in set(chars) if c not in known)
+        return CharTokenizer(self.chars, self.specials, [*self.added, *new])
 
     def _table(self, size: int) -> np.ndarray:
         """Dense lookup table code point -> id for points below ``size``; unknown -> <unk>."""
@@ -64,7 +96,7 @@ class CharTokenizer(SpecialTokenIds):
         assert unk is not None
         table = np.full(size, unk, dtype=self._dtype)
         inside = self._points < size
-        table[self._points[inside]] = np.arange(len(self._points))[inside] + self._offset
+        table[self._points[inside]] = self._char_ids[inside]
         return table
 
     def encode(self, text: str, report: EncodeReport | None = None) -> np.ndarray:
@@ -108,7 +140,7 @@ class CharTokenizer(SpecialTokenIds):
             raise ValueError(f"token id out of range for a vocabulary of {self.vocab_size}")
         points = self._decode_points[arr]
         unk = self.unk_id
-        keep = arr >= self._offset
+        keep = self._is_char[arr]
         if unk is not None:
             points = points.copy()
             points[arr == unk] = 0xFFFD
@@ -119,11 +151,14 @@ class CharTokenizer(SpecialTokenIds):
         return CharStreamDecoder(self.pieces)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type_name, "specials": self.specials, "chars": "".join(self.chars)}
+        data = {"type": self.type_name, "specials": self.specials, "chars": "".join(self.chars)}
+        if self.added:
+            data["added"] = self.added
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CharTokenizer:
-        return cls(list(data["chars"]), data["specials"])
+        return cls(list(data["chars"]), data["specials"], data.get("added", ()))
 
 
 class CharStreamDecoder:

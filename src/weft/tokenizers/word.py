@@ -166,23 +166,45 @@ class WordTokenizer(SpecialTokenIds):
 
     type_name = "word"
 
-    def __init__(self, words: Sequence[str], specials: Iterable[str] = (UNK,)) -> None:
+    def __init__(
+        self,
+        words: Sequence[str],
+        specials: Iterable[str] = (UNK,),
+        added: Sequence[str] = (),
+        added_specials: Iterable[str] = (),
+    ) -> None:
+        """``added`` entries (words, and the special tokens named in ``added_specials``) come
+        after every other id: fine-tuning appends them, never renumbering a known id."""
         self.specials: list[str] = list(specials)
         if UNK not in self.specials:
             self.specials.insert(0, UNK)
         self.words: list[str] = list(words)
-        self.tokens: list[str] = self.specials + self.words
-        self._index: dict[str, int] = {}
-        for i, word in enumerate(self.words, start=len(self.specials)):
-            if word in self._index:
-                raise ValueError(f"duplicate word {word!r} in vocabulary")
-            self._index[word] = i
+        self.added: list[str] = list(added)
+        self.added_specials: list[str] = [s for s in added_specials if s in self.added]
+        self.tokens: list[str] = self.specials + self.words + self.added
         self._special_ids = {name: i for i, name in enumerate(self.specials)}
+        self._index: dict[str, int] = {}
+        for i, word in enumerate(self.tokens[len(self.specials):], start=len(self.specials)):
+            if word in self._special_ids or (word in self._index):
+                raise ValueError(f"duplicate word {word!r} in vocabulary")
+            if word in self.added_specials:
+                self._special_ids[word] = i
+            else:
+                self._index[word] = i
         self._dtype = id_dtype(self.vocab_size)
         # One tokenizer serves concurrent requests (server workers, the event loop): the cache
         # is grown, reset and read under this lock.
         self._cache_lock = threading.Lock()
         self._reset_cache()
+
+    def with_added(self, words: Iterable[str], specials: Iterable[str] = ()) -> WordTokenizer:
+        """A copy with the words and special tokens it lacks appended after every id."""
+        new_specials = [s for s in specials if s not in self._special_ids]
+        new_words = [w for w in dict.fromkeys(words)
+                     if w not in self._index and w not in self._special_ids]
+        return WordTokenizer(self.words, self.specials,
+                             [*self.added, *new_specials, *new_words],
+                             [*self.added_specials, *new_specials])
 
     @classmethod
     def train(
@@ -331,8 +353,8 @@ class WordTokenizer(SpecialTokenIds):
         if arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size):
             raise ValueError(f"token id out of range for a vocabulary of {self.vocab_size}")
         unk = self.unk_id
-        n_special = len(self.specials)
-        return [self.tokens[i] for i in arr.tolist() if i >= n_special or i == unk]
+        skip = set(self._special_ids.values()) - {unk}
+        return [self.tokens[i] for i in arr.tolist() if i not in skip]
 
     def decode(self, ids: np.ndarray | list[int]) -> str:
         return detokenize(self.visible_tokens(ids))
@@ -343,8 +365,12 @@ class WordTokenizer(SpecialTokenIds):
     # -- saving --------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type_name, "specials": self.specials, "words": self.words}
+        data = {"type": self.type_name, "specials": self.specials, "words": self.words}
+        if self.added:
+            data |= {"added": self.added, "added_specials": self.added_specials}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WordTokenizer:
-        return cls(list(data["words"]), data["specials"])
+        return cls(list(data["words"]), data["specials"], data.get("added", ()),
+                   data.get("added_specials", ()))

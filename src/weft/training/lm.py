@@ -47,6 +47,7 @@ from weft.tokenizers import (
 from weft.tokenizers import build_tokenizer as train_tokenizer
 from weft.training import distributed
 from weft.training.checkpoint import check_resumable
+from weft.training.init_from import BaseRun, describe_growth, grow_tokenizer, load_base_weights
 from weft.training.lm_task import StreamLMTask
 from weft.training.records_task import RecordLMTask
 from weft.training.safeguards import (
@@ -73,12 +74,19 @@ def prepare_text(config: RunConfig) -> str:
 MAX_CHAR_VOCAB = 30_000
 
 
-def build_tokenizer(config: RunConfig, texts: list[str]) -> Tokenizer:
+def build_tokenizer(config: RunConfig, texts: list[str], base: BaseRun | None = None) -> Tokenizer:
+    """The run's tokenizer: trained on ``texts``, or the base run's grown to cover them."""
     data = config.data
+    specials = RECORD_SPECIALS if data.record_mode else ()
+    if base is not None:
+        tokenizer, added = grow_tokenizer(base.tokenizer, texts, specials=specials,
+                                          min_count=data.min_count)
+        if (line := describe_growth(added)) is not None:
+            log.info(line)
+        return tokenizer
     tokenizer = train_tokenizer(
         data.level, texts, max_vocab=data.max_vocab, min_count=data.min_count,
-        vocab_size=data.bpe_vocab_size,
-        specials=RECORD_SPECIALS if data.record_mode else (),
+        vocab_size=data.bpe_vocab_size, specials=specials,
     )
     if data.level == "char" and tokenizer.vocab_size > MAX_CHAR_VOCAB:
         raise WeftError(
@@ -90,10 +98,12 @@ def build_tokenizer(config: RunConfig, texts: list[str]) -> Tokenizer:
 
 
 def train_language_model(
-    config: RunConfig, out: str | Path, *, resume: bool = False, quiet: bool = False
+    config: RunConfig, out: str | Path, *, resume: bool = False, quiet: bool = False,
+    base: BaseRun | None = None,
 ) -> tuple[LanguageModel | None, TrainResult]:
     """Train (or resume) a language model into ``out`` and return it loaded.
 
+    With ``base`` (``--init-from``), a new run starts from that model's tokenizer and weights.
     Under ``torchrun`` the model is returned on rank 0 only (None on the other ranks).
     """
     out = Path(out)
@@ -111,7 +121,7 @@ def train_language_model(
     try:
         with contextlib.ExitStack() as cleanup:
             trained = _train(config, out, resume, quiet or not dist.is_main, dist, device_name,
-                             cleanup)
+                             cleanup, None if resume else base)
     except BaseException:
         distributed.teardown()
         raise
@@ -121,7 +131,7 @@ def train_language_model(
 
 def _train(
     config: RunConfig, out: Path, resume: bool, quiet: bool, dist: distributed.Distributed,
-    device_name: str, cleanup: contextlib.ExitStack,
+    device_name: str, cleanup: contextlib.ExitStack, base: BaseRun | None,
 ) -> tuple[LanguageModel | None, TrainResult]:
     distributed.on_main(dist, lambda: check_output_dir(out, resume))
     distributed.on_main(dist, lambda: cleanup.enter_context(exclusive(out)))
@@ -157,7 +167,7 @@ def _train(
         tokenizer = memmapped[0]
     else:
         tokenizer = tokenizer_from_dict(distributed.on_main(
-            dist, lambda: build_tokenizer(config, records or [text]).to_dict()))
+            dist, lambda: build_tokenizer(config, records or [text], base).to_dict()))
     if config.data.record_mode:
         train_records, val_records = split_records(records, config.data.val_fraction)
         if config.data.val_fraction > 0 and not val_records:
@@ -170,10 +180,15 @@ def _train(
                 "the validation split is empty: use more text or a larger --val-fraction")
 
     model_config = dataclasses.replace(config.model, vocab_size=tokenizer.vocab_size)
+    init_from = (base.provenance(tokenizer.vocab_size - base.tokenizer.vocab_size)
+                 if base is not None else config.init_from)
     config = RunConfig(model=model_config, data=config.data,
                        train=config.train.with_default_stop(), corpus=config.corpus,
-                       weft_version=__version__)
-    model = RNNLanguageModel(config.model).to(device)
+                       weft_version=__version__, init_from=init_from)
+    model = RNNLanguageModel(config.model)
+    if base is not None:
+        load_base_weights(model, base)
+    model.to(device)
     distributed.on_main(dist, lambda: check_free_space(out, model, resume))
     task: StreamLMTask | RecordLMTask
     if config.data.record_mode:
@@ -213,6 +228,7 @@ def _train(
               f"(vocabulary {tokenizer.vocab_size}); {params:,} parameters; "
               f"device {device}, precision {precision or 'fp32'}; "
               f"{task.steps_per_epoch()} steps per epoch"
+              + (f"; starting from {base.name}" if base is not None else "")
               + (f"; {dist.world_size} processes x batch {global_batch // dist.world_size}"
                  if dist.enabled else ""))
 
