@@ -14,8 +14,8 @@ that happens to contain ``<eos>`` cannot end itself.
 
 Streaming: one token may hold part of a character's bytes, and decoding such a partial sequence
 yields U+FFFD. :class:`~weft.tokenizers.base.Utf8StreamDecoder` feeds each token's bytes
-through an incremental UTF-8 decoder, which holds back a partial character until its next bytes come (and replaces bytes
-that can never form one, as the full decode does).
+through an incremental UTF-8 decoder, which holds back a partial character until its next
+bytes come (and replaces bytes that can never form one, as the full decode does).
 """
 
 from __future__ import annotations
