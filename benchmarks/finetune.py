@@ -1,0 +1,117 @@
+"""From scratch vs from a trained model: held-out bits/char after the same short budget.
+
+    python -m benchmarks.finetune --budget 2m --threads 2
+    python -m benchmarks.finetune --corpora anna,wikitext --arm lr1e-3='{"lr": 1e-3}' ...
+
+Each corpus is cut into a training file and a held-out file (records: the last 10% of rows;
+text: the 10 KB after a 90 KB training slice). Every arm trains on the same training file with the
+same budget and threads, one after the other, and is scored with ``weft eval`` on the held-out
+file (bits per character, so levels compare). Arms: ``scratch`` (weft's defaults, character
+level) and ``finetune`` (``--init-from builtin:english`` with the fine-tuning defaults), plus any
+``--arm NAME=JSON`` of extra settings for an init-from run (used to choose those defaults on
+corpora that are not reported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import weft
+from benchmarks.common import data_file, machine, write_result
+from weft.data.cleaning import strip_gutenberg
+
+# name -> (file under the data folder, CSV column or None for text)
+CORPORA: dict[str, tuple[str, str | None]] = {
+    "tweets": ("tweets/sentiment140-testdata-with-header.csv", "text"),
+    "jokes": ("jokes/reddit-cleanjokes.csv", "Joke"),
+    "alice": ("alice/wonderland.txt", None),
+    # For choosing the fine-tuning defaults only (not reported as results):
+    "anna": ("anna/anna.txt", None),
+    "wikitext": ("wikitext-2/valid.txt", None),
+}
+TRAIN_CHARS, TEST_CHARS = 90_000, 10_000
+
+
+def split_corpus(name: str, folder: Path) -> tuple[Path, Path, str | None]:
+    relative, column = CORPORA[name]
+    source = data_file(relative)
+    train, test = folder / f"{name}-train", folder / f"{name}-test"
+    if column is not None:
+        with source.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        cut = len(rows) - len(rows) // 10
+        for path, part in ((train, rows[:cut]), (test, rows[cut:])):
+            with path.with_suffix(".csv").open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=[column], extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(part)
+        return train.with_suffix(".csv"), test.with_suffix(".csv"), column
+    text, _ = strip_gutenberg(source.read_text(encoding="utf-8"))
+    start = len(text) // 3 if name == "anna" else 0  # past the opening pages
+    train.with_suffix(".txt").write_text(text[start:start + TRAIN_CHARS], encoding="utf-8")
+    test.with_suffix(".txt").write_text(
+        text[start + TRAIN_CHARS:start + TRAIN_CHARS + TEST_CHARS], encoding="utf-8")
+    return train.with_suffix(".txt"), test.with_suffix(".txt"), None
+
+
+def run_arm(train: Path, test: Path, column: str | None, out: Path, budget: str,
+            threads: int, settings: dict[str, Any]) -> dict[str, Any]:
+    options = dict(settings)
+    if column is not None:
+        options["csv_column"] = column
+    started = time.perf_counter()
+    model, result = weft.run_training([train], out, time_budget=budget, threads=threads,
+                                      quiet=True, **options)
+    assert model is not None
+    scored = model.evaluate(test)
+    return {"settings": settings, "bits_per_char": round(scored.bits_per_char, 4),
+            "steps": result.steps, "tokens": result.tokens,
+            "seconds": round(time.perf_counter() - started, 1),
+            "level": model.config.data.level}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpora", default="tweets,jokes,alice")
+    parser.add_argument("--budget", default="2m")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--base", default="builtin:english")
+    parser.add_argument("--arm", action="append", default=[], metavar="NAME=JSON",
+                        help="an extra init-from arm with these settings (repeatable)")
+    parser.add_argument("--no-default-arms", action="store_true")
+    parser.add_argument("--name", default="finetune", help="results/NAME.json")
+    args = parser.parse_args()
+    arms: dict[str, dict[str, Any]] = {}
+    if not args.no_default_arms:
+        arms = {"scratch": {}, "finetune": {"init_from": args.base}}
+    for spec in args.arm:
+        name, _, settings = spec.partition("=")
+        arms[name] = {"init_from": args.base, **json.loads(settings)}
+    info = machine()
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for corpus in args.corpora.split(","):
+            train, test, column = split_corpus(corpus, folder)
+            results[corpus] = {}
+            for arm, settings in arms.items():
+                results[corpus][arm] = run_arm(train, test, column, folder / f"{corpus}-{arm}",
+                                               args.budget, args.threads, settings)
+                print(corpus, arm, results[corpus][arm], flush=True)
+            if "scratch" in arms and "finetune" in arms:
+                before = results[corpus]["scratch"]["bits_per_char"]
+                after = results[corpus]["finetune"]["bits_per_char"]
+                results[corpus]["reduction"] = round(1 - after / before, 4)
+    write_result(args.name, {"benchmark": "finetune", "budget": args.budget,
+                             "threads": args.threads, "base": args.base,
+                             "machine": info, "results": results})
+
+
+if __name__ == "__main__":
+    main()
