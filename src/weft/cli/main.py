@@ -220,7 +220,8 @@ def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
               help="CPU threads [default: 2 below 8 sequences, else PyTorch's choice]")
 def generate(run: Path, prompt: str, fmt: str, device: str, threads: int | None,
              **options: Any) -> None:
-    """Write text with the model in RUN, streaming it as it is generated."""
+    """Write text with the model in RUN (a run directory, or builtin:english), streaming it as
+    it is generated."""
     from weft.generation import generate as generate_texts
     from weft.runs import load
 
@@ -252,7 +253,8 @@ def generate(run: Path, prompt: str, fmt: str, device: str, threads: int | None,
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
 def eval_command(run: Path, file: Path, as_json: bool, device: str) -> None:
-    """Measure the model in RUN on held-out text in FILE."""
+    """Measure the model in RUN (a run directory, or builtin:english) on held-out text in
+    FILE."""
     from weft.runs import load
 
     _setup_logging(False)
@@ -269,7 +271,7 @@ def eval_command(run: Path, file: Path, as_json: bool, device: str) -> None:
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info(run: Path, as_json: bool) -> None:
-    """Show what is in a run directory."""
+    """Show what is in a run directory (or a built-in model such as builtin:english)."""
     from weft.runs import load
     from weft.training.metrics import read_metrics
 
