@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import weft
 from benchmarks.common import data_file, machine, write_result
+from weft.api import run_training
 from weft.data.cleaning import strip_gutenberg
 
 # name -> (file under the data folder, CSV column or None for text)
@@ -66,7 +66,7 @@ def run_arm(train: Path, test: Path, column: str | None, out: Path, budget: str,
     if column is not None:
         options["csv_column"] = column
     started = time.perf_counter()
-    model, result = weft.run_training([train], out, time_budget=budget, threads=threads,
+    model, result = run_training([train], out, time_budget=budget, threads=threads,
                                       quiet=True, **options)
     assert model is not None
     scored = model.evaluate(test)
