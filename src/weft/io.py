@@ -98,6 +98,15 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise DamagedFileError(f"{path} is nested too deeply to be a weft file") from None
 
 
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a whole file (the provenance of fine-tuned weights, shipped models)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def save_tensors(
     path: str | os.PathLike[str], tensors: dict[str, torch.Tensor],
     metadata: dict[str, str] | None = None,
