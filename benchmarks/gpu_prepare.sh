@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run HERE (a machine with pip and the internet), from anywhere, before the GPU check: gathers
-# in .gpu/ (git-ignored; the device tool carries it) what the bare GPU machine lacks: the
+# in .gpu/ (git-ignored; copy it along with the tree) what a bare GPU machine lacks: the
 # serving stack as wheels for its Python 3.12 (pinned as in constraints.txt) and Tiny
 # Shakespeare from $WEFT_DATA. About 4 MB. Then, on the GPU machine: bash benchmarks/gpu_run.sh
 set -euo pipefail
@@ -10,8 +10,7 @@ data=${WEFT_DATA:?set WEFT_DATA to the folder that holds tinyshakespeare/input.t
 rm -rf .gpu
 mkdir -p .gpu/wheels .gpu/data/tinyshakespeare
 cp "$data/tinyshakespeare/input.txt" .gpu/data/tinyshakespeare/
-# The GPU image has anyio, click, h11 and httpx (KINDS.md of the device tool lists them), not
-# these: FastAPI and what it needs beyond them (prometheus_client is there too, but pinned here).
+# A bare GPU image with PyTorch typically has anyio, click, h11 and httpx, not these: FastAPI and what it needs beyond them (prometheus_client is there too, but pinned here).
 names='fastapi|starlette|pydantic|pydantic_core|annotated-types|annotated-doc'
 names+='|typing-inspection|typing_extensions|uvicorn|opentelemetry-api|prometheus_client'
 mapfile -t pins < <(grep -iE "^($names)==" constraints.txt)

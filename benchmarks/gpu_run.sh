@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run ON the GPU machine, from the repository root, after benchmarks/gpu_prepare.sh here:
 # installs the carried wheels outside the tree, puts src/ on the path (nothing is fetched),
-# and runs benchmarks/gpu_check.py. Results go to $OUT (the device tool's folder) or
+# and runs benchmarks/gpu_check.py. Results go to $OUT (a folder to bring back) or
 # benchmarks/results/. Extra arguments go to gpu_check.py (e.g. --skip quality).
 set -uo pipefail
 out=${OUT:-benchmarks/results}
