@@ -28,13 +28,23 @@ def test_stepper_gives_the_same_logits_as_the_module(cell: str, embedding_dim: i
     torch.testing.assert_close(torch.stack(stepped, dim=1), reference, rtol=1e-5, atol=1e-5)
 
 
-def test_stepper_uses_the_trained_weights_without_copying() -> None:
-    model = RNNLanguageModel(ModelConfig(vocab_size=5, hidden_size=4, embedding_dim=3))
+def test_stepper_follows_the_trained_weights_without_copying() -> None:
+    torch.manual_seed(0)
+    model = RNNLanguageModel(ModelConfig(vocab_size=5, hidden_size=4, embedding_dim=3)).eval()
     stepper = RecurrentStepper(model)
-    assert stepper.layers[0][0] is model.rnn.weight_ih_l0
+    ids = torch.tensor([1, 2])
+
+    def first_step() -> torch.Tensor:
+        state = stepper.from_module_state(model.initial_state(2))
+        return stepper.step(ids, state)[0]
+
+    before = first_step()
     with torch.no_grad():
-        model.rnn.weight_hh_l0.add_(1.0)  # training more changes what the stepper computes
-    assert stepper.layers[0][1] is model.rnn.weight_hh_l0
+        model.rnn.weight_ih_l0.add_(0.5)  # training more changes what the stepper computes
+        after = first_step()
+        reference = model(ids[:, None]).logits[:, -1]
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, reference, rtol=1e-5, atol=1e-6)
 
 
 def test_fast_and_reference_generation_sample_the_same_text() -> None:

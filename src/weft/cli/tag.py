@@ -200,6 +200,7 @@ def eval_command(
     start = time.perf_counter()
     metrics = tagger.evaluate(gold, top_confusions)
     seconds = time.perf_counter() - start
+    metrics["seconds"] = seconds
     metrics["tokens_per_second"] = metrics["tokens"] / max(seconds, 1e-9)
     if as_json:
         click.echo(json.dumps(metrics))
