@@ -66,6 +66,7 @@ class DataConfig:
     bpe_vocab_size: int | None = None  # bpe level: vocabulary size (CLI --vocab-size)
     records: str | None = None  # "lines": one record per non-empty line
     csv_column: str | None = None  # one record per CSV row, from this column
+    label_columns: tuple[str, ...] = ()  # CSV columns whose values become control tokens
     max_record_len: int = 512  # tokens per record row; longer records are split
     long_records: str = "split"  # or "truncate"
     memmap: bool = False  # char level: encode in chunks to tokens.npy, train memory-mapped
@@ -85,6 +86,12 @@ class DataConfig:
             raise WeftError(f"--records must be one of: {', '.join(RECORD_MODES)}")
         if self.records is not None and self.csv_column is not None:
             raise WeftError("use --records lines or --csv-column NAME, not both")
+        if self.label_columns and self.csv_column is None:
+            raise WeftError("--label-column reads CSV columns: it needs --csv-column")
+        if self.csv_column in self.label_columns or len(set(self.label_columns)) < len(
+                self.label_columns):
+            raise WeftError("each --label-column must be named once, and not be the "
+                            "--csv-column")
         if self.long_records not in LONG_RECORDS:
             raise WeftError(f"--long-records must be one of: {', '.join(LONG_RECORDS)}")
         if self.max_record_len < 1:

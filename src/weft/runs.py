@@ -9,6 +9,7 @@ A run directory is complete on its own::
     last.prev.safetensors   the state saved before it, used if the last one is damaged
     metrics.jsonl       one JSON record per evaluation
     generation.json     generation defaults
+    labels.json         label columns with their values and counts (runs with --label-column)
     loss.png            training and validation loss against steps
 """
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from weft.config import GenerationConfig, RunConfig, from_saved
+from weft.data.labels import Labels, LabelSet, load_labels
 from weft.device import resolve_device, run_precision
 from weft.errors import WeftError
 from weft.io import atomic_write_json, load_tensors, read_json, save_tensors
@@ -30,6 +32,8 @@ from weft.tokenizers import Tokenizer, load_tokenizer
 
 if TYPE_CHECKING:
     from weft.generation import Completion
+    from weft.generation.generate import OnText
+    from weft.generation.samples import Sample
 
 CONFIG = "config.json"
 TOKENIZER = "tokenizer.json"
@@ -82,6 +86,7 @@ class LanguageModel:
         raw = read_run_config(self.run_dir)
         self.config = run_config(raw, self.run_dir)
         self.tokenizer: Tokenizer = load_tokenizer(self.run_dir / TOKENIZER)
+        self.labels: LabelSet = load_labels(self.run_dir)
         self.device = resolve_device(device)
         self.precision = run_precision(self.config.train.precision, self.device)
         self.module = RNNLanguageModel(self.config.model)
@@ -110,15 +115,29 @@ class LanguageModel:
         config.validate()
         return config
 
-    def generate(self, prompt: str = "", **options: Any) -> list[Completion]:
+    def generate(self, prompt: str = "", *, labels: Labels | None = None,
+                 **options: Any) -> list[Completion]:
         """Continuations of ``prompt``; options are :class:`GenerationConfig` fields. Each is a
-        ``str`` whose ``finish_reason`` says why it ended ("stop" or "length")."""
-        from weft.generation import generate
+        ``str`` whose ``finish_reason`` says why it ended ("stop" or "length").
 
-        return generate(self.module, self.tokenizer, self.prepare_prompt(prompt),
-                        self.generation_config(**options))
+        ``labels`` (e.g. ``{"label": "4"}``) picks label values of a run trained with label
+        columns; columns left out are drawn as often as the training data had them.
+        """
+        return [s.text for s in self.samples(prompt, labels=labels, **options)]
 
-    def stream(self, prompt: str = "", **options: Any) -> Iterator[str]:
+    def samples(self, prompt: str = "", *, labels: Labels | None = None,
+                on_text: OnText | None = None, threads: int | None = None,
+                **options: Any) -> list[Sample]:
+        """Like :meth:`generate`, as :class:`~weft.generation.samples.Sample` objects (text
+        and labels); ``on_text(i, chunk)`` receives text as it is generated."""
+        from weft.generation.samples import generate_samples
+
+        return generate_samples(self.module, self.tokenizer, self.labels,
+                                self.prepare_prompt(prompt), self.generation_config(**options),
+                                labels=labels, on_text=on_text, threads=threads)
+
+    def stream(self, prompt: str = "", *, labels: Labels | None = None,
+               **options: Any) -> Iterator[str]:
         """Text of the first sequence, piece by piece as it is generated."""
         import queue
         import threading
@@ -128,12 +147,10 @@ class LanguageModel:
         abandoned = threading.Event()
 
         def work() -> None:
-            from weft.generation import generate
-
             try:
-                generate(self.module, self.tokenizer, self.prepare_prompt(prompt),
-                         self.generation_config(**options, num_return_sequences=1),
-                         on_text=lambda i, text: chunks.put(text), should_stop=abandoned.is_set)
+                self.samples(prompt, labels=labels, num_return_sequences=1,
+                             on_text=lambda i, text: chunks.put(text),
+                             should_stop=abandoned.is_set, **options)
             except BaseException as exc:  # handed to the consumer below
                 errors.append(exc)
             finally:
@@ -179,26 +196,34 @@ class LanguageModel:
     def _evaluate_records(self, path: Path, batch_size: int) -> Any:
         """A record run is measured on records read like its training data (CSV column or
         lines), each scored from <bos> to <eos> with a fresh state."""
-        from weft.data.prepare import load_records
+        from weft.data.prepare import load_labelled_records
         from weft.data.records import RecordBatches
         from weft.tokenizers import EncodeReport
+        from weft.training.classify import label_accuracies
         from weft.training.evaluate import summarize
         from weft.training.records_task import records_loss
 
         data = self.config.data
-        records, _ = load_records([path], data)
+        records, rows, _ = load_labelled_records([path], data)
         report = EncodeReport()
         batches = RecordBatches.from_texts(
             records, self.tokenizer, batch_size=batch_size, max_len=data.max_record_len,
-            long_records=data.long_records, shuffle=False, report=report)
+            long_records=data.long_records, shuffle=False, report=report,
+            prefixes=self.labels.prefixes(self.tokenizer, rows) if rows else None)
         nats, count = records_loss(self.module, batches, self.precision)
-        return summarize(nats, count, batches.num_chars, sum(report.unknown.values()))
+        result = summarize(nats, count, batches.num_chars, sum(report.unknown.values()))
+        if rows:
+            accuracies = label_accuracies(self.module, self.tokenizer, self.labels, batches,
+                                          rows, self.precision)
+            result = dataclasses.replace(result, labels=[a.to_dict() for a in accuracies])
+        return result
 
     def info(self) -> dict[str, Any]:
         params = sum(p.numel() for p in self.module.parameters())
         return {"run_dir": str(self.run_dir), "kind": self.config.kind,
                 "parameters": params, "vocab_size": self.tokenizer.vocab_size,
-                "tokenizer": self.tokenizer.type_name, **self.config.to_dict()}
+                "tokenizer": self.tokenizer.type_name, **self.config.to_dict(),
+                **({"labels": self.labels.to_dict()["columns"]} if self.labels.columns else {})}
 
 
 def load(run_dir: str | Path, device: str = "auto") -> Any:

@@ -91,6 +91,9 @@ def cli() -> None:
               help="Train on records, not one stream: 'lines' makes each non-empty line one "
               "(<bos> record <eos>, state reset per record).")
 @click.option("--csv-column", help="Train on records: one per CSV row, from this column.")
+@click.option("--label-column", "label_columns", multiple=True,
+              help="With --csv-column: learn a control token per value of this CSV column, "
+              "to choose at generation with --label (repeatable).")
 @click.option("--max-record-len", type=int, default=_D.max_record_len, show_default=True,
               help="Longest record row in tokens; longer records are split (see "
               "--long-records).")
@@ -204,6 +207,9 @@ def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
 @click.option("--repetition-penalty", type=float, help="> 1 discourages repeats; 1 disables.")
 @click.option("--num-return-sequences", type=int, help="How many texts to write [default: 1]")
 @click.option("--stop", multiple=True, help="End a text at this string (repeatable).")
+@click.option("--label", "labels", multiple=True, metavar="COLUMN=VALUE",
+              help="Generate under this label value (repeatable); columns not given are "
+              "drawn as often as the training data had them.")
 @click.option("--seed", type=int, help="Makes sampling repeatable.")
 @click.option("--quantize", type=click.Choice(QUANTIZE),
               help="int8: int8 weight products, a faster CPU path whose logits differ from "
@@ -219,32 +225,34 @@ def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
 @click.option("--threads", type=click.IntRange(min=1),
               help="CPU threads [default: 2 below 8 sequences, else PyTorch's choice]")
 def generate(run: Path, prompt: str, fmt: str, device: str, threads: int | None,
-             **options: Any) -> None:
+             labels: tuple[str, ...], **options: Any) -> None:
     """Write text with the model in RUN (a run directory, or builtin:english), streaming it as
     it is generated."""
-    from weft.generation import generate as generate_texts
+    from weft.data.labels import parse_label_options
     from weft.runs import load
 
     _setup_logging(False)
     model = load(run, device=device)
+    chosen = parse_label_options(labels)
+    model.labels.check(chosen)  # before any output
     config = model.generation_config(**options)
-    prompt = model.prepare_prompt(prompt)  # lowercased/normalized like the training text
+    shown = model.prepare_prompt(prompt)  # lowercased/normalized like the training text
     if fmt == "jsonl":
-        texts = generate_texts(model.module, model.tokenizer, prompt, config, threads=threads)
-        for i, text in enumerate(texts):
-            click.echo(json.dumps({"index": i, "prompt": prompt, "text": text,
-                                   "finish_reason": text.finish_reason, "tokens": text.tokens},
+        samples = model.samples(prompt, labels=chosen, threads=threads, **options)
+        for i, sample in enumerate(samples):
+            click.echo(json.dumps({"index": i, "prompt": shown, **sample.to_dict()},
                                   ensure_ascii=False))
         return
     if config.num_return_sequences == 1:
-        click.echo(prompt, nl=False)
-        generate_texts(model.module, model.tokenizer, prompt, config, threads=threads,
-                       on_text=lambda i, text: click.echo(text, nl=False))
+        click.echo(shown, nl=False)
+        model.samples(prompt, labels=chosen, threads=threads, **options,
+                      on_text=lambda i, text: click.echo(text, nl=False))
         click.echo()
         return
-    texts = generate_texts(model.module, model.tokenizer, prompt, config, threads=threads)
-    for i, text in enumerate(texts):
-        click.echo(f"--- {i + 1} ---\n{prompt}{text}")
+    samples = model.samples(prompt, labels=chosen, threads=threads, **options)
+    for i, sample in enumerate(samples):
+        tags = "".join(f" {k}={v}" for k, v in sample.labels.items())
+        click.echo(f"--- {i + 1}{tags} ---\n{shown}{sample.text}")
 
 
 @cli.command("eval")
@@ -265,6 +273,10 @@ def eval_command(run: Path, file: Path, as_json: bool, device: str) -> None:
     click.echo(f"loss {result.loss:.4f} nats/token, {result.bits_per_char:.4f} bits/char, "
                f"perplexity {result.perplexity:.2f} ({result.tokens:,} tokens, "
                f"{result.characters:,} characters, {result.unknown} unknown)")
+    for label in result.labels:
+        click.echo(f"label {label['column']}: accuracy {label['accuracy']:.1%} of "
+                   f"{label['records']:,} records (majority class {label['majority']!r}: "
+                   f"{label['baseline']:.1%})")
 
 
 @cli.command()
@@ -300,6 +312,9 @@ def info(run: Path, as_json: bool) -> None:
         base = details["init_from"]
         click.echo(f"started from: {base['name']} (weights sha256 {base['sha256'][:16]}..., "
                    f"{base['added_tokens']} token(s) added)")
+    for column in details.get("labels", []):
+        counts = ", ".join(f"{value}: {count:,}" for value, count in column["counts"].items())
+        click.echo(f"label column {column['name']}: {counts}")
     click.echo("files: " + ", ".join(details["files"]))
 
 

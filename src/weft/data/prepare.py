@@ -47,9 +47,19 @@ def load_records(
     sources: Sequence[str | os.PathLike[str]], data: DataConfig
 ) -> tuple[list[str], list[str]]:
     """Cleaned records of every source, in order, and notes (counts, empty records skipped)."""
+    records, _, notes = load_labelled_records(sources, data)
+    return records, notes
+
+
+def load_labelled_records(
+    sources: Sequence[str | os.PathLike[str]], data: DataConfig
+) -> tuple[list[str], list[tuple[str, ...]], list[str]]:
+    """Like :func:`load_records`, with each record's values of ``data.label_columns`` (an
+    empty list without label columns)."""
     if not sources:
         raise WeftError("no corpus given: pass one or more text or CSV files")
     records: list[str] = []
+    labels: list[tuple[str, ...]] = []
     notes: list[str] = []
     empty = 0
     files = expand_sources(sources)
@@ -59,12 +69,15 @@ def load_records(
             text, found = strip_gutenberg(text)
             if found:
                 notes.append(f"{source}: removed Project Gutenberg header/footer")
-        read = read_records(source, text, mode=data.records, csv_column=data.csv_column)
+        read = read_records(source, text, mode=data.records, csv_column=data.csv_column,
+                            label_columns=data.label_columns)
         empty += read.empty
-        for record in read.records:
+        for i, record in enumerate(read.records):
             cleaned = clean_like_training(record, data)
             if cleaned.strip():
                 records.append(cleaned)
+                if data.label_columns:
+                    labels.append(read.labels[i])
             else:
                 empty += 1
     what = f"column {data.csv_column!r}" if data.csv_column else "lines"
@@ -74,4 +87,4 @@ def load_records(
     )
     if not records:
         raise WeftError(f"no records found in {', '.join(files)}: every record was empty")
-    return records, notes
+    return records, labels, notes

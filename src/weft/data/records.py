@@ -24,7 +24,7 @@ import csv
 import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ class RecordsRead:
 
     records: list[str]
     empty: int
+    labels: list[tuple[str, ...]] = field(default_factory=list)  # per record, with label columns
 
 
 def read_line_records(text: str) -> RecordsRead:
@@ -80,29 +81,38 @@ def _long_fields() -> Iterator[None]:
         csv.field_size_limit(previous)
 
 
-def read_csv_records(text: str, column: str, source: str = "CSV file") -> RecordsRead:
-    """One record per data row: the field of ``column`` (named in the header row)."""
+def read_csv_records(
+    text: str, column: str, source: str = "CSV file", label_columns: Sequence[str] = ()
+) -> RecordsRead:
+    """One record per data row: the field of ``column`` (named in the header row), and the
+    fields of ``label_columns`` (stripped; a missing field is the empty value)."""
     with _long_fields():
-        return _read_csv_records(text, column, source)
+        return _read_csv_records(text, column, source, label_columns)
 
 
-def _read_csv_records(text: str, column: str, source: str) -> RecordsRead:
+def _read_csv_records(text: str, column: str, source: str,
+                      label_columns: Sequence[str]) -> RecordsRead:
     delimiter = "\t" if source.lower().endswith(".tsv") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader, [])
         index = _find_column(header, column, source)
+        label_indices = [_find_column(header, name, source) for name in label_columns]
         records: list[str] = []
+        labels: list[tuple[str, ...]] = []
         empty = 0
         for row in reader:
             value = row[index].strip() if index < len(row) else ""
             if value:
                 records.append(value)
+                if label_indices:
+                    labels.append(tuple(row[i].strip() if i < len(row) else ""
+                                        for i in label_indices))
             else:
                 empty += 1
     except csv.Error as exc:
         raise WeftError(f"{source}: cannot read CSV near line {reader.line_num}: {exc}") from None
-    return RecordsRead(records, empty)
+    return RecordsRead(records, empty, labels)
 
 
 def split_records(records: Sequence[str], val_fraction: float) -> tuple[list[str], list[str]]:
@@ -170,13 +180,20 @@ class RecordBatches:
         seed: int = 0,
         shuffle: bool = True,
         report: EncodeReport | None = None,
+        prefixes: np.ndarray | None = None,
     ) -> RecordBatches:
-        """Encode ``records`` with ``tokenizer`` (which needs ``<bos>``/``<eos>``/``<pad>``)."""
+        """Encode ``records`` with ``tokenizer`` (which needs ``<bos>``/``<eos>``/``<pad>``).
+
+        ``prefixes`` (one row of ids per record: its label tokens) go right after ``<bos>``.
+        """
         if not records:
             raise WeftError("no records to train on (every record was empty?)")
         bos, eos, pad = record_ids(tokenizer)
         dtype = tokenizer.encode("").dtype
         bos_a, eos_a = np.array([bos], dtype=dtype), np.array([eos], dtype=dtype)
+        if prefixes is None:
+            prefixes = np.zeros((len(records), 0), dtype=dtype)
+        prefixes = prefixes.astype(dtype)
         groups: list[np.ndarray] = []
         lengths = np.empty(len(records), dtype=np.int64)
         batch_encode = getattr(tokenizer, "encode_batch", None)  # optional, much faster
@@ -186,8 +203,8 @@ class RecordBatches:
                        else [tokenizer.encode(text, report) for text in group])
             parts: list[np.ndarray] = []
             for i, ids in enumerate(encoded, start=first):
-                parts += [bos_a, ids, eos_a]
-                lengths[i] = len(ids) + 2
+                parts += [bos_a, prefixes[i], ids, eos_a]
+                lengths[i] = len(ids) + 2 + prefixes.shape[1]
             groups.append(np.concatenate(parts))
         flat = np.concatenate(groups)
         offsets = np.zeros(len(records) + 1, dtype=np.int64)
@@ -217,7 +234,9 @@ class RecordBatches:
             k = np.arange(int(pieces.sum())) - np.repeat(np.cumsum(pieces) - pieces, pieces)
             self.seg_start = starts[record] + k * self.max_len
             self.seg_len = np.minimum(self.max_len + 1, lengths[record] - k * self.max_len)
+            self.seg_record = record
         else:
+            self.seg_record = np.arange(len(lengths))
             self.seg_start = starts.copy()
             self.seg_len = np.minimum(lengths, self.max_len + 1)
         if long.any():
@@ -288,11 +307,12 @@ class RecordBatches:
 
 
 def read_records(
-    path: str | Path, text: str, *, mode: str | None = None, csv_column: str | None = None
+    path: str | Path, text: str, *, mode: str | None = None, csv_column: str | None = None,
+    label_columns: Sequence[str] = (),
 ) -> RecordsRead:
     """Records of one source whose decoded ``text`` is given: by line or by CSV column."""
     if csv_column is not None:
-        return read_csv_records(text, csv_column, str(path))
+        return read_csv_records(text, csv_column, str(path), label_columns)
     if mode == "lines":
         return read_line_records(text)
     raise WeftError(f"unknown --records mode {mode!r}; choose one of: {', '.join(RECORD_MODES)}")

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from weft.config import GenerationConfig
-from weft.generation.generate import Completion, OnText, TextState, start_ids
+from weft.generation.generate import Completion, OnText, TextState, prime_rows
 from weft.generation.quantized import Int8Stepper
 from weft.generation.sampling import MIN_TEMPERATURE, next_tokens
 from weft.generation.stepper import RecurrentStepper
@@ -53,6 +53,7 @@ class BatchRequest:
     config: GenerationConfig
     on_done: OnDone
     on_text: OnText | None = None
+    prefixes: list[list[int]] | None = None  # per row: label token ids, after <bos>
     first_token_at: float | None = None  # time.perf_counter() when its first token was drawn
     _cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -173,14 +174,16 @@ class BatchedGenerator:
                 request.on_done(texts * config.num_return_sequences)
                 return
             n = config.num_return_sequences
-            prime = torch.as_tensor(start_ids(self.tokenizer, request.prompt),
-                                    device=self.device)[None, :]
+            prime = torch.as_tensor(prime_rows(self.tokenizer, request.prompt,
+                                               request.prefixes, n), device=self.device)
             logits, _, module_state = self.model(prime)
-            state = self.stepper.from_module_state(
-                select_state(module_state, torch.zeros(n, dtype=torch.long, device=self.device)))
+            # One primed row serves every sequence, unless their labels differ.
+            rows = torch.arange(n, device=self.device) if prime.size(0) > 1 else torch.zeros(
+                n, dtype=torch.long, device=self.device)
+            state = self.stepper.from_module_state(select_state(module_state, rows))
             seen = torch.zeros(n, self.model.config.vocab_size, dtype=torch.bool,
                                device=self.device)
-            seen[:, prime[0]] = True
+            seen[torch.arange(n, device=self.device)[:, None], prime.expand(n, -1)] = True
             # The prompt decides the first token's spacing and open quotes.
             group = _Group(request, self.tokenizer, prime[0].tolist(), self.device)
         except Exception as exc:

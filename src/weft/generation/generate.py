@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -126,6 +126,21 @@ def start_ids(tokenizer: Tokenizer, prompt: str) -> np.ndarray:
     return ids.astype(np.int64)
 
 
+def prime_rows(tokenizer: Tokenizer, prompt: str,
+               prefixes: Sequence[Sequence[int]] | None, n: int) -> np.ndarray:
+    """The priming ids, ``(1, length)`` or, when sequences have different ``prefixes`` (label
+    tokens, placed right after ``<bos>``), ``(n, length)``."""
+    ids = start_ids(tokenizer, prompt)
+    if not prefixes:
+        return ids[None, :]
+    if tokenizer.bos_id is None:
+        raise WeftError("label tokens follow <bos>: this model has none")
+    if len(prefixes) != n or len({len(p) for p in prefixes}) != 1:
+        raise WeftError("give one label prefix per sequence, all of one length")
+    rows = np.array([[ids[0], *prefix, *ids[1:]] for prefix in prefixes], dtype=np.int64)
+    return rows[:1] if (rows == rows[0]).all() else rows
+
+
 # Below this many streams a CPU step is a few small matrix-vector products: two threads split
 # the weight reads and still beat one (1,044 vs 535 tokens/s for a 2 x 512 LSTM, 1,817 vs
 # 1,575 with int8, side by side in benchmarks/generation_speed.py), but more threads cost more
@@ -145,6 +160,7 @@ def generate(
     reference: bool = False,
     threads: int | None = None,
     chunked: bool | None = None,
+    prefixes: Sequence[Sequence[int]] | None = None,
 ) -> list[Completion]:
     """Continuations of ``prompt`` (without the prompt), one per requested sequence, each a
     :class:`Completion` (a ``str`` with its ``finish_reason``).
@@ -153,6 +169,7 @@ def generate(
     tokens to cancel. ``reference=True`` steps through ``nn.LSTM`` itself instead of the fused
     stepper (slower; kept to check the fast path against). ``threads`` overrides the CPU
     thread policy below. ``chunked`` overrides :func:`chooses_on_device` (None: its choice).
+    ``prefixes`` are token ids (labels) each sequence has after ``<bos>``.
     """
     on_cpu = model.head.weight.device.type == "cpu"
     few_streams = config.num_return_sequences < FEW_STREAMS
@@ -161,7 +178,7 @@ def generate(
     with torch.no_grad(), cpu_threads(threads):
         return _generate(model, tokenizer, prompt, config, on_text, should_stop, reference,
                          chooses_on_device(model.head.weight.device) if chunked is None
-                         else chunked)
+                         else chunked, prefixes)
 
 
 def chooses_on_device(device: torch.device) -> bool:
@@ -182,6 +199,7 @@ def _generate(
     should_stop: Callable[[], bool] | None,
     reference: bool,
     chunked: bool,
+    prefixes: Sequence[Sequence[int]] | None = None,
 ) -> list[Completion]:
     config.validate()
     device = model.head.weight.device
@@ -194,10 +212,13 @@ def _generate(
     seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
     generator = torch.Generator(device=device).manual_seed(seed)
 
-    prime = torch.as_tensor(start_ids(tokenizer, prompt), device=device)[None, :]
+    prime = torch.as_tensor(prime_rows(tokenizer, prompt, prefixes, n), device=device)
     logits, _, module_state = model(prime)
     last = logits[:, -1, :].expand(n, -1)
-    module_state = select_state(module_state, torch.zeros(n, dtype=torch.long, device=device))
+    # One primed row serves every sequence, unless their labels differ.
+    rows = torch.arange(n, device=device) if prime.size(0) > 1 else torch.zeros(
+        n, dtype=torch.long, device=device)
+    module_state = select_state(module_state, rows)
     stepper: RecurrentStepper | Int8Stepper | None = None
     if not reference:
         stepper = Int8Stepper(model) if config.quantize == "int8" else RecurrentStepper(model)
@@ -208,7 +229,7 @@ def _generate(
     seen = None
     if config.repetition_penalty != 1.0:
         seen = torch.zeros(n, vocab, dtype=torch.bool, device=device)
-        seen[:, prime[0]] = True
+        seen[torch.arange(n, device=device)[:, None], prime.expand(n, -1)] = True
     eos = tokenizer.eos_id
     context = prime[0].tolist()  # the prompt decides the first token's spacing and open quotes
     texts = [TextState(tokenizer, config.stop, context) for _ in range(n)]

@@ -39,7 +39,7 @@ class Job:
 
     def __init__(self, prompt: str, config: GenerationConfig, streamed: bool,
                  chunks: asyncio.Queue[tuple[int, str] | None] | None = None,
-                 first_index: int = 0) -> None:
+                 first_index: int = 0, prefixes: list[list[int]] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self.config = config
         self.rows = config.num_return_sequences
@@ -50,7 +50,7 @@ class Job:
         self.chunks = chunks if chunks is not None else asyncio.Queue()
         self.first_index = first_index
         self.request = BatchRequest(prompt, config, self._done,
-                                    on_text=self._text if streamed else None)
+                                    on_text=self._text if streamed else None, prefixes=prefixes)
 
     # Called in the batch's thread; both are queued on the loop in thread order, so every
     # chunk comes before the end.
@@ -135,11 +135,11 @@ class Generations:
     async def start(self, model: Any, prompt: str, config: GenerationConfig,
                     streamed: bool = False,
                     chunks: asyncio.Queue[tuple[int, str] | None] | None = None,
-                    first_index: int = 0) -> Job:
+                    first_index: int = 0, prefixes: list[list[int]] | None = None) -> Job:
         """Wait for rows (:class:`~weft.serving.limits.Busy` when none come), then join the
-        model's batch."""
+        model's batch; ``prefixes`` are each row's label token ids."""
         batch = self.batch_for(model, config.quantize)
-        job = Job(prompt, config, streamed, chunks, first_index)
+        job = Job(prompt, config, streamed, chunks, first_index, prefixes)
         await self.rows.acquire(job.rows)
         job.future.add_done_callback(lambda _: self._finished(job))
         batch.submit(job.request)

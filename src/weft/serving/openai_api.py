@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from weft.errors import WeftError
 from weft.generation import Completion
+from weft.generation.samples import label_plan
 from weft.serving.jobs import Job, StreamThenCancel
 from weft.serving.registry import LANGUAGE_MODEL, WEIGHTS, run_kind
 from weft.serving.server import ServerDep, check_limits, generation_config, load_run, require_key
@@ -77,6 +78,9 @@ class CompletionRequest(BaseModel):
     top_k: int | None = Field(None, ge=0, description="weft: sample from the k likeliest.")
     repetition_penalty: float | None = Field(None, ge=1e-3, le=1e3, allow_inf_nan=False,
                                              description="weft: > 1 discourages repeats.")
+    labels: dict[str, str] | None = Field(
+        None, description="weft: label values to generate under (runs trained with "
+                          "--label-column); each choice then carries its labels.")
 
 
 @router.get("/models")
@@ -127,7 +131,8 @@ async def completions(req: CompletionRequest, request: Request, server: ServerDe
                "seed": req.seed, "top_k": req.top_k, "repetition_penalty": req.repetition_penalty,
                "temperature": 1.0 if req.temperature is None else req.temperature,
                "top_p": 1.0 if req.top_p is None else req.top_p}
-    config = generation_config(model, server.limits, options)
+    config, labels, prefixes = label_plan(model.labels, model.tokenizer, req.labels,
+                                          generation_config(model, server.limits, options))
     chunks: asyncio.Queue[tuple[int, str] | None] | None = asyncio.Queue() if req.stream \
         else None
     jobs: list[Job] = []
@@ -135,7 +140,7 @@ async def completions(req: CompletionRequest, request: Request, server: ServerDe
         for k, prompt in enumerate(prompts):
             jobs.append(await server.generations.start(
                 model, model.prepare_prompt(prompt), config, streamed=bool(req.stream),
-                chunks=chunks, first_index=k * n))
+                chunks=chunks, first_index=k * n, prefixes=prefixes))
     except BaseException:
         for job in jobs:
             job.cancel()
@@ -147,8 +152,11 @@ async def completions(req: CompletionRequest, request: Request, server: ServerDe
         return StreamThenCancel(_stream(head, model, jobs, chunks, usage), jobs)
     results = [await server.generations.finish(job, request.is_disconnected) for job in jobs]
     texts = [text for result in results for text in result]
-    return {**head, "choices": [_choice(i, text, text.finish_reason)
-                                for i, text in enumerate(texts)],
+    choices = [_choice(i, text, text.finish_reason) for i, text in enumerate(texts)]
+    if model.labels.columns:  # the same draws for every prompt (one seed)
+        for i, choice in enumerate(choices):
+            choice["labels"] = labels[i % n]
+    return {**head, "choices": choices,
             "usage": _usage(model, jobs, texts)}
 
 

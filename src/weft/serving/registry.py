@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from weft.data.labels import load_labels
 from weft.errors import WeftError
 from weft.io import read_json
 from weft.training.metrics import read_metrics
@@ -126,6 +127,10 @@ class RunRegistry:
                 generation = {}
         records = read_metrics(path / METRICS)
         vals = [r["val_loss"] for r in records if _finite(r.get("val_loss"))]
+        try:
+            labels = load_labels(path).to_dict()["columns"]
+        except WeftError:
+            labels = []
         return {
             "name": name,
             "kind": run_kind(config),
@@ -134,6 +139,7 @@ class RunRegistry:
             "steps": records[-1].get("step") if records else None,
             "best_val_loss": min(vals) if vals else None,
             "generation": generation,
+            "labels": labels,
             "config": config,
         }
 

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from weft.errors import WeftError
 from weft.generation import Completion
+from weft.generation.samples import label_plan
 from weft.serving.jobs import Job, StreamThenCancel
 from weft.serving.registry import LANGUAGE_MODEL, TAGGER
 from weft.serving.schemas import (
@@ -88,27 +89,33 @@ async def generate(req: GenerateRequest, request: Request, server: ServerDep) ->
                  temperature=req.temperature, sequences=req.num_return_sequences or 1,
                  stop=req.stop)
     model = await load_run(server, req.model, LANGUAGE_MODEL)
-    options = req.model_dump(exclude={"model", "prompt", "stream"}, exclude_none=True)
-    config = generation_config(model, server.limits, options)
+    options = req.model_dump(exclude={"model", "prompt", "stream", "labels"},
+                             exclude_none=True)
+    config, labels, prefixes = label_plan(model.labels, model.tokenizer, req.labels,
+                                          generation_config(model, server.limits, options))
     # Cleaned like the training text (lowercased, Unicode form), as `weft generate` does.
     prompt = model.prepare_prompt(req.prompt)
-    job = await server.generations.start(model, prompt, config, streamed=req.stream)
+    job = await server.generations.start(model, prompt, config, streamed=req.stream,
+                                         prefixes=prefixes)
     if req.stream:
-        return StreamThenCancel(_events(req.model, model, job), [job])
+        return StreamThenCancel(_events(req.model, model, job, labels), [job])
     texts = await server.generations.finish(job, request.is_disconnected)
-    return _response(req.model, model, job, texts)
+    return _response(req.model, model, job, texts, labels)
 
 
-def _response(name: str, model: Any, job: Job, texts: list[Completion]) -> GenerateResponse:
+def _response(name: str, model: Any, job: Job, texts: list[Completion],
+              labels: list[dict[str, str]]) -> GenerateResponse:
     prompt = job.request.prompt
     usage = Usage(prompt_tokens=len(model.tokenizer.encode(prompt)) if prompt else 0,
                   completion_tokens=sum(t.tokens for t in texts))
     return GenerateResponse(model=name, prompt=prompt, texts=list(texts),
-                            finish_reasons=[t.finish_reason for t in texts], usage=usage,
-                            elapsed=round(job.elapsed(), 4), cancelled=job.cancelled)
+                            finish_reasons=[t.finish_reason for t in texts], labels=labels,
+                            usage=usage, elapsed=round(job.elapsed(), 4),
+                            cancelled=job.cancelled)
 
 
-async def _events(name: str, model: Any, job: Job) -> AsyncIterator[str]:
+async def _events(name: str, model: Any, job: Job,
+                  labels: list[dict[str, str]]) -> AsyncIterator[str]:
     async for index, text in job.pieces():
         yield _sse("token", {"index": index, "text": text})
     try:
@@ -120,7 +127,7 @@ async def _events(name: str, model: Any, job: Job) -> AsyncIterator[str]:
         log.exception("generation failed")
         yield _sse("error", {"detail": "generation failed; see the server log"})
         return
-    yield _sse("done", _response(name, model, job, texts).model_dump())
+    yield _sse("done", _response(name, model, job, texts, labels).model_dump())
 
 
 @router.post("/tag", response_model=TagResponse, tags=["tag"])

@@ -37,6 +37,10 @@ class GenerateRequest(_Strict):
                              description="Makes sampling repeatable.")
     quantize: Literal["none", "int8"] | None = Field(
         None, description="int8: faster CPU sampling, logits about 1% off float32.")
+    labels: dict[str, str] | None = Field(
+        None, description="Label values to generate under, e.g. {\"label\": \"4\"} (runs "
+                          "trained with --label-column); columns left out are drawn as the "
+                          "training data had them.")
     stream: bool = Field(False, description="Send the text as server-sent events as it comes.")
 
 
@@ -53,6 +57,9 @@ class GenerateResponse(BaseModel):
     finish_reasons: list[str] = Field(
         description="Per text: stop (the end token or a stop string), length (max_new_tokens) "
                     "or cancelled.")
+    labels: list[dict[str, str]] = Field(
+        default_factory=list, description="The label values of each text (empty objects for a "
+                                          "run without label columns).")
     usage: Usage
     elapsed: float = Field(description="Seconds spent generating.")
     cancelled: bool = False
@@ -81,6 +88,8 @@ class ModelSummary(BaseModel):
     steps: int | None = None
     best_val_loss: float | None = None
     generation: dict[str, Any] = Field(description="The run's generation defaults.")
+    labels: list[dict[str, Any]] = Field(
+        default_factory=list, description="Label columns: name and counts of each value.")
     config: dict[str, Any] = Field(description="The run's config.json.")
 
 

@@ -52,6 +52,10 @@ class SpecialTokenIds:
     def pad_id(self) -> int | None:
         return self._special_ids.get(PAD)
 
+    def special_id(self, name: str) -> int | None:
+        """The id of the special token ``name`` (e.g. a label token), if the vocabulary has it."""
+        return self._special_ids.get(name)
+
     @property
     def never_generate(self) -> list[int]:
         """Every special token but end-of-sequence (which ends a record)."""
@@ -114,8 +118,10 @@ class Tokenizer(Protocol):
 
     @property
     def never_generate(self) -> list[int]:
-        """Ids the sampler must never emit (padding, unknown, begin-of-sequence)."""
+        """Ids the sampler must never emit (padding, unknown, begin-of-sequence, labels)."""
         ...
+
+    def special_id(self, name: str) -> int | None: ...
 
     def encode(self, text: str, report: EncodeReport | None = None) -> np.ndarray:
         """Token ids of ``text`` as a compact unsigned integer array."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,8 +21,11 @@ class EvalResult:
     tokens: int  # predicted tokens
     characters: int
     unknown: int = 0  # tokens mapped to <unk>
+    # Runs with label columns: per column, the accuracy of the likeliest label and its
+    # majority-class baseline (weft.training.classify.LabelAccuracy as dicts).
+    labels: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

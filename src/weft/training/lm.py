@@ -19,8 +19,9 @@ import torch
 from weft import __version__
 from weft.config import GenerationConfig, RunConfig
 from weft.data.corpus import BUILTIN_PREFIX, expand_sources
+from weft.data.labels import NO_LABELS, LabelSet, load_labels, save_labels
 from weft.data.memmap import encode_to_npy, iter_text_chunks
-from weft.data.prepare import clean_like_training, load_records, load_text
+from weft.data.prepare import clean_like_training, load_labelled_records, load_text
 from weft.data.records import split_records
 from weft.data.stream import split_tokens
 from weft.device import resolve_device, set_threads, training_precision
@@ -74,10 +75,12 @@ def prepare_text(config: RunConfig) -> str:
 MAX_CHAR_VOCAB = 30_000
 
 
-def build_tokenizer(config: RunConfig, texts: list[str], base: BaseRun | None = None) -> Tokenizer:
-    """The run's tokenizer: trained on ``texts``, or the base run's grown to cover them."""
+def build_tokenizer(config: RunConfig, texts: list[str], base: BaseRun | None = None,
+                    labels: LabelSet = NO_LABELS) -> Tokenizer:
+    """The run's tokenizer: trained on ``texts``, or the base run's grown to cover them; label
+    tokens are special tokens, so growing a base run's vocabulary keeps them."""
     data = config.data
-    specials = RECORD_SPECIALS if data.record_mode else ()
+    specials = [*RECORD_SPECIALS, *labels.specials()] if data.record_mode else []
     if base is not None:
         tokenizer, added = grow_tokenizer(base.tokenizer, texts, specials=specials,
                                           min_count=data.min_count)
@@ -141,16 +144,21 @@ def _train(
     precision = training_precision(config.train.precision, device, resume=resume)
 
     records: list[str] = []
+    label_rows: list[tuple[str, ...]] = []
+    labels = NO_LABELS
     memmapped: tuple[Tokenizer, np.ndarray, int] | None = None
     if config.data.memmap:
         memmapped, data_fingerprint = _memmap_corpus(config, out, resume)
         text = ""
     elif config.data.record_mode:
-        records, notes = load_records(list(config.corpus), config.data)
+        records, label_rows, notes = load_labelled_records(list(config.corpus), config.data)
         for note in notes:
             log.info(note)
         # Records may hold newlines (CSV), so fingerprint them with an unambiguous separator.
         text = "\x1e".join(records)
+        if config.data.label_columns:
+            labels = LabelSet.from_rows(config.data.label_columns, label_rows)
+            text += "\x1d" + "\x1e".join("\x1f".join(row) for row in label_rows)
     else:
         text = prepare_text(config)
     if memmapped is None:
@@ -162,12 +170,13 @@ def _train(
         saved = read_run_config(out)
         check_same_data(saved.get("corpus_fingerprint"), data_fingerprint)
         tokenizer = memmapped[0] if memmapped else load_tokenizer(out / TOKENIZER)
+        labels = load_labels(out) if config.data.label_columns else NO_LABELS
         global_batch = int(saved.get("global_batch_size", config.train.batch_size))
     elif memmapped is not None:
         tokenizer = memmapped[0]
     else:
         tokenizer = tokenizer_from_dict(distributed.on_main(
-            dist, lambda: build_tokenizer(config, records or [text], base).to_dict()))
+            dist, lambda: build_tokenizer(config, records or [text], base, labels).to_dict()))
     if config.data.record_mode:
         train_records, val_records = split_records(records, config.data.val_fraction)
         if config.data.val_fraction > 0 and not val_records:
@@ -192,8 +201,9 @@ def _train(
     distributed.on_main(dist, lambda: check_free_space(out, model, resume))
     task: StreamLMTask | RecordLMTask
     if config.data.record_mode:
+        prefixes = labels.prefixes(tokenizer, label_rows) if labels.columns else None
         task = RecordLMTask(model, tokenizer, train_records, val_records, config.data,
-                            config.train, device, precision)
+                            config.train, device, precision, prefixes=prefixes, labels=labels)
         for note in task.notes:
             log.warning(note)
         train_size, val_size = task.num_tokens, len(val_records)
@@ -217,6 +227,8 @@ def _train(
             if not resume:
                 save_tokenizer(tokenizer, out / TOKENIZER)
                 save_generation_defaults(out, GenerationConfig())
+                if labels.columns:
+                    save_labels(out, labels)
             atomic_write_json(out / CONFIG, record)
         except OSError as exc:
             raise WeftError(f"cannot write the run files in {out} ({exc.strerror})") from None

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from weft.config import DataConfig, GenerationConfig, TrainConfig
+from weft.data.labels import NO_LABELS, LabelSet
 from weft.data.records import IGNORE_INDEX, RecordBatches
 from weft.device import autocast
 from weft.generation import generate
@@ -23,14 +24,14 @@ from weft.tokenizers import Tokenizer
 
 
 @torch.no_grad()
-def records_loss(
+def record_nats(
     model: RNNLanguageModel, batches: RecordBatches, precision: torch.dtype | None = None
-) -> tuple[float, int]:
-    """Total nats and number of predicted tokens (``<eos>`` included) over all records."""
+) -> np.ndarray:
+    """Nats of every record (``<eos>`` included; the pieces of a split record added up)."""
     device = model.head.weight.device
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    per_record = np.zeros(batches.num_records, dtype=np.float64)
     for rows in batches.batch_indices():
         inputs, targets = batches.make_batch(rows)
         inputs, targets = inputs.to(device), targets.to(device)
@@ -38,11 +39,17 @@ def records_loss(
             logits, _, _ = model(inputs)
         nats = torch.nn.functional.cross_entropy(
             logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
-            ignore_index=IGNORE_INDEX, reduction="sum")
-        total += float(nats)
-        count += int((targets != IGNORE_INDEX).sum())
+            ignore_index=IGNORE_INDEX, reduction="none").view(targets.shape).sum(dim=1)
+        np.add.at(per_record, batches.seg_record[rows], nats.double().cpu().numpy())
     model.train(was_training)
-    return total, count
+    return per_record
+
+
+def records_loss(
+    model: RNNLanguageModel, batches: RecordBatches, precision: torch.dtype | None = None
+) -> tuple[float, int]:
+    """Total nats and number of predicted tokens (``<eos>`` included) over all records."""
+    return float(record_nats(model, batches, precision).sum()), batches.num_targets
 
 
 class RecordLMTask:
@@ -60,19 +67,27 @@ class RecordLMTask:
         config: TrainConfig,
         device: torch.device,
         precision: torch.dtype | None,
+        *,
+        prefixes: np.ndarray | None = None,
+        labels: LabelSet = NO_LABELS,
     ) -> None:
+        """``prefixes``: the label token ids of every record (training ones first)."""
         self.model = model
         self.lm = model
         self.tokenizer = tokenizer
         self.device = device
         self.precision = precision
+        n_train = len(train_records)
+        self.labels = labels
         self.train = RecordBatches.from_texts(
             train_records, tokenizer, batch_size=config.batch_size,
-            max_len=data.max_record_len, long_records=data.long_records, seed=config.seed)
+            max_len=data.max_record_len, long_records=data.long_records, seed=config.seed,
+            prefixes=None if prefixes is None else prefixes[:n_train])
         self.val = (
             RecordBatches.from_texts(
                 val_records, tokenizer, batch_size=config.batch_size,
-                max_len=data.max_record_len, long_records=data.long_records, shuffle=False)
+                max_len=data.max_record_len, long_records=data.long_records, shuffle=False,
+                prefixes=None if prefixes is None else prefixes[n_train:])
             if val_records else None
         )
         self.notes = list(self.train.notes)
@@ -105,7 +120,13 @@ class RecordLMTask:
 
     def sample(self) -> str | None:
         config = GenerationConfig(max_new_tokens=120, temperature=0.8, seed=self.sample_seed)
-        return generate(self.lm, self.tokenizer, "", config)[0]
+        if not self.labels.columns:
+            return generate(self.lm, self.tokenizer, "", config)[0]
+        chosen = self.labels.sample({}, 1, self.sample_seed)[0]
+        prefix = self.labels.ids(self.tokenizer, chosen)
+        shown = " ".join(f"{k}={v}" for k, v in chosen.items())
+        return f"[{shown}] " + generate(self.lm, self.tokenizer, "", config,
+                                        prefixes=[prefix])[0]
 
     def state_dict(self) -> dict[str, Any]:
         return {}  # nothing carried between batches; the epoch order is rebuilt from the seed

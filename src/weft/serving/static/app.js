@@ -100,7 +100,26 @@ function selectModel() {
     $(name).value = String(value);
   }
   showSliderValues();
+  showLabels(tagger ? [] : (model.labels || []));
   if (!$("panel-training").hidden) loadMetrics();
+}
+
+// One drop-down per label column of the run (runs trained with --label-column).
+function showLabels(columns) {
+  const box = $("labels");
+  box.replaceChildren();
+  for (const column of columns) {
+    const label = document.createElement("label");
+    label.textContent = `Label ${column.name} `;
+    const select = document.createElement("select");
+    select.dataset.column = column.name;
+    select.add(new Option("any (as in the data)", ""));
+    for (const [value, count] of Object.entries(column.counts)) {
+      select.add(new Option(`${value} (${count})`, value));
+    }
+    label.append(select);
+    box.append(label);
+  }
 }
 
 function showSliderValues() {
@@ -121,6 +140,11 @@ function request() {
   body.max_new_tokens = Number($("max_new_tokens").value);
   body.repetition_penalty = Number($("repetition_penalty").value);
   if ($("seed").value !== "") body.seed = Number($("seed").value);
+  const labels = {};
+  for (const select of $("labels").querySelectorAll("select")) {
+    if (select.value !== "") labels[select.dataset.column] = select.value;
+  }
+  if (Object.keys(labels).length) body.labels = labels;
   return body;
 }
 
@@ -183,8 +207,10 @@ async function generate() {
         $("out-prompt").textContent = data.prompt;  // as the model saw it (maybe lowercased)
         const { completion_tokens } = data.usage;
         const ended = data.finish_reasons[0] === "length" ? "cut at the length limit" : "ended";
+        const tags = Object.entries((data.labels || [])[0] || {}).map(([k, v]) => `${k}=${v}`);
         $("status").textContent = `done: ${completion_tokens} tokens in ${data.elapsed.toFixed(2)} s`
-          + ` (${(completion_tokens / Math.max(data.elapsed, 1e-6)).toFixed(0)} tokens/s), ${ended}`;
+          + ` (${(completion_tokens / Math.max(data.elapsed, 1e-6)).toFixed(0)} tokens/s), ${ended}`
+          + (tags.length ? `; labels ${tags.join(" ")}` : "");
       } else if (event === "error") {
         throw new Error(data.detail);
       }
