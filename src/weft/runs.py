@@ -10,19 +10,22 @@ A run directory is complete on its own::
     metrics.jsonl       one JSON record per evaluation
     generation.json     generation defaults
     labels.json         label columns with their values and counts (runs with --label-column)
+    copy-index/         the training text and its suffix array, for the copy meter
     loss.png            training and validation loss against steps
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from weft.config import GenerationConfig, RunConfig, from_saved
+from weft.data.corpus_index import CorpusIndex, open_index
 from weft.data.labels import Labels, LabelSet, load_labels
 from weft.device import resolve_device, run_precision
 from weft.errors import WeftError
@@ -126,15 +129,27 @@ class LanguageModel:
         return [s.text for s in self.samples(prompt, labels=labels, **options)]
 
     def samples(self, prompt: str = "", *, labels: Labels | None = None,
+                copy_meter: bool = True, max_copy: int | None = None,
                 on_text: OnText | None = None, threads: int | None = None,
+                should_stop: Callable[[], bool] | None = None,
                 **options: Any) -> list[Sample]:
-        """Like :meth:`generate`, as :class:`~weft.generation.samples.Sample` objects (text
-        and labels); ``on_text(i, chunk)`` receives text as it is generated."""
+        """Like :meth:`generate`, as :class:`~weft.generation.samples.Sample` objects: text,
+        labels and ``longest_copy`` (the longest span found verbatim in the training corpus;
+        None for runs without a copy index). ``max_copy=N`` generates a text again (a bounded
+        number of times, then cuts it) until no span of N characters or more is copied.
+        ``on_text(i, chunk)`` receives text as it is generated."""
         from weft.generation.samples import generate_samples
 
         return generate_samples(self.module, self.tokenizer, self.labels,
                                 self.prepare_prompt(prompt), self.generation_config(**options),
-                                labels=labels, on_text=on_text, threads=threads)
+                                labels=labels, index=self.copy_index, copy_meter=copy_meter,
+                                max_copy=max_copy, on_text=on_text, should_stop=should_stop,
+                                threads=threads)
+
+    @cached_property
+    def copy_index(self) -> CorpusIndex | None:
+        """The memory-mapped index of the training text (None for runs trained without)."""
+        return open_index(self.run_dir)
 
     def stream(self, prompt: str = "", *, labels: Labels | None = None,
                **options: Any) -> Iterator[str]:
@@ -148,7 +163,7 @@ class LanguageModel:
 
         def work() -> None:
             try:
-                self.samples(prompt, labels=labels, num_return_sequences=1,
+                self.samples(prompt, labels=labels, num_return_sequences=1, copy_meter=False,
                              on_text=lambda i, text: chunks.put(text),
                              should_stop=abandoned.is_set, **options)
             except BaseException as exc:  # handed to the consumer below

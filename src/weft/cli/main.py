@@ -31,6 +31,7 @@ from weft.config import (
 from weft.errors import WeftError
 
 _M, _D, _T = ModelConfig(), DataConfig(), TrainConfig()
+log = logging.getLogger("weft")
 
 
 class _WarningFormatter(logging.Formatter):
@@ -211,6 +212,9 @@ def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
               help="Generate under this label value (repeatable); columns not given are "
               "drawn as often as the training data had them.")
 @click.option("--seed", type=int, help="Makes sampling repeatable.")
+@click.option("--max-copy", type=click.IntRange(min=1), metavar="N",
+              help="Generate a text again (up to 10 tries, then cut it) while it copies N or "
+              "more characters verbatim from the training corpus; does not stream.")
 @click.option("--quantize", type=click.Choice(QUANTIZE),
               help="int8: int8 weight products, a faster CPU path whose logits differ from "
                    "float32 by about 1% [default: from the run, none]")
@@ -225,9 +229,10 @@ def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
 @click.option("--threads", type=click.IntRange(min=1),
               help="CPU threads [default: 2 below 8 sequences, else PyTorch's choice]")
 def generate(run: Path, prompt: str, fmt: str, device: str, threads: int | None,
-             labels: tuple[str, ...], **options: Any) -> None:
+             labels: tuple[str, ...], max_copy: int | None, **options: Any) -> None:
     """Write text with the model in RUN (a run directory, or builtin:english), streaming it as
     it is generated."""
+    from weft.data.corpus_index import UNAVAILABLE
     from weft.data.labels import parse_label_options
     from weft.runs import load
 
@@ -237,22 +242,30 @@ def generate(run: Path, prompt: str, fmt: str, device: str, threads: int | None,
     model.labels.check(chosen)  # before any output
     config = model.generation_config(**options)
     shown = model.prepare_prompt(prompt)  # lowercased/normalized like the training text
+    if max_copy is not None and model.copy_index is None:
+        raise WeftError(f"{UNAVAILABLE}, so --max-copy cannot be enforced")
     if fmt == "jsonl":
-        samples = model.samples(prompt, labels=chosen, threads=threads, **options)
+        if model.copy_index is None:
+            log.warning(UNAVAILABLE)  # longest_copy is null
+        samples = model.samples(prompt, labels=chosen, threads=threads, max_copy=max_copy,
+                                **options)
         for i, sample in enumerate(samples):
             click.echo(json.dumps({"index": i, "prompt": shown, **sample.to_dict()},
                                   ensure_ascii=False))
         return
-    if config.num_return_sequences == 1:
+    if config.num_return_sequences == 1 and max_copy is None:
         click.echo(shown, nl=False)
         model.samples(prompt, labels=chosen, threads=threads, **options,
                       on_text=lambda i, text: click.echo(text, nl=False))
         click.echo()
         return
-    samples = model.samples(prompt, labels=chosen, threads=threads, **options)
+    samples = model.samples(prompt, labels=chosen, threads=threads, max_copy=max_copy,
+                            **options)
     for i, sample in enumerate(samples):
         tags = "".join(f" {k}={v}" for k, v in sample.labels.items())
-        click.echo(f"--- {i + 1}{tags} ---\n{shown}{sample.text}")
+        if len(samples) > 1:
+            click.echo(f"--- {i + 1}{tags} ---")
+        click.echo(f"{shown}{sample.text}")
 
 
 @cli.command("eval")

@@ -1,37 +1,54 @@
-"""Generated texts with what a user needs to trust them: their labels (and copy meter).
+"""Generated texts with what a user needs to trust them: their labels and their copy meter.
 
-:func:`generate_samples` wraps :func:`weft.generation.generate`: it decides each sequence's
+:func:`generate_samples` wraps :func:`weft.generation.generate`. It decides each sequence's
 labels (the ones asked for; the others drawn with the training data's frequencies, repeatably
-for a seed) and hands their token ids to the generation loop, and returns :class:`Sample`
-objects that the CLI, the Python API and the HTTP API report from.
+for a seed) and hands their token ids to the generation loop. With the run's copy index it
+measures each text's longest span copied verbatim from the corpus, and with ``max_copy`` it
+generates again (same labels, a new seed) each text that copies ``max_copy`` characters or more,
+up to :data:`MAX_COPY_TRIES` tries in all; a text still over the limit then is cut before the
+copy completes, and says so. The CLI, the Python API and the HTTP API all report from the
+:class:`Sample` objects it returns.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from weft.config import GenerationConfig
+from weft.data.corpus_index import UNAVAILABLE, Copy, CorpusIndex
 from weft.data.labels import Labels, LabelSet
+from weft.errors import WeftError
 from weft.generation.generate import Completion, OnText, generate
 from weft.models.rnn_lm import RNNLanguageModel
 from weft.tokenizers import Tokenizer
 
+log = logging.getLogger("weft")
+
+MAX_COPY_TRIES = 10  # generations per text under --max-copy, the first included
+
 
 @dataclass
 class Sample:
-    """One generated text (without its prompt) and the labels it was generated under."""
+    """One generated text (without its prompt), the labels it was generated under, and its
+    longest span copied from the corpus (None when not measured or no index)."""
 
     text: Completion
     labels: dict[str, str] = field(default_factory=dict)
+    longest_copy: Copy | None = None
+    tries: int = 1  # generations it took (more than 1 only under max_copy)
+    cut: bool = False  # still over max_copy after the last try: cut before the copy
 
     def to_dict(self) -> dict[str, Any]:
-        """The text, why it ended and how many tokens it took, and its labels."""
+        """The text, why it ended, how many tokens it took, its labels and copy meter."""
         return {"text": str(self.text), "finish_reason": self.text.finish_reason,
-                "tokens": self.text.tokens, "labels": self.labels}
+                "tokens": self.text.tokens, "labels": self.labels,
+                "longest_copy": self.longest_copy.to_dict() if self.longest_copy else None,
+                "tries": self.tries, "cut": self.cut}
 
 
 def with_seed(config: GenerationConfig) -> GenerationConfig:
@@ -65,13 +82,76 @@ def generate_samples(
     config: GenerationConfig,
     *,
     labels: Labels | None = None,
+    index: CorpusIndex | None = None,
+    copy_meter: bool = False,
+    max_copy: int | None = None,
     on_text: OnText | None = None,
     should_stop: Callable[[], bool] | None = None,
     threads: int | None = None,
 ) -> list[Sample]:
-    """``config.num_return_sequences`` samples of ``prompt`` under ``labels``."""
+    """``config.num_return_sequences`` samples of ``prompt`` under ``labels``; ``copy_meter``
+    measures their longest copies (needs ``index``), ``max_copy`` bounds them."""
+    check_max_copy(max_copy, index, streamed=on_text is not None)
     config, assignments, prefixes = label_plan(label_set, tokenizer, labels, config)
-    texts = generate(model, tokenizer, prompt, config, on_text=on_text,
-                     should_stop=should_stop, threads=threads, prefixes=prefixes)
-    return [Sample(text, assignment) for text, assignment in zip(texts, assignments,
-                                                                   strict=True)]
+    seed = config.seed or 0
+
+    def run(rows: list[int], tries: int) -> list[Completion]:
+        return generate(model, tokenizer, prompt,
+                        dataclasses.replace(config, num_return_sequences=len(rows),
+                                            seed=retry_seed(seed, tries)),
+                        on_text=on_text, should_stop=should_stop, threads=threads,
+                        prefixes=None if prefixes is None else [prefixes[i] for i in rows])
+
+    samples = [Sample(text, assignment) for text, assignment
+               in zip(run(list(range(len(assignments))), 1), assignments, strict=True)]
+    if index is not None and (copy_meter or max_copy is not None):
+        for sample in samples:
+            sample.longest_copy = index.longest_copy(sample.text)
+    if index is not None and max_copy is not None:
+        bound_copies(samples, index, max_copy, run)
+    return samples
+
+
+def check_max_copy(max_copy: int | None, index: CorpusIndex | None, streamed: bool) -> None:
+    if max_copy is None:
+        return
+    if max_copy < 1:
+        raise WeftError("--max-copy must be >= 1 (characters)")
+    if index is None:
+        raise WeftError(f"{UNAVAILABLE}, so --max-copy cannot be enforced")
+    if streamed:
+        raise WeftError("--max-copy may replace a text after it is written: it does not "
+                        "stream")
+
+
+def retry_seed(seed: int, tries: int) -> int:
+    """The seed of a text's ``tries``-th generation; the first is the seed asked for."""
+    return (seed + 7919 * (tries - 1)) % 2**63 if tries > 1 else seed
+
+
+def bound_copies(samples: list[Sample], index: CorpusIndex, limit: int,
+                 again: Callable[[list[int], int], list[Completion]]) -> None:
+    """Generate again (``again(rows, tries)``) the samples that copy ``limit`` characters or
+    more, up to :data:`MAX_COPY_TRIES` in all; cut those still over, before the copy."""
+    over = [i for i, s in enumerate(samples) if _copied(s) >= limit]
+    for tries in range(2, MAX_COPY_TRIES + 1):
+        if not over:
+            return
+        for i, text in zip(over, again(over, tries), strict=True):
+            samples[i].text, samples[i].tries = text, tries
+            samples[i].longest_copy = index.longest_copy(text)
+        over = [i for i in over if _copied(samples[i]) >= limit]
+    for i in over:
+        sample = samples[i]
+        end = index.first_copy_end(sample.text, limit)
+        assert end is not None
+        text = sample.text
+        sample.text = Completion(text[:end - 1], text.finish_reason, text.tokens)
+        sample.cut = True
+        sample.longest_copy = index.longest_copy(sample.text)
+        log.warning("text %d still copied %d characters from the corpus after %d tries: cut "
+                    "to %d characters, before the copy", i + 1, limit, MAX_COPY_TRIES, end - 1)
+
+
+def _copied(sample: Sample) -> int:
+    return sample.longest_copy.chars if sample.longest_copy is not None else 0

@@ -6,9 +6,11 @@ the same shared batch (:mod:`weft.serving.jobs`).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import torch
@@ -17,7 +19,13 @@ from starlette.concurrency import run_in_threadpool
 
 from weft.errors import WeftError
 from weft.generation import Completion
-from weft.generation.samples import label_plan
+from weft.generation.samples import (
+    Sample,
+    bound_copies,
+    check_max_copy,
+    label_plan,
+    retry_seed,
+)
 from weft.serving.jobs import Job, StreamThenCancel
 from weft.serving.registry import LANGUAGE_MODEL, TAGGER
 from weft.serving.schemas import (
@@ -89,33 +97,80 @@ async def generate(req: GenerateRequest, request: Request, server: ServerDep) ->
                  temperature=req.temperature, sequences=req.num_return_sequences or 1,
                  stop=req.stop)
     model = await load_run(server, req.model, LANGUAGE_MODEL)
-    options = req.model_dump(exclude={"model", "prompt", "stream", "labels"},
-                             exclude_none=True)
+    options = req.model_dump(exclude={"model", "prompt", "stream", "labels", "copy_meter",
+                                      "max_copy"}, exclude_none=True)
     config, labels, prefixes = label_plan(model.labels, model.tokenizer, req.labels,
                                           generation_config(model, server.limits, options))
+    check_max_copy(req.max_copy, model.copy_index, streamed=req.stream)
     # Cleaned like the training text (lowercased, Unicode form), as `weft generate` does.
     prompt = model.prepare_prompt(req.prompt)
     job = await server.generations.start(model, prompt, config, streamed=req.stream,
                                          prefixes=prefixes)
+    meter = _Meter(model, req.copy_meter, req.max_copy)
     if req.stream:
-        return StreamThenCancel(_events(req.model, model, job, labels), [job])
+        return StreamThenCancel(_events(req.model, model, job, labels, meter), [job])
     texts = await server.generations.finish(job, request.is_disconnected)
-    return _response(req.model, model, job, texts, labels)
+    samples = [Sample(text, row) for text, row in zip(texts, labels, strict=True)]
+    if req.max_copy is not None:
+        loop = asyncio.get_running_loop()
+
+        async def again_async(rows: list[int], tries: int) -> list[Completion]:
+            retry = dataclasses.replace(config, num_return_sequences=len(rows),
+                                        seed=retry_seed(config.seed or 0, tries))
+            retry_job = await server.generations.start(
+                model, prompt, retry, prefixes=None if prefixes is None
+                else [prefixes[i] for i in rows])
+            return await server.generations.finish(retry_job, request.is_disconnected)
+
+        def again(rows: list[int], tries: int) -> list[Completion]:  # in a worker thread
+            return asyncio.run_coroutine_threadsafe(again_async(rows, tries), loop).result()
+
+        await run_in_threadpool(meter.bound, samples, again)
+    elif req.copy_meter:
+        await run_in_threadpool(meter.measure, samples)
+    return _response(req.model, model, job, samples, meter)
 
 
-def _response(name: str, model: Any, job: Job, texts: list[Completion],
-              labels: list[dict[str, str]]) -> GenerateResponse:
+class _Meter:
+    """What a request asked of the copy meter, and the run's index to answer it."""
+
+    def __init__(self, model: Any, copy_meter: bool, max_copy: int | None) -> None:
+        self.index = model.copy_index if copy_meter or max_copy is not None else None
+        self.reported = copy_meter or max_copy is not None
+        self.max_copy = max_copy
+
+    def measure(self, samples: list[Sample]) -> None:
+        if self.index is not None:
+            for sample in samples:
+                sample.longest_copy = self.index.longest_copy(sample.text)
+
+    def bound(self, samples: list[Sample],
+              again: Callable[[list[int], int], list[Completion]]) -> None:
+        assert self.index is not None and self.max_copy is not None
+        self.measure(samples)
+        bound_copies(samples, self.index, self.max_copy, again)
+
+
+def _response(name: str, model: Any, job: Job, samples: list[Sample],
+              meter: _Meter) -> GenerateResponse:
     prompt = job.request.prompt
+    texts = [sample.text for sample in samples]
     usage = Usage(prompt_tokens=len(model.tokenizer.encode(prompt)) if prompt else 0,
                   completion_tokens=sum(t.tokens for t in texts))
+    copies = [s.longest_copy.to_dict() if s.longest_copy else None for s in samples]
+    bounded = meter.max_copy is not None
     return GenerateResponse(model=name, prompt=prompt, texts=list(texts),
-                            finish_reasons=[t.finish_reason for t in texts], labels=labels,
+                            finish_reasons=[t.finish_reason for t in texts],
+                            labels=[s.labels for s in samples],
+                            longest_copy=copies if meter.reported else [],
+                            tries=[s.tries for s in samples] if bounded else [],
+                            cut=[s.cut for s in samples] if bounded else [],
                             usage=usage, elapsed=round(job.elapsed(), 4),
                             cancelled=job.cancelled)
 
 
-async def _events(name: str, model: Any, job: Job,
-                  labels: list[dict[str, str]]) -> AsyncIterator[str]:
+async def _events(name: str, model: Any, job: Job, labels: list[dict[str, str]],
+                  meter: _Meter) -> AsyncIterator[str]:
     async for index, text in job.pieces():
         yield _sse("token", {"index": index, "text": text})
     try:
@@ -127,7 +182,9 @@ async def _events(name: str, model: Any, job: Job,
         log.exception("generation failed")
         yield _sse("error", {"detail": "generation failed; see the server log"})
         return
-    yield _sse("done", _response(name, model, job, texts, labels).model_dump())
+    samples = [Sample(text, row) for text, row in zip(texts, labels, strict=True)]
+    await run_in_threadpool(meter.measure, samples)
+    yield _sse("done", _response(name, model, job, samples, meter).model_dump())
 
 
 @router.post("/tag", response_model=TagResponse, tags=["tag"])

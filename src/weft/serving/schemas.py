@@ -41,6 +41,12 @@ class GenerateRequest(_Strict):
         None, description="Label values to generate under, e.g. {\"label\": \"4\"} (runs "
                           "trained with --label-column); columns left out are drawn as the "
                           "training data had them.")
+    copy_meter: bool = Field(False, description="Report each text's longest span copied "
+                                                "verbatim from the training corpus.")
+    max_copy: int | None = Field(
+        None, ge=1, description="Generate a text again (up to 10 tries, then cut it) while it "
+                                "copies this many characters or more from the corpus; not with "
+                                "stream.")
     stream: bool = Field(False, description="Send the text as server-sent events as it comes.")
 
 
@@ -60,6 +66,13 @@ class GenerateResponse(BaseModel):
     labels: list[dict[str, str]] = Field(
         default_factory=list, description="The label values of each text (empty objects for a "
                                           "run without label columns).")
+    longest_copy: list[dict[str, Any] | None] = Field(
+        default_factory=list, description="With copy_meter or max_copy: per text, its longest "
+                                          "copied span (chars, offset in the corpus, text).")
+    tries: list[int] = Field(default_factory=list,
+                             description="Generations each text took (max_copy).")
+    cut: list[bool] = Field(default_factory=list,
+                            description="Texts cut before a copy after the last try (max_copy).")
     usage: Usage
     elapsed: float = Field(description="Seconds spent generating.")
     cancelled: bool = False

@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 from weft import __version__
 from weft.config import GenerationConfig, RunConfig
 from weft.data.corpus import BUILTIN_PREFIX, expand_sources
+from weft.data.corpus_index import build_index, has_index
 from weft.data.labels import NO_LABELS, LabelSet, load_labels, save_labels
 from weft.data.memmap import encode_to_npy, iter_text_chunks
 from weft.data.prepare import clean_like_training, load_labelled_records, load_text
@@ -234,6 +235,8 @@ def _train(
             raise WeftError(f"cannot write the run files in {out} ({exc.strerror})") from None
 
     distributed.on_main(dist, write_run_files)
+    if not has_index(out):  # runs from before the copy meter get theirs when resumed
+        distributed.on_main(dist, lambda: _build_copy_index(config, out, text, records))
     if not quiet:
         params = sum(p.numel() for p in model.parameters())
         print(f"weft: {summary} "
@@ -262,6 +265,27 @@ def _train(
     return LanguageModel(out, device=str(device)), result
 
 
+def _build_copy_index(config: RunConfig, out: Path, text: str, records: list[str]) -> None:
+    """The copy meter's index of the corpus: records one per line, else the cleaned text."""
+    if config.data.memmap:
+        chunks: Iterable[str] = _cleaned_chunks(config, expand_sources(list(config.corpus)))
+    elif config.data.record_mode:
+        chunks = (record + "\n" for record in records)
+    else:
+        chunks = [text]
+    try:
+        stats = build_index(out, chunks)
+    except OSError as exc:
+        raise WeftError(f"cannot write the copy index in {out} ({exc.strerror})") from None
+    log.debug("copy index: %d bytes of text in %.2f s", stats.text_bytes, stats.seconds)
+
+
+def _cleaned_chunks(config: RunConfig, sources: list[str]) -> Iterator[str]:
+    for source in sources:
+        for chunk in iter_text_chunks(source):
+            yield clean_like_training(chunk, config.data)
+
+
 TOKENS = "tokens.npy"
 
 
@@ -282,13 +306,11 @@ def _memmap_corpus(
 
     def chunks(first_pass: bool) -> Iterator[str]:
         nonlocal characters
-        for source in sources:
-            for chunk in iter_text_chunks(source):
-                chunk = clean_like_training(chunk, config.data)
-                if first_pass:
-                    digest.update(chunk.encode("utf-8"))
-                    characters += len(chunk)
-                yield chunk
+        for chunk in _cleaned_chunks(config, sources):
+            if first_pass:
+                digest.update(chunk.encode("utf-8"))
+                characters += len(chunk)
+            yield chunk
 
     if resume:
         for _ in chunks(first_pass=True):

@@ -1,0 +1,170 @@
+"""The copy meter: a suffix-array index of the training text, the longest copied span of a
+generated text, and --max-copy."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import weft
+from weft.cli.main import cli
+from weft.data.corpus_index import INDEX_DIR, CorpusIndex, build_index
+from weft.errors import WeftError
+from weft.generation.samples import MAX_COPY_TRIES
+
+from .conftest import PANGRAM
+
+
+def naive_longest(corpus: str, text: str) -> int:
+    best = 0
+    for i in range(len(text)):
+        for j in range(i + best + 1, len(text) + 1):
+            if text[i:j] not in corpus:
+                break
+            best = j - i
+    return best
+
+
+def test_a_planted_span_is_found_exactly(tmp_path: Path) -> None:
+    rng = random.Random(0)
+    # Over 64 KiB of text with multi-byte characters before the plant, so the character offset
+    # crosses blocks and differs from the byte offset.
+    before = "".join(rng.choice("abcdéfgh✓") for _ in range(100_000))
+    planted = "The Quick Brown Fox Jumps Over The Lazy Dog, Twice."
+    corpus = before + planted + "".join(rng.choice("abcdefgh") for _ in range(5_000))
+    stats = build_index(tmp_path, [corpus[:70_000], corpus[70_000:]])
+    assert stats.text_bytes == len(corpus.encode("utf-8"))
+    index = CorpusIndex(tmp_path)
+    span = planted[4:44]
+    copy = index.longest_copy("0123" + span + "98765")
+    assert (copy.chars, copy.text) == (len(span), span)
+    assert copy.offset == len(before) + 4
+    assert corpus[copy.offset:copy.offset + copy.chars] == span
+    assert index.longest_copy("0123").chars == 0 and index.longest_copy("").chars == 0
+    assert index.first_copy_end("0123" + span, 10) == 4 + 10
+
+
+def test_longest_copy_agrees_with_brute_force(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    corpus = "".join(rng.choice("abc\n") for _ in range(3_000))
+    build_index(tmp_path, [corpus])
+    index = CorpusIndex(tmp_path)
+    for _ in range(60):
+        text = "".join(rng.choice("abcd") for _ in range(rng.randrange(0, 40)))
+        copy = index.longest_copy(text)
+        assert copy.chars == naive_longest(corpus, text), text
+        assert copy.text in corpus and copy.text in text
+
+
+def test_an_empty_corpus_copies_nothing(tmp_path: Path) -> None:
+    build_index(tmp_path, [])
+    assert CorpusIndex(tmp_path).longest_copy("abc").chars == 0
+
+
+def test_training_builds_the_index_and_jsonl_reports_copies(tiny_run: Path) -> None:
+    assert (tiny_run / INDEX_DIR / "suffixes.npy").is_file()
+    result = CliRunner().invoke(cli, ["generate", str(tiny_run), "--format", "jsonl",
+                                      "--max-new-tokens", "60", "--seed", "2",
+                                      "--num-return-sequences", "2"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    corpus = (tiny_run / INDEX_DIR / "text.bin").read_text(encoding="utf-8")
+    for row in rows:
+        copy = row["longest_copy"]
+        assert copy["chars"] == naive_longest(corpus, row["text"]) > 0
+        assert corpus[copy["offset"]:copy["offset"] + copy["chars"]] == copy["text"]
+
+
+@pytest.fixture(scope="module")
+def copier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model that has learned its one sentence by heart: it copies long spans."""
+    root = tmp_path_factory.mktemp("copier")
+    (root / "c.txt").write_text(PANGRAM * 40, encoding="utf-8")
+    weft.train(root / "c.txt", out=root / "run", hidden_size=64, embedding_dim=16,
+               batch_size=8, seq_len=32, max_steps=150, eval_every=150, lr=1e-2, threads=1,
+               quiet=True)
+    return root / "run"
+
+
+def test_max_copy_never_returns_a_text_over_the_limit(copier: Path) -> None:
+    model = weft.load(copier, device="cpu")
+    index = model.copy_index
+    assert index is not None
+    free = model.samples(max_new_tokens=60, num_return_sequences=4, seed=0)
+    assert all(s.longest_copy is not None and s.longest_copy.chars >= 12 for s in free)
+    for limit in (12, 3):
+        samples = model.samples(max_copy=limit, max_new_tokens=60, num_return_sequences=4,
+                                seed=0)
+        assert all(s.longest_copy is not None and s.longest_copy.chars < limit
+                   for s in samples)
+        assert all(s.longest_copy == index.longest_copy(s.text) for s in samples)
+        assert any(s.tries > 1 or s.cut for s in samples)
+    assert any(s.cut and s.tries == MAX_COPY_TRIES for s in samples)  # 3 is too strict
+    result = CliRunner().invoke(cli, ["generate", str(copier), "--max-copy", "12",
+                                      "--max-new-tokens", "60", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    assert index.longest_copy(result.output.splitlines()[-1]).chars < 12
+
+
+def test_runs_without_an_index_say_the_meter_is_unavailable(
+        tiny_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(tiny_run, old)
+    shutil.rmtree(old / INDEX_DIR)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["generate", str(old), "--format", "jsonl",
+                                 "--max-new-tokens", "10", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "copy meter is unavailable" in caplog.text
+    assert json.loads(result.output.splitlines()[-1])["longest_copy"] is None
+    result = runner.invoke(cli, ["generate", str(old), "--max-copy", "5"])
+    assert result.exit_code == 2 and "copy meter is unavailable" in result.output
+    with pytest.raises(WeftError, match="unavailable"):
+        weft.load(old, device="cpu").samples(max_copy=5)
+
+
+@pytest.mark.parametrize(("level", "cell"), [("word", "gru"), ("bpe", "rnn")])
+def test_every_level_and_cell_and_resume_rebuilds_a_missing_index(
+        tmp_path: Path, level: str, cell: str) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat sat on the mat. " * 80 + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    extra = {"bpe_vocab_size": 300} if level == "bpe" else {}
+    weft.train(corpus, out=out, level=level, cell=cell, hidden_size=16, embedding_dim=8,
+               batch_size=4, seq_len=16, max_steps=3, eval_every=3, threads=1, quiet=True,
+               **extra)
+    shutil.rmtree(out / INDEX_DIR)  # as a run trained before the copy meter
+    model = weft.resume(out, max_steps=5, quiet=True)
+    assert model is not None and model.copy_index is not None
+    sample = model.samples(max_new_tokens=20, seed=0)[0]
+    assert sample.longest_copy is not None
+    assert sample.longest_copy.chars == naive_longest(corpus.read_text(), sample.text)
+
+
+def test_http_reports_copies_and_bounds_them(copier: Path, tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from weft.serving import create_app
+
+    shutil.copytree(copier, tmp_path / "served" / "copier")
+    index = weft.load(copier, device="cpu").copy_index
+    assert index is not None
+    body = {"model": "copier", "max_new_tokens": 40, "seed": 0, "num_return_sequences": 2}
+    with TestClient(create_app(tmp_path / "served")) as client:
+        plain = client.post("/api/generate", json=body).json()
+        assert plain["longest_copy"] == []  # not asked for
+        measured = client.post("/api/generate", json={**body, "copy_meter": True}).json()
+        for text, copy in zip(measured["texts"], measured["longest_copy"], strict=True):
+            assert copy == index.longest_copy(text).to_dict()
+        bounded = client.post("/api/generate", json={**body, "max_copy": 10}).json()
+        assert all(copy["chars"] < 10 for copy in bounded["longest_copy"])
+        assert len(bounded["tries"]) == len(bounded["cut"]) == 2
+        refused = client.post("/api/generate", json={**body, "max_copy": 10, "stream": True})
+        assert refused.status_code == 400 and "stream" in refused.json()["detail"]
