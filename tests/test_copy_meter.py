@@ -13,8 +13,10 @@ from click.testing import CliRunner
 
 import weft
 from weft.cli.main import cli
+from weft.config import GenerationConfig
 from weft.data.corpus_index import INDEX_DIR, CorpusIndex, build_index
 from weft.errors import WeftError
+from weft.generation.chat import ChatSession
 from weft.generation.samples import MAX_COPY_TRIES
 
 from .conftest import PANGRAM
@@ -144,6 +146,12 @@ def test_every_level_and_cell_and_resume_rebuilds_a_missing_index(
     sample = model.samples(max_new_tokens=20, seed=0)[0]
     assert sample.longest_copy is not None
     assert sample.longest_copy.chars == naive_longest(corpus.read_text(), sample.text)
+    # Chat works at this level too: a turn, its copy meter, and undo.
+    session = ChatSession(model, GenerationConfig(max_new_tokens=8, seed=0))
+    turn = session.turn("the cat")
+    meter = session.copy_meter()
+    assert meter is not None and meter[0].chars == naive_longest(corpus.read_text(), turn.reply)
+    assert session.undo() is turn and session.transcript() == ""
 
 
 def test_http_reports_copies_and_bounds_them(copier: Path, tmp_path: Path) -> None:

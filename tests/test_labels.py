@@ -14,8 +14,10 @@ from click.testing import CliRunner
 
 import weft
 from weft.cli.main import cli
+from weft.config import GenerationConfig
 from weft.data.labels import LabelSet, label_token, load_labels
 from weft.errors import WeftError
+from weft.generation.chat import ChatSession
 from weft.generation.generate import prime_rows
 from weft.tokenizers import RECORD_SPECIALS, build_tokenizer, load_tokenizer, save_tokenizer
 
@@ -89,6 +91,15 @@ def test_generation_under_a_label_starts_from_it(labelled: tuple[Path, Path]) ->
     samples = model.samples(labels={"topic": "b"}, num_return_sequences=6, seed=3,
                             max_new_tokens=30)
     assert all(s.labels["topic"] == "b" and s.labels["label"] in TEXTS for s in samples)
+
+
+def test_chat_under_a_label_starts_from_it(labelled: tuple[Path, Path]) -> None:
+    run, _ = labelled
+    model = weft.load(run, device="cpu")
+    session = ChatSession(model, GenerationConfig(temperature=0, max_new_tokens=12),
+                          {"label": "neg"})
+    assert session.labels["label"] == "neg" and session.labels["topic"] in ANIMALS
+    assert session.turn("").reply.startswith(TEXTS["neg"][:12])
 
 
 def test_unlabelled_generation_draws_labels_as_the_data_had_them(

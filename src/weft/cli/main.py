@@ -342,7 +342,9 @@ def plot(run: Path) -> None:
     click.echo(f"wrote {Path(run) / 'loss.png'}")
 
 
-from weft.cli.serve import serve  # noqa: E402  (registered after the group exists)
+from weft.cli.chat import chat  # noqa: E402  (registered after the group exists)
+from weft.cli.serve import serve  # noqa: E402
 
+cli.add_command(chat)
 cli.add_command(serve)
 cli.add_command(tag)

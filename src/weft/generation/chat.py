@@ -1,0 +1,164 @@
+"""An interactive story: the user and the model write in turns, the model's state carried along.
+
+:class:`ChatSession` keeps the recurrent state and the next-token logits between turns, so each
+turn continues the text so far without reading it again. A turn feeds the user's text (cleaned
+like the training text) through the model, then samples the model's reply one token at a time
+until ``max_new_tokens``, the end of a record (``<eos>``), a stop string, or ``should_stop()``
+(Ctrl-C in ``weft chat``): the state then is the state after the last token kept, so stopping a
+reply never breaks the session. Every turn remembers the state before it, which makes undo
+exact. The settings (temperature, top-k, ...) can change between turns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from weft.config import GenerationConfig
+from weft.data.corpus_index import Copy
+from weft.data.labels import Labels
+from weft.errors import WeftError
+from weft.generation.generate import start_ids
+from weft.generation.samples import with_seed
+from weft.generation.sampling import next_tokens
+from weft.models.rnn_lm import State
+
+if TYPE_CHECKING:
+    from weft.runs import LanguageModel
+
+# Settings a session may change with `/set NAME VALUE`, and how each is read.
+SETTINGS: dict[str, Callable[[str], Any]] = {
+    "temperature": float, "top_k": int, "top_p": float, "repetition_penalty": float,
+    "max_new_tokens": int, "seed": int,
+}
+
+
+@dataclass
+class Turn:
+    user: str  # the text the user added (as the model saw it)
+    reply: str  # what the model wrote
+    stopped: bool  # the reply was cut short (Ctrl-C)
+    # Where the session stood before this turn, for undo:
+    state: State | None
+    logits: torch.Tensor
+    length: int
+
+
+class ChatSession:
+    """One story written in turns with a loaded :class:`~weft.runs.LanguageModel`."""
+
+    def __init__(self, model: LanguageModel, settings: GenerationConfig,
+                 labels: Labels | None = None) -> None:
+        self.lm = model
+        self.settings = with_seed(settings)
+        seed = self.settings.seed if self.settings.seed is not None else 0
+        self.labels = (model.labels.sample(dict(labels or {}), 1, seed)[0]
+                       if model.labels.columns else {})
+        self.device = model.module.head.weight.device
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.turns: list[Turn] = []
+        self.reset()
+
+    def reset(self) -> None:
+        """Start the story again (same labels), from ``<bos>`` or a line break."""
+        tokenizer = self.lm.tokenizer
+        prime = start_ids(tokenizer, "").tolist()
+        if self.labels:
+            prime[1:1] = self.lm.labels.ids(tokenizer, self.labels)
+        self.ids: list[int] = []
+        self.state: State | None = None
+        self.turns = []
+        self._feed(prime)
+
+    @torch.no_grad()
+    def _feed(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        tensor = torch.tensor([ids], dtype=torch.long, device=self.device)
+        logits, _, self.state = self.lm.module(tensor, self.state)
+        self.logits = logits[:, -1, :].float()
+        self.ids += ids
+
+    def change(self, name: str, value: str) -> None:
+        """``/set name value``: a generation setting for the next turns (checked)."""
+        if name not in SETTINGS:
+            raise WeftError(f"unknown setting {name!r}; settings: {', '.join(SETTINGS)}")
+        try:
+            parsed = SETTINGS[name](value)
+        except ValueError:
+            raise WeftError(f"{name} takes a number, not {value!r}") from None
+        settings = dataclasses.replace(self.settings, **{name: parsed})
+        settings.validate()
+        self.settings = settings
+        if name == "seed":
+            self.generator.manual_seed(parsed)
+
+    @torch.no_grad()
+    def turn(self, user: str, on_text: Callable[[str], None] | None = None,
+             should_stop: Callable[[], bool] | None = None) -> Turn:
+        """Add ``user``'s text to the story and let the model continue it."""
+        tokenizer = self.lm.tokenizer
+        text = self.lm.prepare_prompt(user)
+        before = Turn(text, "", False, self.state, self.logits, len(self.ids))
+        if text:
+            self._feed(tokenizer.encode(text).astype("int64").tolist())
+        decoder = tokenizer.stream_decoder(self.ids[-8:])
+        banned = torch.zeros(self.logits.size(-1), dtype=torch.bool, device=self.device)
+        banned[tokenizer.never_generate] = True
+        seen = None
+        if self.settings.repetition_penalty != 1.0:
+            seen = torch.zeros_like(banned)[None, :]
+            seen[0, self.ids] = True
+        reply = ""
+        stopped = False
+        for _ in range(self.settings.max_new_tokens):
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            token = int(next_tokens(self.logits, self.settings, seen=seen, banned=banned,
+                                    generator=self.generator)[0])
+            if token == tokenizer.eos_id:
+                break
+            self._feed([token])
+            if seen is not None:
+                seen[0, token] = True
+            delta = decoder.push(token)
+            reply += delta
+            if on_text is not None and delta:
+                on_text(delta)
+            if any(stop in reply for stop in self.settings.stop):
+                break
+        tail = decoder.finish()
+        if tail and on_text is not None:
+            on_text(tail)
+        turn = dataclasses.replace(before, reply=reply + tail, stopped=stopped)
+        self.turns.append(turn)
+        return turn
+
+    def undo(self) -> Turn | None:
+        """Take back the last turn (the user's text and the reply); None when there is none."""
+        if not self.turns:
+            return None
+        last = self.turns.pop()
+        self.state, self.logits = last.state, last.logits
+        del self.ids[last.length:]
+        return last
+
+    def transcript(self) -> str:
+        """The story so far: every turn's text and reply, in order."""
+        return "".join(turn.user + turn.reply for turn in self.turns)
+
+    def copy_meter(self) -> tuple[Copy, Copy] | None:
+        """Longest copies from the corpus in the last reply and in all the model wrote; None
+        without a copy index."""
+        index = self.lm.copy_index
+        if index is None:
+            return None
+        last = self.turns[-1].reply if self.turns else ""
+        longest = max((index.longest_copy(t.reply) for t in self.turns),
+                      key=lambda c: c.chars, default=index.longest_copy(""))
+        return index.longest_copy(last), longest

@@ -1,0 +1,77 @@
+"""`weft chat`: a story written in turns, driven through its input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import torch
+from click.testing import CliRunner
+
+import weft
+from weft.cli.chat import _ctrl_c_stops
+from weft.cli.main import cli
+from weft.config import GenerationConfig
+from weft.generation.chat import ChatSession
+
+
+def test_chat_is_driven_through_its_input(tiny_run: Path, tmp_path: Path) -> None:
+    saved = tmp_path / "story.txt"
+    lines = ["The quick", "/set temperature 0", "/settings", " brown", "/undo", "/copy",
+             "/set top_k lots", "/bogus", f"/save {saved}", "/help", "/quit", "never read"]
+    result = CliRunner().invoke(cli, ["chat", str(tiny_run), "--max-new-tokens", "12",
+                                      "--seed", "1"], input="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "temperature = 0.0" in out
+    assert "undone: ' brown" in out
+    assert "last reply: longest copy " in out and "whole story: longest copy " in out
+    assert "error: top_k takes a number, not 'lots'" in out
+    assert "error: unknown command /bogus" in out
+    assert "/undo" in out  # the help text
+    story = saved.read_text(encoding="utf-8")
+    assert story.startswith("The quick") and " brown" not in story  # the undone turn is gone
+    assert "> " + story[len("The quick"):] + "\n" in out  # the reply, as it was shown
+
+
+def test_end_of_input_leaves(tiny_run: Path) -> None:
+    result = CliRunner().invoke(cli, ["chat", str(tiny_run), "--max-new-tokens", "5"],
+                                input="The\n")
+    assert result.exit_code == 0, result.output
+
+
+def test_turns_continue_the_state_and_undo_restores_it(tiny_run: Path) -> None:
+    model = weft.load(tiny_run, device="cpu")
+    session = ChatSession(model, GenerationConfig(temperature=0, max_new_tokens=15, seed=0))
+    first = session.turn("The quick")
+    logits = session.logits.clone()
+    second = session.turn(" over")
+    # Carrying the state gives what one greedy generation over the whole text gives.
+    whole = model.generate("The quick" + first.reply + " over", temperature=0,
+                           max_new_tokens=15)[0]
+    assert second.reply == whole
+    assert session.undo() is second
+    assert torch.equal(session.logits, logits)
+    assert session.transcript() == "The quick" + first.reply
+    assert session.turn(" over").reply == second.reply  # the same state again
+
+
+def test_stopping_a_reply_keeps_the_session(tiny_run: Path) -> None:
+    model = weft.load(tiny_run, device="cpu")
+    session = ChatSession(model, GenerationConfig(max_new_tokens=50, seed=0))
+    calls = iter(range(100))
+    turn = session.turn("The", should_stop=lambda: next(calls) >= 3)
+    assert turn.stopped and len(turn.reply) <= 3
+    assert not session.turn(" lazy").stopped
+
+
+def test_ctrl_c_while_writing_sets_the_flag_instead_of_raising() -> None:
+    flag = threading.Event()
+    with _ctrl_c_stops(flag):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100):  # the handler runs between bytecodes, soon after the signal
+            if flag.is_set():
+                break
+    assert flag.is_set()
