@@ -43,7 +43,8 @@ def build_child(size_mb: float, folder: str) -> dict[str, Any]:
     """Runs in a child process: build the index, report time and peak memory."""
     text = corpus_text(size_mb)
     start = time.perf_counter()
-    stats = build_index(folder, [text])
+    stats = build_index(folder, [text], max_bytes=1 << 40)
+    assert stats is not None
     seconds = time.perf_counter() - start
     return {"text_bytes": stats.text_bytes, "index_bytes": stats.index_bytes,
             "build_seconds": seconds,

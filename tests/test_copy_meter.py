@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import weft
 from weft.cli.main import cli
 from weft.config import GenerationConfig
-from weft.data.corpus_index import INDEX_DIR, CorpusIndex, build_index
+from weft.data.corpus_index import INDEX_DIR, CorpusIndex, build_index, open_index
 from weft.errors import WeftError
 from weft.generation.chat import ChatSession
 from weft.generation.samples import MAX_COPY_TRIES
@@ -40,7 +40,7 @@ def test_a_planted_span_is_found_exactly(tmp_path: Path) -> None:
     planted = "The Quick Brown Fox Jumps Over The Lazy Dog, Twice."
     corpus = before + planted + "".join(rng.choice("abcdefgh") for _ in range(5_000))
     stats = build_index(tmp_path, [corpus[:70_000], corpus[70_000:]])
-    assert stats.text_bytes == len(corpus.encode("utf-8"))
+    assert stats is not None and stats.text_bytes == len(corpus.encode("utf-8"))
     index = CorpusIndex(tmp_path)
     span = planted[4:44]
     copy = index.longest_copy("0123" + span + "98765")
@@ -63,9 +63,12 @@ def test_longest_copy_agrees_with_brute_force(tmp_path: Path) -> None:
         assert copy.text in corpus and copy.text in text
 
 
-def test_an_empty_corpus_copies_nothing(tmp_path: Path) -> None:
+def test_an_empty_corpus_copies_nothing_and_a_huge_one_gets_no_index(tmp_path: Path) -> None:
     build_index(tmp_path, [])
     assert CorpusIndex(tmp_path).longest_copy("abc").chars == 0
+    (tmp_path / "big").mkdir()
+    assert build_index(tmp_path / "big", ["abc" * 10], max_bytes=29) is None
+    assert open_index(tmp_path / "big") is None
 
 
 def test_training_builds_the_index_and_jsonl_reports_copies(tiny_run: Path) -> None:

@@ -16,6 +16,7 @@ array (each ``log2(corpus bytes)`` comparisons of short byte strings).
 from __future__ import annotations
 
 import mmap
+import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -30,6 +31,9 @@ from weft.io import atomic_write
 INDEX_DIR = "copy-index"
 TEXT, SUFFIXES, BLOCKS = "text.bin", "suffixes.npy", "blocks.npy"
 BLOCK_BITS = 16  # 64 KiB blocks for byte -> character offsets
+# Building holds the text and its suffix array in memory (5 bytes per byte of text, 9 above
+# 2 GiB): past this a corpus gets no index, and its runs report the meter unavailable.
+MAX_INDEX_BYTES = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,10 @@ class IndexStats:
     seconds: float
 
 
-def build_index(run_dir: str | Path, chunks: Iterable[str]) -> IndexStats:
-    """Write ``copy-index/`` for the corpus given as text ``chunks`` (joined as they are)."""
+def build_index(run_dir: str | Path, chunks: Iterable[str],
+                max_bytes: int = MAX_INDEX_BYTES) -> IndexStats | None:
+    """Write ``copy-index/`` for the corpus given as text ``chunks`` (joined as they are); None
+    (and no index) for a corpus over ``max_bytes`` of UTF-8."""
     from pydivsufsort import divsufsort
 
     start = time.perf_counter()
@@ -64,6 +70,9 @@ def build_index(run_dir: str | Path, chunks: Iterable[str]) -> IndexStats:
             handle.write(chunk.encode("utf-8", errors="surrogatepass"))
 
     atomic_write(folder / TEXT, write_text)
+    if (folder / TEXT).stat().st_size > max_bytes:
+        shutil.rmtree(folder)
+        return None
     text = np.fromfile(folder / TEXT, dtype=np.uint8)  # divsufsort needs it writable
     suffixes = divsufsort(text) if len(text) else np.zeros(0, dtype=np.int32)
     atomic_write(folder / BLOCKS, lambda handle: np.save(handle, _block_chars(text)))

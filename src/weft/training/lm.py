@@ -19,7 +19,7 @@ import torch
 from weft import __version__
 from weft.config import GenerationConfig, RunConfig
 from weft.data.corpus import BUILTIN_PREFIX, expand_sources
-from weft.data.corpus_index import build_index, has_index
+from weft.data.corpus_index import MAX_INDEX_BYTES, build_index, has_index
 from weft.data.labels import NO_LABELS, LabelSet, load_labels, save_labels
 from weft.data.memmap import encode_to_npy, iter_text_chunks
 from weft.data.prepare import clean_like_training, load_labelled_records, load_text
@@ -277,6 +277,10 @@ def _build_copy_index(config: RunConfig, out: Path, text: str, records: list[str
         stats = build_index(out, chunks)
     except OSError as exc:
         raise WeftError(f"cannot write the copy index in {out} ({exc.strerror})") from None
+    if stats is None:
+        log.warning("the corpus is over %d GiB: no copy index, so the copy meter is "
+                    "unavailable for this run", MAX_INDEX_BYTES >> 30)
+        return
     log.debug("copy index: %d bytes of text in %.2f s", stats.text_bytes, stats.seconds)
 
 
