@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -113,3 +114,21 @@ def test_seed_help_says_what_is_repeatable(command: list[str]) -> None:
     text = " ".join(output.split())
     assert code == 0 and "repeats exactly; under --time-budget" in text
     assert "Makes a CPU run repeatable" not in text  # true only of step- or epoch-limited runs
+
+
+def test_train_and_tag_train_take_the_same_training_flags() -> None:
+    import click
+
+    from weft.config import TrainConfig
+
+    def flags(command: click.Command) -> dict[str, str | None]:
+        return {p.name: p.help for p in command.params
+                if isinstance(p, click.Option) and p.name is not None}
+
+    group = cli.commands["tag"]
+    assert isinstance(group, click.Group)
+    lm, tagger = flags(cli.commands["train"]), flags(group.commands["train"])
+    shared = {f.name for f in dataclasses.fields(TrainConfig)} - {"seq_len"}
+    assert shared <= lm.keys() and shared <= tagger.keys()
+    differ = {name for name in shared if lm[name] != tagger[name]}
+    assert differ == {"batch_size", "eval_every"}  # what a step and an evaluation are

@@ -18,7 +18,7 @@ from weft.config import (
     RunConfig,
     TrainConfig,
     from_fields,
-    parse_duration,
+    parse_durations,
 )
 from weft.errors import WeftError
 from weft.runs import LanguageModel, load, read_run_config, run_config
@@ -36,14 +36,9 @@ _SECTIONS: dict[str, type[Any]] = {"model": ModelConfig, "data": DataConfig,
 def _split_options(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
     sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
     fields = {name: {f.name for f in dataclasses.fields(cls)} for name, cls in _SECTIONS.items()}
-    for key, value in options.items():
+    for key, value in parse_durations(options).items():
         if value is None:
             continue
-        if key == "time_budget":
-            value = parse_duration(value)
-        if key == "checkpoint_every":
-            off = str(value).strip().lower() == "off"
-            value = 0.0 if off else parse_duration(value, allow_zero=True)
         owner = next((name for name, names in fields.items() if key in names), None)
         if owner is None:
             raise WeftError(f"unknown training option {key!r}")

@@ -291,6 +291,20 @@ def parse_duration(text: str | float | int, *, allow_zero: bool = False) -> floa
     return total
 
 
+def parse_durations(options: dict[str, Any]) -> dict[str, Any]:
+    """Training options with ``time_budget`` and ``checkpoint_every`` in seconds, as given on
+    the command line or to the API (``90s``, ``10m``...); ``checkpoint_every`` 0 or ``off``
+    turns timed saves off."""
+    parsed = dict(options)
+    if parsed.get("time_budget") is not None:
+        parsed["time_budget"] = parse_duration(parsed["time_budget"])
+    every = parsed.get("checkpoint_every")
+    if every is not None:
+        off = isinstance(every, str) and every.strip().lower() == "off"
+        parsed["checkpoint_every"] = 0.0 if off else parse_duration(every, allow_zero=True)
+    return parsed
+
+
 def _sum_duration(text: str) -> float:
     cleaned = text.strip().lower().replace(" ", "")
     units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, None: 1.0}

@@ -15,13 +15,13 @@ from typing import Any
 
 import click
 
+from weft.cli.common import setup_logging, training_options, typed_on_command_line
 from weft.cli.tag import tag
 from weft.config import (
     CELLS,
     LEVELS,
     LONG_RECORDS,
     NORMAL_FORMS,
-    PRECISIONS,
     QUANTIZE,
     RECORD_MODES,
     DataConfig,
@@ -32,21 +32,6 @@ from weft.errors import WeftError
 
 _M, _D, _T = ModelConfig(), DataConfig(), TrainConfig()
 log = logging.getLogger("weft")
-
-
-class _WarningFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname.lower()}: {record.getMessage()}"
-
-
-def _setup_logging(quiet: bool) -> None:
-    logger = logging.getLogger("weft")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_WarningFormatter())
-        logger.addHandler(handler)
-    logger.setLevel(logging.ERROR if quiet else logging.INFO)
-    logger.propagate = False
 
 
 class WeftGroup(click.Group):
@@ -121,53 +106,21 @@ def cli() -> None:
 @click.option("--dropout", type=float, default=_M.dropout, show_default=True,
               help="Dropout on embeddings, between layers and before the output.")
 @click.option("--tie-weights", is_flag=True, help="Share input embedding and output weights.")
-@click.option("--batch-size", type=int, default=_T.batch_size, show_default=True,
-              help="Parallel streams (columns) per step.")
 @click.option("--seq-len", type=int, default=_T.seq_len, show_default=True,
               help="Tokens per truncated-BPTT window.")
-@click.option("--lr", type=float, default=_T.lr, show_default=True,
-              help="Peak learning rate (AdamW).")
-@click.option("--weight-decay", type=float, default=_T.weight_decay, show_default=True,
-              help="AdamW weight decay.")
-@click.option("--warmup-steps", type=int, default=_T.warmup_steps, show_default=True,
-              help="Linear warm-up steps before the cosine decay.")
-@click.option("--min-lr-ratio", type=float, default=_T.min_lr_ratio, show_default=True,
-              help="The cosine decays to lr x this by the end of the run.")
-@click.option("--grad-clip", type=float, default=_T.grad_clip, show_default=True,
-              help="Maximum gradient norm; 0 disables clipping.")
-@click.option("--eval-every", type=int, default=_T.eval_every, show_default=True,
-              help="Steps between validations, samples and checkpoints.")
-@click.option("--checkpoint-every", default="10m", show_default=True,
-              help="Also save the resume state after this long without a save, so a crash "
-              "loses little work (e.g. 2m); 0 saves only at evaluations.")
-@click.option("--patience", type=int, default=_T.patience, show_default=True,
-              help="Evaluations without improvement before stopping; 0 disables.")
-@click.option("--epochs", type=float, help="Stop after this many passes [default: 10 when "
-              "no limit is given].")
-@click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
-@click.option("--time-budget", help="Stop after this much time, e.g. 90s, 10m, 1h.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=_T.precision,
-              show_default=True, help="auto: bf16 where the hardware supports it.")
-@click.option("--device", default=_T.device, show_default=True,
-              help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--threads", type=int, help="CPU threads [default: PyTorch's choice].")
-@click.option("--seed", type=int, default=_T.seed, show_default=True,
-              help="Seeds the weights, batches and dropout. A CPU run stopped by --epochs or "
-              "--max-steps repeats exactly; under --time-budget the learning-rate schedule "
-              "and the stop follow the clock, so it does not.")
+@training_options(_T, batch_help="Parallel streams (columns) per step.",
+                  eval_help="Steps between validations, samples and checkpoints.")
 @click.option("--quiet", is_flag=True, help="No progress bar or samples.")
-@click.pass_context
-def train(ctx: click.Context, corpus: tuple[str, ...], out: Path | None,
+def train(corpus: tuple[str, ...], out: Path | None,
           resume_dir: Path | None, init_from: str | None, quiet: bool, **options: Any) -> None:
     """Train a language model on CORPUS (text files, or builtin:pydoc-topics)."""
     from weft import api
     from weft.training.distributed import from_environment
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     if resume_dir is not None or init_from is not None:
         # Only what was typed: the rest comes from the run (resume) or the base (init-from).
-        options = {k: v for k, v in options.items()
-                   if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+        options = typed_on_command_line(options)
     if resume_dir is not None:
         if corpus or out:
             raise WeftError("--resume takes no corpus or --out: they come from the run")
@@ -236,7 +189,7 @@ def generate(run: Path, prompt: str, fmt: str, device: str, threads: int | None,
     from weft.data.labels import parse_label_options
     from weft.runs import load
 
-    _setup_logging(False)
+    setup_logging(False)
     model = load(run, device=device)
     chosen = parse_label_options(labels)
     model.labels.check(chosen)  # before any output
@@ -278,7 +231,7 @@ def eval_command(run: Path, file: Path, as_json: bool, device: str) -> None:
     FILE."""
     from weft.runs import load
 
-    _setup_logging(False)
+    setup_logging(False)
     result = load(run, device=device).evaluate(Path(file))
     if as_json:
         click.echo(json.dumps(result.to_dict()))

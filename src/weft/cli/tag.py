@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from weft.config import PRECISIONS, parse_duration
+from weft.cli.common import setup_logging, training_options, typed_on_command_line
+from weft.config import TrainConfig, from_fields, parse_durations
 from weft.device import set_threads
 from weft.errors import WeftError
 from weft.tagging.model import TaggerModelConfig
@@ -21,16 +22,9 @@ from weft.tagging.readers import FORMATS
 from weft.tagging.task import TAGGER_TRAIN_DEFAULTS
 
 _M = TaggerModelConfig()
-_TRAIN_DEFAULTS = TAGGER_TRAIN_DEFAULTS
 
 tag = click.Group("tag", help="Part-of-speech tagging: train, evaluate and tag with a BiLSTM "
                                "tagger.")
-
-
-def _setup_logging(quiet: bool) -> None:
-    from weft.cli.main import _setup_logging as setup
-
-    setup(quiet)
 
 
 def _read_options(func: Any) -> Any:
@@ -83,42 +77,16 @@ def _read_options(func: Any) -> Any:
               help="Replace a training word seen c times by <unk> with probability "
                    "a/(a+c); 0 disables.")
 @click.option("--crf", is_flag=True, help="Add a CRF layer (Viterbi decoding).")
-@click.option("--batch-size", type=int, default=_TRAIN_DEFAULTS["batch_size"],
-              show_default=True, help="Sentences per step.")
-@click.option("--lr", type=float, default=_TRAIN_DEFAULTS["lr"], show_default=True,
-              help="Peak learning rate (AdamW).")
-@click.option("--weight-decay", type=float, default=0.0, show_default=True,
-              help="AdamW weight decay.")
-@click.option("--warmup-steps", type=int, default=_TRAIN_DEFAULTS["warmup_steps"],
-              show_default=True, help="Linear warm-up steps before the cosine decay.")
-@click.option("--min-lr-ratio", type=float, default=0.05, show_default=True,
-              help="The cosine decays to lr x this by the end of the run.")
-@click.option("--grad-clip", type=float, default=_TRAIN_DEFAULTS["grad_clip"],
-              show_default=True, help="Maximum gradient norm; 0 disables clipping.")
-@click.option("--eval-every", type=int, default=_TRAIN_DEFAULTS["eval_every"],
-              show_default=True, help="Steps between dev evaluations and checkpoints.")
-@click.option("--patience", type=int, default=_TRAIN_DEFAULTS["patience"], show_default=True,
-              help="Evaluations without improvement before stopping; 0 disables.")
-@click.option("--epochs", type=float, help="Stop after this many passes [default: 10 when "
-              "no limit is given].")
-@click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
-@click.option("--time-budget", help="Stop after this much time, e.g. 90s, 10m, 1h.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-              help="auto: bf16 where the hardware supports it.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
-@click.option("--threads", type=int, help="CPU threads [default: PyTorch's choice].")
-@click.option("--seed", type=int, default=1337, show_default=True,
-              help="Seeds the weights, batches and dropout. A CPU run stopped by --epochs or "
-              "--max-steps repeats exactly; under --time-budget the learning-rate schedule "
-              "and the stop follow the clock, so it does not.")
+@training_options(from_fields(TrainConfig, TAGGER_TRAIN_DEFAULTS),
+                  batch_help="Sentences per step.",
+                  eval_help="Steps between dev evaluations and checkpoints.")
 @click.option("--quiet", is_flag=True, help="No progress bar or evaluation lines.")
 def train_command(
     train_file: Path, dev_file: Path | None, out: Path, resume: bool, dev_fraction: float,
     fmt: str | None, column: str | None, tagset_map: str | None, no_traces: bool | None,
     sentences: str | None, case_sensitive_words: bool, word_dim: int, char_dim: int,
     char_hidden: int, case_dim: int, hidden: int, layers: int, dropout: float,
-    word_dropout: float, crf: bool,
-    quiet: bool, time_budget: str | None, **train_options: Any,
+    word_dropout: float, crf: bool, quiet: bool, **train_options: Any,
 ) -> None:
     """Train a tagger on TRAIN_FILE, selecting the model by accuracy on the dev set."""
     from weft.tagging.train import (
@@ -128,21 +96,16 @@ def train_command(
         train_tagger,
     )
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     if resume:
-        ctx = click.get_current_context()
-        given = {k: v for k, v in {**train_options, "time_budget": time_budget}.items()
-                 if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
-        if given.get("time_budget"):
-            given["time_budget"] = parse_duration(given["time_budget"])
         if not (out / "config.json").exists():
             raise WeftError(f"--resume: {out} has no config.json to continue from")
-        result = train_tagger(out, TaggerDataConfig(), train=resume_train_config(out, given),
+        changes = parse_durations(typed_on_command_line(train_options))
+        result = train_tagger(out, TaggerDataConfig(), train=resume_train_config(out, changes),
                               quiet=quiet, resume=True)
         _report(result, out, quiet)
         return
-    budget = parse_duration(time_budget) if time_budget else None
-    config = tagger_train_config(time_budget=budget, **train_options)
+    config = tagger_train_config(**parse_durations(train_options))
     data = TaggerDataConfig(
         train=str(train_file), dev=str(dev_file) if dev_file else None,
         dev_fraction=dev_fraction, format=fmt or "auto", column=column or "upos",
@@ -154,8 +117,6 @@ def train_command(
         hidden=hidden,
         layers=layers, dropout=dropout, word_dropout=word_dropout, crf=crf,
     )
-    if (out / "config.json").exists():
-        raise WeftError(f"{out} already holds a run; pick another --out or pass --resume")
     _report(train_tagger(out, data, model, config, quiet=quiet), out, quiet)
 
 
@@ -185,7 +146,7 @@ def eval_command(
     from weft.tagging.metrics import format_report
     from weft.tagging.readers import ReadOptions, read_tagged
 
-    _setup_logging(False)
+    setup_logging(False)
     set_threads(threads)
     tagger = load_tagger(run, device=device)
     saved = tagger.config.get("data", {})
@@ -226,7 +187,7 @@ def predict_command(run: Path, file: str, tokenized: bool, as_json: bool, device
     from weft.tagging.api import load_tagger
     from weft.tagging.tokenize import tokenize_sentences
 
-    _setup_logging(False)
+    setup_logging(False)
     set_threads(threads)
     tagger = load_tagger(run, device=device)
     if file == "-":
