@@ -13,7 +13,13 @@ from weft.config import GenerationConfig, ModelConfig
 from weft.errors import WeftError
 from weft.generation import generate
 from weft.generation import quantized as quantized_module
-from weft.generation.quantized import Int8Linear, Int8Stepper, quantize_bounded
+from weft.generation.quantized import (
+    INT8_KERNELS,
+    Int8Linear,
+    Int8Stepper,
+    fbgemm_available,
+    quantize_bounded,
+)
 from weft.generation.stepper import RecurrentStepper
 from weft.models.rnn_lm import RNNLanguageModel
 from weft.tokenizers import CharTokenizer
@@ -42,8 +48,11 @@ def test_int8_linear_is_the_float_product_up_to_rounding(rows: int, columns: int
                          [("lstm", 8, 2, True), ("gru", 8, 2, True), ("rnn", 8, 3, True),
                           ("lstm", 0, 1, True), ("gru", 0, 3, True), ("lstm", 8, 2, False),
                           ("gru", 8, 1, False)])
+@pytest.mark.parametrize("kernel", INT8_KERNELS)
 def test_int8_logits_follow_the_module(cell: str, embedding_dim: int, layers: int, table: bool,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                       kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if kernel == "fbgemm" and not fbgemm_available():
+        pytest.skip("this PyTorch has no FBGEMM")
     if not table:  # as for a large vocabulary: the embedding is multiplied at each step
         monkeypatch.setattr(quantized_module, "INPUT_TABLE_MAX", 0)
     torch.manual_seed(0)
@@ -52,7 +61,7 @@ def test_int8_logits_follow_the_module(cell: str, embedding_dim: int, layers: in
     ids = torch.randint(0, 13, (3, 30))
     with torch.no_grad():
         reference, _, _ = model(ids)
-        stepper = Int8Stepper(model)
+        stepper = Int8Stepper(model, kernel)
         assert (stepper.embedding is None) == (table or embedding_dim == 0)
         state = stepper.from_module_state(model.initial_state(3))
         stepped = []

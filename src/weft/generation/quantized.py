@@ -1,27 +1,38 @@
 """Int8 weights for sampling on a CPU (``--quantize int8``): about 4x less to read per token.
 
 At batch 1 a float32 step is bound by reading the weights (13 MB for a 2 x 512 LSTM); with many
-streams it is bound by float32 matrix-product throughput. Both improve with int8: the weights
-shrink fourfold and ``torch._int_mm`` runs integer products (AVX-512 VNNI where the CPU has it).
+streams it is bound by float32 matrix-product throughput. Both improve with int8 where the CPU
+has a fast int8 product, and which product is fast depends on the CPU (:data:`INT8_KERNELS`):
+
+- ``int_mm``: ``torch._int_mm`` (oneDNN) on int8 activations. With AVX-512 VNNI or AMX it is
+  the fastest (19 us for a 2048 x 1024 product at batch 1); without VNNI oneDNN's signed-int8
+  product is slower than float32's (about 1 ms: 97% of an int8 step under AVX2, profiled in
+  docs/benchmarks.md).
+- ``fbgemm``: FBGEMM's dynamically quantized product (``quantized::linear_dynamic``), written
+  for AVX2 servers: it quantizes the activations to unsigned 7-bit (no int16 saturation
+  without VNNI), then multiplies. It cannot be traced by ``torch.compile``.
 
 How each product is quantized:
 - weights: symmetric, one scale per output row, made from the module's parameters when the
   stepper is built (never saved, so they cannot drift from the trained weights);
-- activations: the hidden states of LSTM, GRU and tanh cells lie in [-1, 1], so they are
-  quantized with the fixed scale 1/127 and no per-step search for a range;
+- activations (``int_mm``): the hidden states of LSTM, GRU and tanh cells lie in [-1, 1], so
+  they are quantized with the fixed scale 1/127 and no per-step search for a range; FBGEMM
+  finds each call's range itself;
 - layer 0's input is the embedding (or a one-hot row) and stays float32: its product is a
   row lookup in a table made once (or, for a large vocabulary, a small float product);
 - cell arithmetic, the state and the sampling stay float32.
 
-Measured by ``benchmarks/generation_speed.py`` (docs/benchmarks.md) on a 2 x 512 LSTM:
-1.7x float32's tokens/s at 1 stream and 2.3x at 64, for +0.0001 nats/char of held-out loss.
-The logits still differ slightly from float32, so ``--quantize none`` stays the default: that
-path gives the reference path's logits exactly.
+The logits differ slightly from float32 (+0.0001 nats/char of held-out loss for a 2 x 512
+LSTM), so ``--quantize none`` gives the reference path's logits exactly;
+``weft.generation.plan`` decides when int8 is worth it on this machine.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +42,15 @@ from weft.models.rnn_lm import RNNLanguageModel, State
 
 QMAX = 127
 INPUT_TABLE_MAX = 8 * 2**20  # floats (32 MB): e.g. 4,096 tokens x 4 gates x 512
+
+
+INT8_KERNELS = ("int_mm", "fbgemm")
+
+
+class Int8Product(Protocol):
+    """``y = x @ W.T + b`` with int8 ``W``; ``x`` as :meth:`operand` made it."""
+
+    def __call__(self, x: torch.Tensor, /) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -57,10 +77,47 @@ def quantize_bounded(h: torch.Tensor) -> torch.Tensor:
     return torch.round(h * QMAX).to(torch.int8)
 
 
+class FbgemmLinear:
+    """``y = x @ W.T + b`` through FBGEMM: float ``x``, int8 ``W`` packed once."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        weight = weight.detach().float()
+        scale = weight.abs().amax(dim=1).clamp(min=1e-12).double() / QMAX
+        zero = torch.zeros(weight.size(0), dtype=torch.long)
+        with warnings.catch_warnings():  # quantized tensors are deprecated, still in torch 2.13
+            warnings.simplefilter("ignore")
+            q = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
+        previous = torch.backends.quantized.engine
+        torch.backends.quantized.engine = "fbgemm"  # the packing decides the kernel
+        try:
+            self.packed = torch.ops.quantized.linear_prepack(q, bias.detach().float())
+        finally:
+            torch.backends.quantized.engine = previous
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        # reduce_range: 7-bit activations, so AVX2's int16 pair sums cannot saturate.
+        return torch.ops.quantized.linear_dynamic(x, self.packed, True)
+
+
+def fbgemm_available() -> bool:
+    """Whether this PyTorch has FBGEMM's int8 products (x86 builds do)."""
+    return ("fbgemm" in torch.backends.quantized.supported_engines
+            and hasattr(torch.ops.quantized, "linear_dynamic"))
+
+
+def int_mm_available() -> bool:
+    try:  # a private PyTorch op: make sure this build has it on the CPU
+        torch._int_mm(torch.zeros(1, 8, dtype=torch.int8), torch.zeros(8, 8, dtype=torch.int8))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class LayerState:
-    """One layer's state: float32 ``h`` (and ``c``), and ``h`` already quantized for the
-    products that read it (the layer above now, this layer's own next step)."""
+    """One layer's state: float32 ``h`` (and ``c``), and ``h`` already in the form the products
+    read (int8 for ``int_mm``; ``h`` itself for ``fbgemm``): the layer above now, this layer's
+    own next step."""
 
     h: torch.Tensor
     c: torch.Tensor | None
@@ -79,20 +136,28 @@ class Int8Stepper:
     """Advances a batch of sequences by one token per call, with int8 weight products.
 
     Used like :class:`~weft.generation.stepper.RecurrentStepper`; its per-layer state is a
-    :class:`LayerState`.
+    :class:`LayerState`. ``kernel`` is one of :data:`INT8_KERNELS`.
     """
 
-    def __init__(self, model: RNNLanguageModel) -> None:
+    def __init__(self, model: RNNLanguageModel, kernel: str = "int_mm") -> None:
         if model.head.weight.device.type != "cpu":
             raise WeftError("--quantize int8 is for generating on a CPU; on a GPU use "
                             "--quantize none")
         self.cell = model.config.cell
+        self.kernel = kernel
         rnn = model.rnn
-        try:  # a private PyTorch op: make sure this build has it on the CPU
-            torch._int_mm(torch.zeros(1, 8, dtype=torch.int8), torch.zeros(8, 8, dtype=torch.int8))
-        except (AttributeError, RuntimeError, NotImplementedError):
+        if kernel == "fbgemm" and not fbgemm_available():
+            raise WeftError(f"this PyTorch ({torch.__version__}) has no FBGEMM int8 products; "
+                            "use --quantize none")
+        if kernel == "int_mm" and not int_mm_available():
             raise WeftError("--quantize int8 needs torch._int_mm on the CPU, which this PyTorch "
-                            f"({torch.__version__}) lacks; use --quantize none") from None
+                            f"({torch.__version__}) lacks; use --quantize none")
+        if kernel not in INT8_KERNELS:
+            raise WeftError(f"unknown int8 kernel {kernel!r}; use one of {INT8_KERNELS}")
+        self.operand: Callable[[torch.Tensor], torch.Tensor] = (
+            quantize_bounded if kernel == "int_mm" else torch.Tensor.contiguous)
+        linear: Callable[[torch.Tensor, torch.Tensor], Int8Product] = (
+            Int8Linear.quantize if kernel == "int_mm" else FbgemmLinear)
         if getattr(rnn, "nonlinearity", "tanh") != "tanh":
             raise WeftError("--quantize int8 needs hidden states in [-1, 1] (LSTM, GRU, tanh)")
         self.layers = model.config.layers
@@ -122,23 +187,20 @@ class Int8Stepper:
             self.embedding = model.embedding.weight.detach().float()
             self.input_weight = w_ih0.t().contiguous()  # (embedding, gates)
             self.input_bias = first_bias
-        self.hidden0 = Int8Linear.quantize(param("weight_hh", 0),
-                                           b_hh0 if self.split else torch.zeros_like(b_hh0))
-        self.upper: list[tuple[Int8Linear, Int8Linear | None]] = []
+        self.hidden0 = linear(param("weight_hh", 0),
+                              b_hh0 if self.split else torch.zeros_like(b_hh0))
+        self.upper: list[tuple[Int8Product, Int8Product | None]] = []
         for k in range(1, self.layers):
             w_ih, w_hh = param("weight_ih", k), param("weight_hh", k)
             b_ih, b_hh = param("bias_ih", k), param("bias_hh", k)
             if self.split:
-                self.upper.append((Int8Linear.quantize(w_ih, b_ih),
-                                   Int8Linear.quantize(w_hh, b_hh)))
+                self.upper.append((linear(w_ih, b_ih), linear(w_hh, b_hh)))
             else:
-                self.upper.append((Int8Linear.quantize(torch.cat([w_ih, w_hh], 1),
-                                                       b_ih + b_hh), None))
-        self.head = Int8Linear.quantize(model.head.weight, model.head.bias)
+                self.upper.append((linear(torch.cat([w_ih, w_hh], 1), b_ih + b_hh), None))
+        self.head = linear(model.head.weight, model.head.bias)
 
-    @staticmethod
-    def _layer_state(h: torch.Tensor, c: torch.Tensor | None) -> LayerState:
-        return LayerState(h, c, quantize_bounded(h))
+    def _layer_state(self, h: torch.Tensor, c: torch.Tensor | None) -> LayerState:
+        return LayerState(h, c, self.operand(h))
 
     def from_module_state(self, state: State) -> list[LayerState]:
         """Per-layer state from the ``(layers, batch, hidden)`` state ``nn.LSTM`` returns."""
