@@ -18,6 +18,15 @@ def _few_threads() -> None:
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Measured generation paths go to a folder of the test session, not the user's cache
+    # (subprocesses inherit the variable).
+    import os
+
+    os.environ["WEFT_CACHE_DIR"] = str(tmp_path_factory.mktemp("weft-cache"))
+
+
 @pytest.fixture
 def pangram_file(tmp_path: Path) -> Path:
     path = tmp_path / "pangram.txt"

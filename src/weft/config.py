@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from weft.errors import WeftError
 
 CELLS = ("lstm", "gru", "rnn")
-QUANTIZE = ("none", "int8")
+QUANTIZE = ("auto", "none", "int8")
 LEVELS = ("char", "word", "bpe", "byte")
 NORMAL_FORMS = ("NFC", "NFKC")
 RECORD_MODES = ("lines",)
@@ -167,7 +167,9 @@ class GenerationConfig:
     num_return_sequences: int = 1
     stop: tuple[str, ...] = ()
     seed: int | None = None
-    quantize: str = "none"  # "int8": int8 weight products on CPU (faster, logits ~1% off)
+    # "auto": int8 where it is faster on this CPU (weft.generation.plan); "none": float32,
+    # the reference logits exactly; "int8": int8 weight products on CPU (logits ~1% off).
+    quantize: str = "auto"
     compile: bool = False  # CPU: compiled chunks of 8 tokens (weft.generation.compiled)
 
     def validate(self) -> None:

@@ -169,8 +169,9 @@ def train(corpus: tuple[str, ...], out: Path | None,
               help="Generate a text again (up to 10 tries, then cut it) while it copies N or "
               "more characters verbatim from the training corpus; does not stream.")
 @click.option("--quantize", type=click.Choice(QUANTIZE),
-              help="int8: int8 weight products, a faster CPU path whose logits differ from "
-                   "float32 by about 1% [default: from the run, none]")
+              help="auto: int8 where it is faster on this CPU (measured once per machine and "
+                   "model shape); none: float32, exact; int8: int8 weight products, logits "
+                   "about 1% off float32 [default: from the run, auto]")
 @click.option("--compile/--no-compile", default=None,
               help="CPU: run 8 tokens per call of compiled C++ (torch.compile); the first "
                    "call compiles for seconds, so it pays off for long texts "
@@ -180,13 +181,18 @@ def train(corpus: tuple[str, ...], out: Path | None,
               help="jsonl: one JSON object per text, with its finish_reason, after generation.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--threads", type=click.IntRange(min=1),
-              help="CPU threads [default: 2 below 8 sequences, else PyTorch's choice]")
+              help="CPU threads [default: below 8 sequences 1 or 2, whichever is measured "
+                   "faster (2 for small models), else PyTorch's choice]")
+@click.option("--explain", is_flag=True,
+              help="Say which path (float32 or int8, threads, compiled) this CPU gets, and why.")
 def generate(run: Path, prompt: str, fmt: str, device: str, threads: int | None,
-             labels: tuple[str, ...], max_copy: int | None, **options: Any) -> None:
+             labels: tuple[str, ...], max_copy: int | None,
+             explain: bool, **options: Any) -> None:
     """Write text with the model in RUN (a run directory, or builtin:english), streaming it as
     it is generated."""
     from weft.data.corpus_index import UNAVAILABLE
     from weft.data.labels import parse_label_options
+    from weft.generation.plan import choose_plan
     from weft.runs import load
 
     setup_logging(False)
@@ -197,6 +203,8 @@ def generate(run: Path, prompt: str, fmt: str, device: str, threads: int | None,
     shown = model.prepare_prompt(prompt)  # lowercased/normalized like the training text
     if max_copy is not None and model.copy_index is None:
         raise WeftError(f"{UNAVAILABLE}, so --max-copy cannot be enforced")
+    if explain:  # generation below takes the same plan (measured once, then remembered)
+        click.echo(choose_plan(model.module, config, threads).explain(), err=True)
     if fmt == "jsonl":
         if model.copy_index is None:
             log.warning(UNAVAILABLE)  # longest_copy is null

@@ -21,6 +21,7 @@ from weft.config import GenerationConfig
 from weft.device import cpu_threads
 from weft.errors import WeftError
 from weft.generation.compiled import ChunkedSampler
+from weft.generation.plan import GenerationPlan, choose_plan
 from weft.generation.quantized import Int8Stepper
 from weft.generation.sampling import next_tokens
 from weft.generation.stepper import RecurrentStepper
@@ -141,14 +142,6 @@ def prime_rows(tokenizer: Tokenizer, prompt: str,
     return rows[:1] if (rows == rows[0]).all() else rows
 
 
-# Below this many streams a CPU step is a few small matrix-vector products: two threads split
-# the weight reads and still beat one (1,044 vs 535 tokens/s for a 2 x 512 LSTM, 1,817 vs
-# 1,575 with int8, side by side in benchmarks/generation_speed.py), but more threads cost more
-# in synchronization than they gain.
-FEW_STREAMS = 8
-FEW_STREAMS_THREADS = 2
-
-
 def generate(
     model: RNNLanguageModel,
     tokenizer: Tokenizer,
@@ -161,6 +154,7 @@ def generate(
     threads: int | None = None,
     chunked: bool | None = None,
     prefixes: Sequence[Sequence[int]] | None = None,
+    plan: GenerationPlan | None = None,
 ) -> list[Completion]:
     """Continuations of ``prompt`` (without the prompt), one per requested sequence, each a
     :class:`Completion` (a ``str`` with its ``finish_reason``).
@@ -168,17 +162,18 @@ def generate(
     ``on_text(i, chunk)`` receives text as it is produced; ``should_stop()`` is polled between
     tokens to cancel. ``reference=True`` steps through ``nn.LSTM`` itself instead of the fused
     stepper (slower; kept to check the fast path against). ``threads`` overrides the CPU
-    thread policy below. ``chunked`` overrides :func:`chooses_on_device` (None: its choice).
+    thread choice. ``chunked`` overrides :func:`chooses_on_device` (None: its choice).
     ``prefixes`` are token ids (labels) each sequence has after ``<bos>``.
+    ``plan`` is the path to take (:func:`~weft.generation.plan.choose_plan` of ``config`` and
+    ``threads`` when None: float32 or int8, threads, compiled or not, for this machine).
     """
-    on_cpu = model.head.weight.device.type == "cpu"
-    few_streams = config.num_return_sequences < FEW_STREAMS
-    if threads is None and on_cpu and few_streams and not reference:
-        threads = min(FEW_STREAMS_THREADS, torch.get_num_threads())
-    with torch.no_grad(), cpu_threads(threads):
+    if plan is None:
+        plan = (GenerationPlan("none", None, False, threads) if reference
+                else choose_plan(model, config, threads))
+    with torch.no_grad(), cpu_threads(plan.threads):
         return _generate(model, tokenizer, prompt, config, on_text, should_stop, reference,
                          chooses_on_device(model.head.weight.device) if chunked is None
-                         else chunked, prefixes)
+                         else chunked, prefixes, plan)
 
 
 def chooses_on_device(device: torch.device) -> bool:
@@ -199,7 +194,8 @@ def _generate(
     should_stop: Callable[[], bool] | None,
     reference: bool,
     chunked: bool,
-    prefixes: Sequence[Sequence[int]] | None = None,
+    prefixes: Sequence[Sequence[int]] | None,
+    plan: GenerationPlan,
 ) -> list[Completion]:
     config.validate()
     device = model.head.weight.device
@@ -221,7 +217,8 @@ def _generate(
     module_state = select_state(module_state, rows)
     stepper: RecurrentStepper | Int8Stepper | None = None
     if not reference:
-        stepper = Int8Stepper(model) if config.quantize == "int8" else RecurrentStepper(model)
+        stepper = (Int8Stepper(model, plan.kernel or "int_mm") if plan.quantize == "int8"
+                   else RecurrentStepper(model))
 
     vocab = model.config.vocab_size
     banned = torch.zeros(vocab, dtype=torch.bool, device=device)
@@ -242,8 +239,8 @@ def _generate(
     if stepper is None:
         steps = _sampled_steps(_module_advance(model, module_state), first, config, seen,
                                banned, generator)
-    elif config.compile or chunked:
-        sampler = ChunkedSampler(stepper, config, banned, generator, compile=config.compile)
+    elif plan.compile or chunked:
+        sampler = ChunkedSampler(stepper, config, banned, generator, compile=plan.compile)
         steps = _chunked_steps(sampler, stepper.from_module_state(module_state), first, seen)
     else:
         advance = _stepper_advance(stepper, stepper.from_module_state(module_state))

@@ -35,8 +35,9 @@ class GenerateRequest(_Strict):
     stop: list[str] | None = Field(None, description="End a text at any of these strings.")
     seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1,
                              description="Makes sampling repeatable.")
-    quantize: Literal["none", "int8"] | None = Field(
-        None, description="int8: faster CPU sampling, logits about 1% off float32.")
+    quantize: Literal["auto", "none", "int8"] | None = Field(
+        None, description="auto: int8 where it is faster on this CPU; none: float32 (exact); "
+                          "int8: int8 weight products, logits about 1% off float32.")
     labels: dict[str, str] | None = Field(
         None, description="Label values to generate under, e.g. {\"label\": \"4\"} (runs "
                           "trained with --label-column); columns left out are drawn as the "

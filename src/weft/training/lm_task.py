@@ -73,7 +73,9 @@ class StreamLMTask:
         return {"val_loss": nats / count}
 
     def sample(self) -> str | None:
-        config = GenerationConfig(max_new_tokens=120, temperature=0.8, seed=self.sample_seed)
+        # float32: a training sample is short and should not measure generation paths.
+        config = GenerationConfig(max_new_tokens=120, temperature=0.8, seed=self.sample_seed,
+                                  quantize="none")
         return generate(self.lm, self.tokenizer, "", config)[0]
 
     def state_dict(self) -> dict[str, Any]:

@@ -119,7 +119,9 @@ class RecordLMTask:
                 "val_bpc": nats / math.log(2) / max(self.val.num_chars, 1)}
 
     def sample(self) -> str | None:
-        config = GenerationConfig(max_new_tokens=120, temperature=0.8, seed=self.sample_seed)
+        # float32: a training sample is short and should not measure generation paths.
+        config = GenerationConfig(max_new_tokens=120, temperature=0.8, seed=self.sample_seed,
+                                  quantize="none")
         if not self.labels.columns:
             return generate(self.lm, self.tokenizer, "", config)[0]
         chosen = self.labels.sample({}, 1, self.sample_seed)[0]
