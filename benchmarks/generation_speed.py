@@ -12,13 +12,22 @@ about 6.6 MFLOP per token.
 With ``--run RUN --text FILE`` it also measures what int8 costs in quality: the held-out loss
 (nats per token) of the trained model in RUN on FILE, stepped in float32 and in int8.
 
+``--kinds native,avx2`` compares every documented path on several kinds of CPU instead: each
+kind is a child process with the instruction sets capped by environment variables
+(:data:`CPU_KINDS`), rounds of short runs with kinds and paths interleaved, best round of each
+(``benchmarks/results/generation_speed_kinds.json``; see docs/benchmarks.md).
+
     python -m benchmarks.generation_speed [--run RUN --text FILE]
+    python -m benchmarks.generation_speed --kinds native,avx2 [--run RUN] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +39,7 @@ from benchmarks.common import machine, matmul_peak, write_result
 from weft.config import GenerationConfig, ModelConfig
 from weft.device import cpu_threads
 from weft.generation import generate
+from weft.generation.plan import GenerationPlan, choose_plan, cpu_facts
 from weft.generation.quantized import Int8Stepper
 from weft.generation.stepper import RecurrentStepper
 from weft.models.rnn_lm import RNNLanguageModel
@@ -100,6 +110,100 @@ def best_of(repeats: int, fn: Any, *args: Any) -> float:
     return max(fn(*args) for _ in range(repeats))
 
 
+# What each kind caps: ATen's own kernels and Inductor's generated code
+# (ATEN_CPU_CAPABILITY), oneDNN's JIT kernels, which torch._int_mm runs on (ONEDNN_MAX_CPU_ISA),
+# and MKL's float32 products (MKL_ENABLE_INSTRUCTIONS). FBGEMM has no such switch: it picks
+# AVX2 or AVX-512 kernels from the CPU itself.
+CPU_KINDS: dict[str, dict[str, str]] = {
+    "native": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+}
+# The paths compared per kind: (name, streams, plan fields or None for weft's choice,
+# GenerationConfig fields). "before" is the default before weft.generation.plan existed.
+KIND_PATHS: list[tuple[str, int, dict[str, Any] | None, dict[str, Any]]] = [
+    ("before: float32, 2 threads", 1, {"quantize": "none", "threads": 2}, {}),
+    ("float32, 1 thread", 1, {"quantize": "none", "threads": 1}, {}),
+    ("int8 (int_mm), 1 thread", 1, {"quantize": "int8", "kernel": "int_mm", "threads": 1}, {}),
+    ("int8 (fbgemm), 1 thread", 1, {"quantize": "int8", "kernel": "fbgemm", "threads": 1}, {}),
+    ("default (auto)", 1, None, {}),
+    ("--quantize none", 1, None, {"quantize": "none"}),
+    ("--quantize int8", 1, None, {"quantize": "int8"}),
+    ("--compile", 1, None, {"compile": True}),
+    ("--quantize int8 --compile", 1, None, {"quantize": "int8", "compile": True}),
+    ("64 streams, before: float32", 64, {"quantize": "none", "threads": None}, {}),
+    ("64 streams, default (auto)", 64, None, {}),
+    ("64 streams, --quantize int8", 64, None, {"quantize": "int8"}),
+]
+
+
+def timed_generation(model: RNNLanguageModel, tokenizer: CharTokenizer, streams: int,
+                     seconds: float, plan: GenerationPlan | None,
+                     config_fields: dict[str, Any]) -> tuple[float, str]:
+    """tokens/s of generating for about ``seconds``, and the path taken."""
+    config = GenerationConfig(max_new_tokens=100_000, temperature=0.8, seed=0,
+                              num_return_sequences=streams, **config_fields)
+    plan = plan or choose_plan(model, config)
+    generate(model, tokenizer, "", GenerationConfig(**{**config.__dict__, "max_new_tokens": 16}),
+             plan=plan)  # warm: packing, and compiling (not timed; see first_call_s)
+    start = time.perf_counter()
+    texts = generate(model, tokenizer, "", config, plan=plan,
+                     should_stop=lambda: time.perf_counter() - start > seconds)
+    return sum(len(t) for t in texts) / (time.perf_counter() - start), plan.label()
+
+
+def kind_child(seconds: float, run: str | None) -> None:
+    """One round of every path in :data:`KIND_PATHS`, on this process's CPU kind (JSON out)."""
+    torch.manual_seed(0)
+    if run:
+        trained = load(run, device="cpu")
+        model, tokenizer = trained.module.eval(), trained.tokenizer
+    else:
+        tokenizer = CharTokenizer(CHARS)
+        model = RNNLanguageModel(ModelConfig(vocab_size=tokenizer.vocab_size, hidden_size=512,
+                                             layers=2, embedding_dim=64)).eval()
+    rows = {}
+    for name, streams, plan_fields, config_fields in KIND_PATHS:
+        plan = None
+        if plan_fields is not None:
+            plan = GenerationPlan(plan_fields["quantize"], plan_fields.get("kernel"), False,
+                                  plan_fields["threads"])
+        start = time.perf_counter()
+        speed, label = timed_generation(model, tokenizer, streams, seconds, plan, config_fields)
+        rows[name] = {"tokens_per_s": round(speed, 1), "path": label,
+                      "seconds": round(time.perf_counter() - start, 1)}
+    facts = cpu_facts()
+    print(json.dumps({"cpu": facts.describe(), "rows": rows}))
+
+
+def compare_kinds(kinds: list[str], rounds: int, seconds: float, run: str | None) -> None:
+    """Rounds of :func:`kind_child` per kind, interleaved; the best round of each path."""
+    info = machine()
+    cache = tempfile.mkdtemp(prefix="weft-plan-cache-")  # each kind measures its plan afresh
+    inductor = tempfile.mkdtemp(prefix="weft-inductor-")  # the first round compiles cold
+    best: dict[str, dict[str, Any]] = {kind: {} for kind in kinds}
+    loads = []
+    for _ in range(rounds):
+        for kind in kinds:
+            loads.append(os.getloadavg()[0])
+            env = {**os.environ, **CPU_KINDS[kind], "WEFT_CACHE_DIR": os.path.join(cache, kind),
+                   "TORCHINDUCTOR_CACHE_DIR": os.path.join(inductor, kind)}
+            command = [sys.executable, "-m", "benchmarks.generation_speed", "--kind-child",
+                       "--seconds", str(seconds)] + (["--run", run] if run else [])
+            out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            child = json.loads(out.stdout.strip().splitlines()[-1])
+            best[kind]["cpu"] = child["cpu"]
+            for name, row in child["rows"].items():
+                rows = best[kind].setdefault("rows", {})
+                if name not in rows or row["tokens_per_s"] > rows[name]["tokens_per_s"]:
+                    rows[name] = row
+    write_result("generation_speed_kinds", {
+        "benchmark": "generation_speed --kinds",
+        "model": f"2 x 512 LSTM ({'trained: ' + Path(run).name if run else 'random weights'})",
+        "rounds": rounds, "seconds_per_path": seconds, "kinds": best,
+        "load_average_1m_per_child": [round(x, 2) for x in loads], "machine": info})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=2000)
@@ -107,7 +211,18 @@ def main() -> None:
     parser.add_argument("--run", help="a trained run, to measure int8's held-out loss")
     parser.add_argument("--text", help="held-out text for --run (its last --characters)")
     parser.add_argument("--characters", type=int, default=100_000)
+    parser.add_argument("--kinds", help="compare paths on these CPU kinds: "
+                        + ", ".join(CPU_KINDS) + " (comma-separated)")
+    parser.add_argument("--rounds", type=int, default=3, help="with --kinds")
+    parser.add_argument("--seconds", type=float, default=1.5, help="per path and round")
+    parser.add_argument("--kind-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.kind_child:
+        kind_child(args.seconds, args.run)
+        return
+    if args.kinds:
+        compare_kinds(args.kinds.split(","), args.rounds, args.seconds, args.run)
+        return
     # Compile times are reported cold: Inductor's on-disk cache starts empty.
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="weft-inductor-")
     info = machine()
