@@ -30,6 +30,7 @@ import torch
 
 from weft.config import GenerationConfig
 from weft.generation.generate import Completion, OnText, TextState, prime_rows
+from weft.generation.plan import choose_plan
 from weft.generation.quantized import Int8Stepper
 from weft.generation.sampling import MIN_TEMPERATURE, next_tokens
 from weft.generation.stepper import RecurrentStepper
@@ -93,12 +94,17 @@ class BatchedGenerator:
     ``on_step(tokens)`` is called after each step with the tokens it drew (for metrics).
     """
 
-    def __init__(self, model: RNNLanguageModel, tokenizer: Tokenizer, *, quantize: str = "none",
+    def __init__(self, model: RNNLanguageModel, tokenizer: Tokenizer, *, quantize: str = "auto",
                  on_step: Callable[[int], None] | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.device = model.head.weight.device
-        self.stepper = Int8Stepper(model) if quantize == "int8" else RecurrentStepper(model)
+        # The process's threads are the server's to set; the plan picks float32 or int8 (and
+        # which int8 product) for this CPU, measured at 1 row like `weft generate`.
+        plan = choose_plan(model, GenerationConfig(quantize=quantize),
+                           threads=torch.get_num_threads())
+        self.stepper = (Int8Stepper(model, plan.kernel or "int_mm") if plan.quantize == "int8"
+                        else RecurrentStepper(model))
         self._step: Callable[..., Any] = self.stepper.step
         self.on_step = on_step
         self.banned = torch.zeros(model.config.vocab_size, dtype=torch.bool, device=self.device)
