@@ -130,6 +130,7 @@ KIND_PATHS: list[tuple[str, int, dict[str, Any] | None, dict[str, Any]]] = [
     ("--quantize none", 1, None, {"quantize": "none"}),
     ("--quantize int8", 1, None, {"quantize": "int8"}),
     ("--compile", 1, None, {"compile": True}),
+    ("--quantize none --compile", 1, None, {"quantize": "none", "compile": True}),
     ("--quantize int8 --compile", 1, None, {"quantize": "int8", "compile": True}),
     ("64 streams, before: float32", 64, {"quantize": "none", "threads": None}, {}),
     ("64 streams, default (auto)", 64, None, {}),
@@ -152,8 +153,11 @@ def timed_generation(model: RNNLanguageModel, tokenizer: CharTokenizer, streams:
     return sum(len(t) for t in texts) / (time.perf_counter() - start), plan.label()
 
 
-def kind_child(seconds: float, run: str | None) -> None:
-    """One round of every path in :data:`KIND_PATHS`, on this process's CPU kind (JSON out)."""
+def kind_child(seconds: float, run: str | None, threads: int | None) -> None:
+    """One round of every path in :data:`KIND_PATHS`, on this process's CPU kind (JSON out).
+    ``threads`` caps PyTorch's threads (what weft's own choices may use)."""
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     if run:
         trained = load(run, device="cpu")
@@ -176,7 +180,8 @@ def kind_child(seconds: float, run: str | None) -> None:
     print(json.dumps({"cpu": facts.describe(), "rows": rows}))
 
 
-def compare_kinds(kinds: list[str], rounds: int, seconds: float, run: str | None) -> None:
+def compare_kinds(kinds: list[str], rounds: int, seconds: float, run: str | None,
+                  threads: int | None) -> None:
     """Rounds of :func:`kind_child` per kind, interleaved; the best round of each path."""
     info = machine()
     cache = tempfile.mkdtemp(prefix="weft-plan-cache-")  # each kind measures its plan afresh
@@ -189,8 +194,11 @@ def compare_kinds(kinds: list[str], rounds: int, seconds: float, run: str | None
             env = {**os.environ, **CPU_KINDS[kind], "WEFT_CACHE_DIR": os.path.join(cache, kind),
                    "TORCHINDUCTOR_CACHE_DIR": os.path.join(inductor, kind)}
             command = [sys.executable, "-m", "benchmarks.generation_speed", "--kind-child",
-                       "--seconds", str(seconds)] + (["--run", run] if run else [])
-            out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+                       "--seconds", str(seconds)] + (["--run", run] if run else []) + (
+                       ["--threads", str(threads)] if threads else [])
+            out = subprocess.run(command, env=env, capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"the {kind} child failed:\n{out.stderr[-3000:]}")
             child = json.loads(out.stdout.strip().splitlines()[-1])
             best[kind]["cpu"] = child["cpu"]
             for name, row in child["rows"].items():
@@ -200,7 +208,7 @@ def compare_kinds(kinds: list[str], rounds: int, seconds: float, run: str | None
     write_result("generation_speed_kinds", {
         "benchmark": "generation_speed --kinds",
         "model": f"2 x 512 LSTM ({'trained: ' + Path(run).name if run else 'random weights'})",
-        "rounds": rounds, "seconds_per_path": seconds, "kinds": best,
+        "rounds": rounds, "seconds_per_path": seconds, "threads_cap": threads, "kinds": best,
         "load_average_1m_per_child": [round(x, 2) for x in loads], "machine": info})
 
 
@@ -215,13 +223,14 @@ def main() -> None:
                         + ", ".join(CPU_KINDS) + " (comma-separated)")
     parser.add_argument("--rounds", type=int, default=3, help="with --kinds")
     parser.add_argument("--seconds", type=float, default=1.5, help="per path and round")
+    parser.add_argument("--threads", type=int, help="with --kinds: cap PyTorch's threads")
     parser.add_argument("--kind-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.kind_child:
-        kind_child(args.seconds, args.run)
+        kind_child(args.seconds, args.run, args.threads)
         return
     if args.kinds:
-        compare_kinds(args.kinds.split(","), args.rounds, args.seconds, args.run)
+        compare_kinds(args.kinds.split(","), args.rounds, args.seconds, args.run, args.threads)
         return
     # Compile times are reported cold: Inductor's on-disk cache starts empty.
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="weft-inductor-")
