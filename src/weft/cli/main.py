@@ -164,7 +164,9 @@ def train(corpus: tuple[str, ...], out: Path | None,
 @click.option("--label", "labels", multiple=True, metavar="COLUMN=VALUE",
               help="Generate under this label value (repeatable); columns not given are "
               "drawn as often as the training data had them.")
-@click.option("--seed", type=int, help="Makes sampling repeatable.")
+@click.option("--seed", type=int,
+              help="Makes sampling repeatable on this machine (--quantize auto may take "
+                   "int8 on another CPU; --quantize none is float32 everywhere).")
 @click.option("--max-copy", type=click.IntRange(min=1), metavar="N",
               help="Generate a text again (up to 10 tries, then cut it) while it copies N or "
               "more characters verbatim from the training corpus; does not stream.")
