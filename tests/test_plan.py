@@ -3,6 +3,7 @@ CPU decides the int8 product, a short measurement decides the rest and is kept o
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -154,3 +155,36 @@ def test_generate_explain_says_which_path(tiny_run: Path) -> None:
                                       "--explain", "--quantize", "int8", "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert "generation path: int8" in result.output and "1 thread" in result.output
+
+
+def _int8_measures_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plan_module, "measure", lambda model, kernel, candidates, streams: [
+        2.0 if quantize == "int8" else 1.0 for quantize, _ in candidates])
+
+
+def test_generate_and_the_served_batch_take_the_chosen_path(
+        fresh_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from weft.generation.batch import BatchedGenerator
+
+    generate_module = importlib.import_module("weft.generation.generate")  # not the function
+
+    _int8_measures_faster(monkeypatch)
+    built: list[str] = []
+    real = generate_module.Int8Stepper
+
+    def spy(model: RNNLanguageModel, kernel: str = "int_mm") -> Int8Stepper:
+        built.append(kernel)
+        return real(model, kernel)
+
+    monkeypatch.setattr(generate_module, "Int8Stepper", spy)
+    model = _model(512)
+    tokenizer = CharTokenizer.train(["abcdefghijklmnopqrs"])
+    texts = generate(model, tokenizer, "ab", GenerationConfig(max_new_tokens=3, seed=0))
+    assert len(texts[0]) == 3
+    assert built == [int8_kernel(plan_module.cpu_facts())]
+    batch = BatchedGenerator(model, tokenizer)  # the server's batch: quantize auto
+    assert isinstance(batch.stepper, Int8Stepper) and batch.stepper.kernel == built[0]
+    batch.close()
+    exact = BatchedGenerator(model, tokenizer, quantize="none")
+    assert not isinstance(exact.stepper, Int8Stepper)
+    exact.close()
