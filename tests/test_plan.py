@@ -188,3 +188,22 @@ def test_generate_and_the_served_batch_take_the_chosen_path(
     exact = BatchedGenerator(model, tokenizer, quantize="none")
     assert not isinstance(exact.stepper, Int8Stepper)
     exact.close()
+
+
+def test_a_measurement_from_a_busy_machine_is_taken_again_when_quieter(
+        fresh_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def fake_measure(model: RNNLanguageModel, kernel: str | None,
+                     candidates: list[tuple[str, int | None]], streams: int) -> list[float]:
+        calls.append(streams)
+        return [1.0] * len(candidates)
+
+    monkeypatch.setattr(plan_module, "measure", fake_measure)
+    cores = plan_module.os.cpu_count() or 1
+    model = _model(512)
+    for load, measured in ((cores + 5.0, 1), (cores + 5.0, 1), (0.1, 2), (cores + 5.0, 2)):
+        monkeypatch.setattr(plan_module, "_load", lambda value=load: value)
+        monkeypatch.setattr(plan_module, "_memo", {})  # a new process each time
+        choose_plan(model, GenerationConfig(), threads=1)
+        assert len(calls) == measured

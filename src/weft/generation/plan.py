@@ -11,7 +11,8 @@ So the choice is made in two steps:
 2. Where that does not settle it (float32 or int8, 1 or 2 threads), a short measurement when
    generation starts: a few dozen steps of each candidate, interleaved, best of three rounds.
    The result is kept on disk per machine, PyTorch and model shape (:func:`cache_file`), so a
-   machine measures a model shape once.
+   machine measures a model shape once (again if it was measured on a busy machine and the
+   machine is quieter now).
 
 What the caller set explicitly (``quantize`` other than ``auto``, ``threads``, ``compile``) is
 kept. Models whose weights fit in a core's cache (:data:`SMALL_WEIGHT_BYTES`) are not measured:
@@ -214,7 +215,8 @@ def _measured(model: RNNLanguageModel, facts: CpuFacts, kernel: str | None,
     except (OSError, ValueError, WeftError):
         cached = {}  # a damaged cache is measured again and rewritten
     entry = cached.get(key) if isinstance(cached, dict) else None
-    if isinstance(entry, dict) and set(entry.get("tokens_per_s", {})) == set(names):
+    if (isinstance(entry, dict) and set(entry.get("tokens_per_s", {})) == set(names)
+            and not (_busy(entry.get("load_average_1m")) and not _busy(_load()))):
         _memo[key] = entry["tokens_per_s"]
         return _memo[key]
     started = time.perf_counter()
@@ -223,8 +225,7 @@ def _measured(model: RNNLanguageModel, facts: CpuFacts, kernel: str | None,
     log.info("measured generation paths in %.1f s: %s", time.perf_counter() - started, result)
     cached = cached if isinstance(cached, dict) else {}
     cached[key] = {"tokens_per_s": result, "date": dt.datetime.now(dt.UTC).isoformat(
-        timespec="seconds"), "load_average_1m": os.getloadavg()[0]
-        if hasattr(os, "getloadavg") else None}
+        timespec="seconds"), "load_average_1m": _load()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, cached)
@@ -232,6 +233,16 @@ def _measured(model: RNNLanguageModel, facts: CpuFacts, kernel: str | None,
         log.warning("could not keep the generation path choice in %s: %s", path, error)
     _memo[key] = result
     return result
+
+
+def _load() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def _busy(load: object) -> bool:
+    """More runnable processes than cores: a measurement then mostly measures the neighbours
+    (2 threads collapse first), so it is taken again once the machine is quieter."""
+    return isinstance(load, (int, float)) and load > (os.cpu_count() or 1)
 
 
 @torch.no_grad()
