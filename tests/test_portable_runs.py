@@ -97,7 +97,7 @@ def test_a_cpu_state_keeps_the_gpu_optimizer_settings(cpu_run: Path) -> None:
     GradScaler's fp16 step relies on (a fused step takes the scaler's arguments)."""
     from weft.models.rnn_lm import RNNLanguageModel
     from weft.runs import read_run_config, run_config
-    from weft.training.trainer import restore_optimizer
+    from weft.training.checkpoint import restore_optimizer
 
     config = run_config(read_run_config(cpu_run), cpu_run)
     model = RNNLanguageModel(config.model)

@@ -15,6 +15,7 @@ import torch
 from weft.tagging.batching import EncodedData, length_batches, make_batch
 from weft.tagging.model import BiLSTMTagger
 from weft.tagging.vocab import TaggerVocab
+from weft.training.task import TaskDefaults
 
 # The tagger's training defaults where they differ from a language model's (TrainConfig's).
 TAGGER_TRAIN_DEFAULTS: dict[str, Any] = {
@@ -23,7 +24,7 @@ TAGGER_TRAIN_DEFAULTS: dict[str, Any] = {
 }
 
 
-class TaggingTask:
+class TaggingTask(TaskDefaults):
     model: torch.nn.Module  # the trainer's contract; also kept as .tagger
 
     def __init__(

@@ -11,6 +11,10 @@ the newest to the previous name, then writes the new one atomically (temporary n
 rename). A crash at any moment therefore leaves at least one complete state, and a state that
 is truncated or corrupted later is detected by the SHA-256 in its metadata and skipped in favour
 of the previous one.
+
+Also here: capturing and restoring every random generator (torch, CUDA, NumPy, Python), and
+restoring an optimizer's state on another device, which is what a resumed run needs to draw and
+step exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from weft.errors import WeftError
@@ -142,3 +148,51 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
         raise WeftError("no intact training state to resume from: " + "; ".join(problems))
     check_resumable(run_dir)
     raise AssertionError("unreachable: check_resumable raises")
+
+
+# Optimizer options chosen for the device the trainer runs on, not for the one that saved.
+DEVICE_OPTIONS = ("fused", "foreach", "capturable")
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Load a saved optimizer state, keeping this device's kernel options: a state saved on
+    CUDA (fused AdamW) continues on a CPU, and the reverse (a fused step is what takes
+    GradScaler's arguments under fp16)."""
+    chosen = [{k: group[k] for k in DEVICE_OPTIONS if k in group}
+              for group in optimizer.param_groups]
+    # Set before loading: they decide where each saved step count goes (a fused or
+    # capturable AdamW keeps it on the parameters' device).
+    groups = [{**group, **options}  # zip raises ValueError on another number of groups
+              for group, options in zip(saved["param_groups"], chosen, strict=True)]
+    optimizer.load_state_dict({**saved, "param_groups": groups})
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every random generator a task might draw from, so that a resumed run draws the same."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    return {
+        "torch": torch.get_rng_state(),
+        **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
+        "numpy": {"keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put back what :func:`capture_rng_state` saved (GPU draws only with as many GPUs)."""
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+        else:
+            log.warning("the number of GPUs changed since the state was saved: GPU random "
+                        "draws (dropout) differ from an uninterrupted run")
+    if "numpy" in state:
+        saved = state["numpy"]
+        np.random.set_state(("MT19937", saved["keys"].numpy().astype(np.uint32),
+                             saved["pos"], saved["has_gauss"], saved["gauss"]))
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))

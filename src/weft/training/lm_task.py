@@ -88,8 +88,7 @@ class StreamLMTask:
         # A non-finite loss may come from a non-finite carried state: start the columns afresh.
         self.state = None
 
-    @staticmethod
-    def reshard_state(states: list[dict[str, Any]], rank: int, world_size: int
+    def reshard_state(self, states: list[dict[str, Any]], rank: int, world_size: int
                       ) -> dict[str, Any]:
         """This rank's hidden state when the number of ranks changes (columns are global)."""
         hidden = [s.get("hidden", {}) for s in states]

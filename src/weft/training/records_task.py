@@ -21,6 +21,7 @@ from weft.device import autocast
 from weft.generation import generate
 from weft.models.rnn_lm import RNNLanguageModel
 from weft.tokenizers import Tokenizer
+from weft.training.task import TaskDefaults
 
 
 @torch.no_grad()
@@ -52,7 +53,7 @@ def records_loss(
     return float(record_nats(model, batches, precision).sum()), batches.num_targets
 
 
-class RecordLMTask:
+class RecordLMTask(TaskDefaults):
     """Padded, length-bucketed batches of records (see data/records.py)."""
 
     model: torch.nn.Module

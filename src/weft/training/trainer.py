@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import logging
 import math
-import random
 import signal
 import threading
 import time
@@ -25,9 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -36,9 +34,17 @@ from weft.device import autocast
 from weft.errors import WeftError
 from weft.training import distributed
 from weft.training import metrics as metrics_log
-from weft.training.checkpoint import LAST_STATE, load_checkpoint, save_checkpoint
+from weft.training.checkpoint import (
+    LAST_STATE,
+    capture_rng_state,
+    load_checkpoint,
+    restore_optimizer,
+    restore_rng_state,
+    save_checkpoint,
+)
 from weft.training.distributed import SINGLE, Distributed
 from weft.training.schedule import learning_rate, progress
+from weft.training.task import TrainingTask
 
 log = logging.getLogger("weft")
 
@@ -50,41 +56,6 @@ MAX_BAD_STEPS = 10  # non-finite steps in a row before the run is stopped
 _OOM_ERRORS: tuple[type[BaseException], ...] = (
     getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),
 )
-
-
-class TrainingTask(Protocol):
-    """What a model kind provides to the trainer."""
-
-    model: torch.nn.Module
-
-    def steps_per_epoch(self) -> int: ...
-
-    def start_epoch(self, epoch: int) -> None:
-        """Reset or reshuffle for ``epoch``; must be deterministic given the seed and epoch."""
-
-    def train_loss(self, epoch: int, index: int) -> tuple[torch.Tensor, int]:
-        """Loss of batch ``index`` of ``epoch`` and the number of tokens it covers."""
-        ...
-
-    def evaluate(self) -> dict[str, float]:
-        """Validation metrics, including the selection metric."""
-        ...
-
-    def sample(self) -> str | None:
-        """A short sample shown at each evaluation (None for none)."""
-        ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-# Optional task methods, looked up with getattr so that a task need not define them:
-#   reshard_state(states: list[dict], rank: int, world_size: int) -> dict
-#       this rank's task state when a run saved by len(states) ranks resumes with world_size;
-#       without it such a run must resume with the same number of ranks.
-#   after_skipped_step() -> None
-#       forget state carried from a step whose loss was non-finite (e.g. a NaN hidden state).
 
 
 @dataclass(frozen=True)
@@ -187,7 +158,7 @@ class Trainer:
             finite = torch.stack([p.isfinite().all() for p in self.module.parameters()]).all()
             if not (bool(finite) and math.isfinite(self.state.loss_sum)):
                 raise self._diverged("the weights or the training loss became non-finite")
-        mine = {"task": self.task.state_dict(), "rng": _rng_state()}
+        mine = {"task": self.task.state_dict(), "rng": capture_rng_state()}
         ranks = distributed.all_gather(mine) if self.dist.enabled else [mine]
         if self.dist.is_main:
             payload = {
@@ -223,15 +194,15 @@ class Trainer:
         self.task.start_epoch(self.state.epoch)
         if len(ranks) == world:
             self.task.load_state_dict(ranks[rank]["task"])
-            _set_rng_state(ranks[rank]["rng"])
+            restore_rng_state(ranks[rank]["rng"])
         else:
-            reshard = getattr(self.task, "reshard_state", None)
-            if reshard is None:
+            resharded = self.task.reshard_state([r["task"] for r in ranks], rank, world)
+            if resharded is None:
                 raise WeftError(f"this run was saved by {len(ranks)} processes and this task "
                                 f"cannot change that; resume it with torchrun "
                                 f"--nproc-per-node {len(ranks)}")
-            self.task.load_state_dict(reshard([r["task"] for r in ranks], rank, world))
-            _set_rng_state(ranks[0]["rng"])
+            self.task.load_state_dict(resharded)
+            restore_rng_state(ranks[0]["rng"])
             torch.manual_seed(self.config.seed + 7919 * rank + self.state.step)
             if self.dist.is_main:
                 log.warning("resuming with %d processes instead of %d: same data order and "
@@ -423,9 +394,7 @@ class Trainer:
                 log.warning("non-finite loss or gradient at step %d: step skipped (%d in a row, "
                             "%d in all)", self.state.step, self._bad_in_a_row,
                             self.state.skipped_steps)
-            forget = getattr(self.task, "after_skipped_step", None)
-            if forget is not None:
-                forget()
+            self.task.after_skipped_step()
             if self._bad_in_a_row >= MAX_BAD_STEPS:
                 self.optimizer.zero_grad(set_to_none=True)
                 raise self._diverged(f"{MAX_BAD_STEPS} steps in a row had a non-finite loss "
@@ -537,50 +506,3 @@ class Trainer:
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
-
-
-# Optimizer options chosen for the device the trainer runs on, not for the one that saved.
-DEVICE_OPTIONS = ("fused", "foreach", "capturable")
-
-
-def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
-    """Load a saved optimizer state, keeping this device's kernel options: a state saved on
-    CUDA (fused AdamW) continues on a CPU, and the reverse (a fused step is what takes
-    GradScaler's arguments under fp16)."""
-    chosen = [{k: group[k] for k in DEVICE_OPTIONS if k in group}
-              for group in optimizer.param_groups]
-    # Set before loading: they decide where each saved step count goes (a fused or
-    # capturable AdamW keeps it on the parameters' device).
-    groups = [{**group, **options}  # zip raises ValueError on another number of groups
-              for group, options in zip(saved["param_groups"], chosen, strict=True)]
-    optimizer.load_state_dict({**saved, "param_groups": groups})
-
-
-def _rng_state() -> dict[str, Any]:
-    """Every random generator a task might draw from, so that a resumed run draws the same."""
-    _, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
-    return {
-        "torch": torch.get_rng_state(),
-        **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
-        "numpy": {"keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
-                  "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "python": random.getstate(),
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    cuda = state.get("cuda")
-    if cuda is not None and torch.cuda.is_available():
-        if len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda)
-        else:
-            log.warning("the number of GPUs changed since the state was saved: GPU random "
-                        "draws (dropout) differ from an uninterrupted run")
-    if "numpy" in state:
-        saved = state["numpy"]
-        np.random.set_state(("MT19937", saved["keys"].numpy().astype(np.uint32),
-                             saved["pos"], saved["has_gauss"], saved["gauss"]))
-    if "python" in state:
-        version, internal, gauss = state["python"]
-        random.setstate((version, tuple(internal), gauss))
