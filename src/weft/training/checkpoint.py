@@ -84,6 +84,35 @@ def save_state_file(path: str | Path, state: dict[str, Any]) -> None:
     save_tensors(path, tensors, {"format": FORMAT, "state": json.dumps(structure)})
 
 
+def pack_training_state(module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        scaler: torch.amp.GradScaler, trainer: dict[str, Any],
+                        ranks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The state a run resumes from: weights, optimizer, the trainer's counters, and per rank
+    its share of the task state and its random state."""
+    payload = {"model": module.state_dict(), "optimizer": optimizer.state_dict(),
+               "trainer": trainer, "ranks": ranks}
+    if scaler.is_enabled():  # fp16: the loss scale it has learned
+        payload["scaler"] = scaler.state_dict()
+    return payload
+
+
+def unpack_training_state(
+    payload: dict[str, Any], module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, run_dir: str | Path,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Load a :func:`pack_training_state` into the model, optimizer and scaler; returns the
+    trainer's counters and the per-rank entries."""
+    try:
+        module.load_state_dict(payload["model"])
+        restore_optimizer(optimizer, payload["optimizer"])
+        if scaler.is_enabled() and payload.get("scaler"):
+            scaler.load_state_dict(payload["scaler"])
+        return dict(payload["trainer"]), list(payload["ranks"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise WeftError(f"the saved training state in {run_dir} does not match this run "
+                        f"({exc})") from None
+
+
 def load_state_file(path: str | Path) -> dict[str, Any]:
     tensors, metadata = load_tensors(path)
     if metadata.get("format") != FORMAT or "state" not in metadata:

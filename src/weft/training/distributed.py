@@ -116,6 +116,33 @@ def all_sum(values: list[float]) -> list[float]:
     return [float(v) for v in tensor.tolist()]
 
 
+def wrap_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` in DistributedDataParallel: calling it averages gradients over the ranks in
+    backward(), and the wrapper copies rank 0's weights to every rank."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model,
+                                   device_ids=[device.index] if device.type == "cuda" else None)
+
+
+@dataclass(frozen=True)
+class StepAgreement:
+    """What every rank takes from one training step, the same on all of them."""
+
+    stop: bool  # a stop was asked (a signal) on some rank: all stop at this step
+    tokens: int  # tokens of the step over all ranks
+    loss: float  # the step's loss averaged over the ranks (0 where it was skipped)
+    clock: float  # rank 0's training time, which the time budget and schedule follow
+
+
+def agree_on_step(dist: Distributed, *, stop_requested: bool, tokens: int, loss: float,
+                  clock: float) -> StepAgreement:
+    """One small collective per step (see :class:`StepAgreement`)."""
+    stop, tokens_all, loss_all, clock_all = all_sum(
+        [float(stop_requested), float(tokens), loss, clock if dist.is_main else 0.0])
+    return StepAgreement(bool(stop), int(tokens_all), loss_all / dist.world_size, clock_all)
+
+
 def broadcast(obj: T) -> T:
     """Rank 0's ``obj`` on every rank."""
     box: list[Any] = [obj]

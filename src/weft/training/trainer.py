@@ -1,10 +1,11 @@
 """A training loop that knows no model kind.
 
-A :class:`TrainingTask` owns the model, its data and any state carried between batches (the
-language model's hidden state, say); the :class:`Trainer` owns everything else: the optimizer,
-the warm-up + cosine schedule, gradient clipping, autocast, the progress bar, periodic evaluation
-with best-model selection, early stopping, the stopping limits, the resumable training state
-(``last.safetensors``, see checkpoint.py) and the ``metrics.jsonl`` log.
+A :class:`TrainingTask` (task.py) owns the model, its data and any state carried between
+batches (the language model's hidden state, say); the :class:`Trainer` owns the loop: the
+optimizer, the warm-up + cosine schedule, gradient clipping, autocast, periodic evaluation with
+best-model selection, early stopping, the stopping limits, when the resumable state is saved and
+the ``metrics.jsonl`` log. What the state holds and how it is written is checkpoint.py's; what
+is shown while training, progress.py's; the collectives between ranks, distributed.py's.
 
 Faults it survives: Ctrl-C / SIGTERM (finish the step, save, stop), non-finite losses or
 gradients (skip the step; stop after too many in a row, keeping the last saved state), running
@@ -27,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from weft.config import TrainConfig
 from weft.device import autocast
@@ -38,11 +38,13 @@ from weft.training.checkpoint import (
     LAST_STATE,
     capture_rng_state,
     load_checkpoint,
-    restore_optimizer,
+    pack_training_state,
     restore_rng_state,
     save_checkpoint,
+    unpack_training_state,
 )
 from weft.training.distributed import SINGLE, Distributed
+from weft.training.progress import ProgressDisplay, estimate_total_steps
 from weft.training.schedule import learning_rate, progress
 from weft.training.task import TrainingTask
 
@@ -123,14 +125,8 @@ class Trainer:
         self.state = TrainerState()
         self.module = task.model  # the bare model: its state_dict has no DDP prefixes
         if dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            # The task calls task.model for its training loss, so the wrapper goes there and
-            # gradients are averaged over the ranks in backward(). The wrapper copies rank 0's
-            # weights to every rank.
-            task.model = DistributedDataParallel(
-                task.model, device_ids=[device.index] if device.type == "cuda" else None
-            )
+            # The task calls task.model for its training loss, so the wrapper goes there.
+            task.model = distributed.wrap_model(task.model, device)
             # The same seed on every rank would give every rank the same dropout masks.
             torch.manual_seed(self.config.seed + 7919 * dist.rank)
         params = [p for p in self.module.parameters() if p.requires_grad]
@@ -161,33 +157,18 @@ class Trainer:
         mine = {"task": self.task.state_dict(), "rng": capture_rng_state()}
         ranks = distributed.all_gather(mine) if self.dist.enabled else [mine]
         if self.dist.is_main:
-            payload = {
-                "model": self.module.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "trainer": asdict(self.state),
-                "ranks": ranks,  # one entry per rank: its share of the task state, its RNG
-            }
-            if self.scaler.is_enabled():  # fp16: the loss scale it has learned
-                payload["scaler"] = self.scaler.state_dict()
+            payload = pack_training_state(self.module, self.optimizer, self.scaler,
+                                          asdict(self.state), ranks)
             with self._writing("the training state"):
                 save_checkpoint(self.run_dir, payload)
         self._saved_step = self.state.step
         self._saved_at = self.state.elapsed
 
     def load_state(self) -> None:
-        payload = load_checkpoint(self.run_dir)
-        try:
-            self.module.load_state_dict(payload["model"])
-            restore_optimizer(self.optimizer, payload["optimizer"])
-            if self.scaler.is_enabled() and payload.get("scaler"):
-                self.scaler.load_state_dict(payload["scaler"])
-            known = {f for f in TrainerState.__dataclass_fields__}
-            self.state = TrainerState(**{k: v for k, v in payload["trainer"].items()
-                                         if k in known})
-            ranks = payload["ranks"]
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise WeftError(f"the saved training state in {self.run_dir} does not match this "
-                            f"run ({exc})") from None
+        counters, ranks = unpack_training_state(load_checkpoint(self.run_dir), self.module,
+                                                self.optimizer, self.scaler, self.run_dir)
+        known = {f for f in TrainerState.__dataclass_fields__}
+        self.state = TrainerState(**{k: v for k, v in counters.items() if k in known})
         rank, world = self.dist.rank, self.dist.world_size
         # Rebuild what the epoch derives from the seed (e.g. a shuffled order), then overlay
         # the state carried within it.
@@ -271,8 +252,9 @@ class Trainer:
         loss_count = st.loss_count
         last_train_loss = math.nan
         window_start, window_tokens = time.perf_counter(), 0
-        bar = tqdm(total=self._estimate_total_steps(steps_per_epoch, 0.0), initial=st.step,
-                   disable=self.quiet, unit="step", dynamic_ncols=True, leave=True)
+        display = ProgressDisplay(quiet=self.quiet, initial=st.step,
+                                  total=self._total_steps(steps_per_epoch, 0.0),
+                                  metric=self.selection.metric)
         evaluated_at = st.step if resume else -1
         reason = ""
         with self._graceful_stop():
@@ -300,20 +282,8 @@ class Trainer:
                 ok = self._step(loss)
                 step_loss = loss.detach().float()
                 if self.dist.enabled:
-                    # One small collective per step: a stop asked on any rank stops all of
-                    # them at the same step; tokens and the reported loss are global; the
-                    # clock (time budget, schedule) is rank 0's, so every rank agrees on it.
                     clock = elapsed_before + (time.perf_counter() - session_start)
-                    stop, tokens_all, loss_all, clock_all = distributed.all_sum(
-                        [float(bool(self._stop_requested)), float(tokens),
-                         float(step_loss) if ok else 0.0, clock if self.dist.is_main else 0.0])
-                    if stop and not self._stop_requested:
-                        self._stop_requested = "a signal on another rank"
-                    self._stop_agreed = bool(stop)
-                    st.elapsed = clock_all
-                    tokens = int(tokens_all)
-                    step_loss = torch.full((), loss_all / self.dist.world_size,
-                                           device=self.device)
+                    tokens, step_loss = self._agree_across_ranks(tokens, step_loss, ok, clock)
                 if ok:
                     loss_sum += step_loss
                     loss_count += 1
@@ -336,12 +306,12 @@ class Trainer:
                     now = time.perf_counter()
                     rate = window_tokens / max(now - window_start, 1e-9)
                     window_start, window_tokens = now, 0
-                    bar.total = self._estimate_total_steps(steps_per_epoch, rate)
-                    bar.set_postfix_str(self._postfix(last_train_loss, rate), refresh=False)
+                    display.report(self._total_steps(steps_per_epoch, rate), last_train_loss,
+                                   st.best, rate)
                 st.loss_count = loss_count
-                bar.update(1)
+                display.step()
                 if st.step % cfg.eval_every == 0:
-                    self._evaluate(bar, last_train_loss, lr, metrics_path)
+                    self._evaluate(display, last_train_loss, lr, metrics_path)
                     evaluated_at = st.step
                     if cfg.patience and st.bad_evaluations >= cfg.patience:
                         reason = f"early stopping: no improvement in {cfg.patience} evaluations"
@@ -352,9 +322,9 @@ class Trainer:
                     # (st.elapsed is rank 0's clock on every rank: they all save together.)
                     st.loss_sum = float(loss_sum)
                     self.save_state()
-        bar.close()
+        display.close()
         if st.step > evaluated_at and st.step > 0 and reason != "interrupted":
-            self._evaluate(None, last_train_loss, self.optimizer.param_groups[0]["lr"],
+            self._evaluate(display, last_train_loss, self.optimizer.param_groups[0]["lr"],
                            metrics_path)
         st.finished = "" if reason == "interrupted" else reason
         st.loss_sum = float(loss_sum)
@@ -366,6 +336,19 @@ class Trainer:
         if reason == "interrupted":
             reason = f"interrupted by {self._stop_requested}"
         return TrainResult(st.step, st.tokens, st.elapsed, st.best, reason)
+
+    def _agree_across_ranks(self, tokens: int, step_loss: torch.Tensor, ok: bool, clock: float
+                            ) -> tuple[int, torch.Tensor]:
+        """Under torchrun: a stop asked on any rank stops all of them at the same step; tokens
+        and the reported loss become global; the clock becomes rank 0's."""
+        agreed = distributed.agree_on_step(
+            self.dist, stop_requested=bool(self._stop_requested), tokens=tokens,
+            loss=float(step_loss) if ok else 0.0, clock=clock)
+        if agreed.stop and not self._stop_requested:
+            self._stop_requested = "a signal on another rank"
+        self._stop_agreed = agreed.stop
+        self.state.elapsed = agreed.clock
+        return agreed.tokens, torch.full((), agreed.loss, device=self.device)
 
     def _step(self, loss: torch.Tensor) -> bool:
         """Backward pass and optimizer step; a non-finite loss or gradient skips the step."""
@@ -409,7 +392,7 @@ class Trainer:
                          f"--precision fp32; {kept}")
 
     def _evaluate(
-        self, bar: tqdm[Any] | None, train_loss: float, lr: float, metrics_path: Path
+        self, display: ProgressDisplay, train_loss: float, lr: float, metrics_path: Path
     ) -> None:
         """Validate on rank 0 (the others wait), then save the state on every rank."""
         st = self.state
@@ -417,7 +400,7 @@ class Trainer:
             wrapper = self.task.model
             self.task.model = self.module  # evaluation needs no gradient averaging
             try:
-                self._evaluate_here(bar, train_loss, lr, metrics_path)
+                self._evaluate_here(display, train_loss, lr, metrics_path)
             finally:
                 self.task.model = wrapper
         if self.dist.enabled:
@@ -425,7 +408,7 @@ class Trainer:
         self.save_state()
 
     def _evaluate_here(
-        self, bar: tqdm[Any] | None, train_loss: float, lr: float, metrics_path: Path
+        self, display: ProgressDisplay, train_loss: float, lr: float, metrics_path: Path
     ) -> None:
         st = self.state
         self.module.eval()
@@ -447,14 +430,9 @@ class Trainer:
                   "train_loss": None if math.isnan(train_loss) else train_loss, **results}
         with self._writing(METRICS):
             metrics_log.append_metrics(metrics_path, record)
-        if not self.quiet:
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in results.items())
-            lines = [f"step {st.step}: {shown}" + (" (best)" if improved else "")]
-            if sample:
-                lines.append("  sample: " + sample.replace("\n", "\n          "))
-            (bar.write if bar else print)("\n".join(lines))
+        display.evaluation(st.step, results, improved, sample)
 
-    # ------------------------------------------------------------------ limits and display
+    # ------------------------------------------------------------------ limits
     def _limit_reached(self, steps_per_epoch: int) -> str:
         cfg, st = self.config, self.state
         if cfg.max_steps is not None and st.step >= cfg.max_steps:
@@ -465,25 +443,10 @@ class Trainer:
             return f"reached --time-budget {cfg.time_budget:g}s"
         return ""
 
-    def _estimate_total_steps(self, steps_per_epoch: int, tokens_per_s: float) -> int | None:
-        cfg, st = self.config, self.state
-        limits = []
-        if cfg.max_steps is not None:
-            limits.append(cfg.max_steps)
-        if cfg.epochs is not None:
-            limits.append(math.ceil(cfg.epochs * steps_per_epoch))
-        if cfg.time_budget is not None and tokens_per_s > 0 and st.step > 0:
-            tokens_per_step = max(st.tokens / st.step, 1.0)
-            remaining = max(cfg.time_budget - st.elapsed, 0.0)
-            limits.append(st.step + int(remaining * tokens_per_s / tokens_per_step))
-        return min(limits) if limits else None
-
-    def _postfix(self, train_loss: float, tokens_per_s: float) -> str:
-        parts = [f"loss {train_loss:.3f}"]
-        if self.state.best is not None:
-            parts.append(f"best {self.selection.metric} {self.state.best:.3f}")
-        parts.append(f"{tokens_per_s:,.0f} tok/s")
-        return ", ".join(parts)
+    def _total_steps(self, steps_per_epoch: int, tokens_per_s: float) -> int | None:
+        st = self.state
+        return estimate_total_steps(self.config, st.step, st.tokens, st.elapsed,
+                                    steps_per_epoch, tokens_per_s)
 
     @contextmanager
     def _graceful_stop(self) -> Iterator[None]:
