@@ -50,7 +50,7 @@ from weft.device import autocast
 from weft.generation import generate
 from weft.models.rnn_lm import RNNLanguageModel
 from weft.tokenizers import CharTokenizer
-from weft.training.lm_task import StreamLMTask
+from weft.training.stream_task import StreamLMTask
 from weft.training.trainer import Trainer
 
 # Dense bf16 tensor-core peaks (no sparsity) from NVIDIA's datasheets, by a word in the

@@ -24,7 +24,7 @@ from weft.data.stream import StreamBatches
 from weft.device import autocast, resolve_precision
 from weft.models.rnn_lm import RNNLanguageModel, detach_state
 from weft.tokenizers import CharTokenizer
-from weft.training.lm_task import StreamLMTask
+from weft.training.stream_task import StreamLMTask
 from weft.training.trainer import Trainer
 
 

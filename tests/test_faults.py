@@ -18,8 +18,8 @@ import weft
 from weft.errors import WeftError
 from weft.training import checkpoint, safeguards
 from weft.training.checkpoint import LAST_STATE, PREVIOUS_STATE, load_state_file
-from weft.training.lm_task import StreamLMTask
 from weft.training.metrics import append_metrics, read_metrics
+from weft.training.stream_task import StreamLMTask
 from weft.training.trainer import Trainer
 
 from .conftest import PANGRAM, TINY

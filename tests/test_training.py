@@ -13,8 +13,8 @@ from weft.config import ModelConfig, TrainConfig
 from weft.data.stream import split_tokens
 from weft.models.rnn_lm import RNNLanguageModel
 from weft.tokenizers import CharTokenizer
-from weft.training.lm_task import StreamLMTask
 from weft.training.schedule import learning_rate, progress
+from weft.training.stream_task import StreamLMTask
 from weft.training.trainer import Trainer
 
 from .conftest import PANGRAM, TINY

@@ -50,7 +50,6 @@ from weft.tokenizers import build_tokenizer as train_tokenizer
 from weft.training import distributed
 from weft.training.checkpoint import check_resumable
 from weft.training.init_from import BaseRun, describe_growth, grow_tokenizer, load_base_weights
-from weft.training.lm_task import StreamLMTask
 from weft.training.records_task import RecordLMTask
 from weft.training.safeguards import (
     check_free_space,
@@ -59,6 +58,7 @@ from weft.training.safeguards import (
     exclusive,
     fingerprint,
 )
+from weft.training.stream_task import StreamLMTask
 from weft.training.trainer import Trainer, TrainResult
 
 log = logging.getLogger("weft")

@@ -1,6 +1,6 @@
 """The record language-model task: each record is ``<bos> text <eos>``, trained from a fresh state.
 
-Beside :class:`weft.training.lm_task.StreamLMTask` (one long stream, state carried over), this
+Beside :class:`weft.training.stream_task.StreamLMTask` (one long stream, state carried over), this
 task trains on padded batches of whole records (tweets, jokes): the state starts at zero for
 every record, padding targets are ``-100`` so the model's cross-entropy ignores them, and the
 sample shown at each evaluation starts from ``<bos>`` and ends at ``<eos>``.
