@@ -243,7 +243,7 @@ def test_interrupted_runs_of_every_kind_resume_with_the_same_losses(
 
     def stop_at_17(self: Trainer, steps_per_epoch: int) -> str:
         if self.state.step == 17:
-            self._stop_requested = "SIGINT"
+            self.stops.reason = "SIGINT"
         return original(self, steps_per_epoch)
 
     monkeypatch.setattr(Trainer, "_limit_reached", stop_at_17)

@@ -3,6 +3,7 @@ the same data on resume, one resume policy, and its loss through the trainer's m
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from pathlib import Path
@@ -126,3 +127,23 @@ def test_a_wrong_type_in_config_json_is_a_one_line_error(train_file: Path,
     code, output = _invoke("tag", "train", str(train_file), "--out", str(out), "--resume",
                            "--max-steps", "20", "--quiet")
     assert code == 2 and "hidden must be an integer" in output
+
+
+def test_a_failed_write_names_the_taggers_resume_command(
+    train_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from weft.training import trainer
+
+    original = trainer.save_checkpoint
+    saves: list[int] = []
+
+    def disk_fills(run_dir: Path, state: dict[str, object]) -> None:
+        saves.append(1)
+        if len(saves) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(run_dir, state)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", disk_fills)
+    out = tmp_path / "run"
+    code, output = _train(train_file, out, "--max-steps", "30")
+    assert code == 2 and f"resume with `weft tag train --resume {out}`" in output

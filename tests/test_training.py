@@ -74,7 +74,7 @@ def test_resume_continues_with_the_same_losses(tmp_path: Path, monkeypatch) -> N
 
     def interrupt_at_25(self: Trainer, steps_per_epoch: int) -> str:
         if self.state.step == 25:
-            self._stop_requested = True
+            self.stops.reason = "SIGINT"
         return original(self, steps_per_epoch)
 
     monkeypatch.setattr(Trainer, "_limit_reached", interrupt_at_25)

@@ -210,5 +210,6 @@ def _train_tagger(
         task, train_config, run_dir, device=device, precision=precision,
         selection=Selection("dev_accuracy", "max"),
         save_best=lambda: save_weights(network, run_dir / WEIGHTS), quiet=quiet,
+        resume_command="weft tag train --resume",
     )
     return trainer.fit(resume=resume)

@@ -7,25 +7,22 @@ best-model selection, early stopping, the stopping limits, when the resumable st
 the ``metrics.jsonl`` log. What the state holds and how it is written is checkpoint.py's; what
 is shown while training, progress.py's; the collectives between ranks, distributed.py's.
 
-Faults it survives: Ctrl-C / SIGTERM (finish the step, save, stop), non-finite losses or
-gradients (skip the step; stop after too many in a row, keeping the last saved state), running
-out of memory and failing writes (a WeftError saying what to change; the saved state is kept).
+Faults it survives (their signals and messages in faults.py): Ctrl-C / SIGTERM (finish the
+step, save, stop), non-finite losses or gradients (skip the step; stop after too many in a row,
+keeping the last saved state), running out of memory and failing writes (a WeftError saying
+what to change; the saved state is kept).
 Under ``torchrun`` it wraps the model in DistributedDataParallel and keeps every rank in step.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -44,6 +41,13 @@ from weft.training.checkpoint import (
     unpack_training_state,
 )
 from weft.training.distributed import SINGLE, Distributed
+from weft.training.faults import (
+    StopRequests,
+    diverged,
+    failed_writes,
+    is_out_of_memory,
+    out_of_memory,
+)
 from weft.training.progress import ProgressDisplay, estimate_total_steps
 from weft.training.schedule import learning_rate, progress
 from weft.training.task import TrainingTask
@@ -55,9 +59,6 @@ __all__ = ["LAST_STATE", "Selection", "TrainResult", "Trainer", "TrainerState", 
 METRICS = "metrics.jsonl"
 PLOT = "loss.png"
 MAX_BAD_STEPS = 10  # non-finite steps in a row before the run is stopped
-_OOM_ERRORS: tuple[type[BaseException], ...] = (
-    getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),
-)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class Trainer:
         save_best: Callable[[], None] = lambda: None,
         quiet: bool = False,
         dist: Distributed = SINGLE,
+        resume_command: str = "weft train --resume",
     ) -> None:
         self.task = task
         self.config = config.with_default_stop()
@@ -121,6 +123,7 @@ class Trainer:
         self.selection = selection
         self.save_best = save_best
         self.dist = dist
+        self.resume_command = resume_command  # named in errors that keep the saved state
         self.quiet = quiet or not dist.is_main
         self.state = TrainerState()
         self.module = task.model  # the bare model: its state_dict has no DDP prefixes
@@ -135,7 +138,7 @@ class Trainer:
             fused=True if device.type == "cuda" else None,
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
-        self._stop_requested: str = ""  # the signal that asked to stop
+        self.stops = StopRequests(announce=dist.is_main)
         self._stop_agreed = False  # under torchrun: whether all ranks stop now
         self._bad_in_a_row = 0
         self._saved_step: int | None = None  # step of the newest state on disk
@@ -192,42 +195,20 @@ class Trainer:
         self._saved_step = self.state.step
         self._saved_at = self.state.elapsed
 
-    @contextmanager
-    def _writing(self, what: str) -> Iterator[None]:
-        """A failed write (disk full, permissions) stops the run with the saved state kept."""
-        try:
-            yield
-        except OSError as exc:
-            hint = ("free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                    else "check the directory's permissions and free space")
-            kept = (f"the previous saved state (step {self._saved_step}) is kept: {hint}, then "
-                    f"resume with `weft train --resume {self.run_dir}`"
-                    if self._saved_step is not None else f"{hint} and start again")
-            raise WeftError(f"could not write {what} in {self.run_dir} "
-                            f"({exc.strerror or exc}); {kept}") from None
+    def _writing(self, what: str) -> AbstractContextManager[None]:
+        return failed_writes(what, self.run_dir, self._saved_step, self.resume_command)
 
     # ------------------------------------------------------------------ the loop
     def fit(self, resume: bool = False) -> TrainResult:
         try:
             return self._fit(resume)
-        except _OOM_ERRORS:
-            raise self._out_of_memory() from None
-        except RuntimeError as exc:
-            # The CPU allocator reports exhaustion as a plain RuntimeError.
-            if "can't allocate memory" in str(exc) or "not enough memory" in str(exc):
-                raise self._out_of_memory() from None
-            raise
-
-    def _out_of_memory(self) -> WeftError:
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        return WeftError(
-            f"out of memory on {self.device} (--batch-size {self.config.batch_size}, --seq-len "
-            f"{self.config.seq_len}): lower --batch-size, --seq-len or --hidden-size; "
-            + (f"the saved state (step {self._saved_step}) is kept"
-               if self._saved_step is not None else "nothing was saved")
-        )
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one too
+            if not is_out_of_memory(exc):
+                raise
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise out_of_memory(self.device, self.config, self._saved_step) from None
 
     def _fit(self, resume: bool) -> TrainResult:
         cfg, st = self.config, self.state
@@ -257,13 +238,13 @@ class Trainer:
                                   metric=self.selection.metric)
         evaluated_at = st.step if resume else -1
         reason = ""
-        with self._graceful_stop():
+        with self.stops.listening():
             while True:
                 if not self.dist.enabled:  # ranks use rank 0's clock, agreed each step
                     st.elapsed = elapsed_before + (time.perf_counter() - session_start)
                 reason = self._limit_reached(steps_per_epoch)
                 # Under torchrun only the stop agreed by all ranks counts (see below).
-                if reason or (self._stop_agreed if self.dist.enabled else self._stop_requested):
+                if reason or (self._stop_agreed if self.dist.enabled else self.stops.reason):
                     reason = reason or "interrupted"
                     break
                 if st.index >= steps_per_epoch:
@@ -334,7 +315,7 @@ class Trainer:
                 metrics_log.plot_metrics(metrics_path, self.run_dir / PLOT,
                                          title=self.run_dir.name)
         if reason == "interrupted":
-            reason = f"interrupted by {self._stop_requested}"
+            reason = f"interrupted by {self.stops.reason}"
         return TrainResult(st.step, st.tokens, st.elapsed, st.best, reason)
 
     def _agree_across_ranks(self, tokens: int, step_loss: torch.Tensor, ok: bool, clock: float
@@ -342,10 +323,10 @@ class Trainer:
         """Under torchrun: a stop asked on any rank stops all of them at the same step; tokens
         and the reported loss become global; the clock becomes rank 0's."""
         agreed = distributed.agree_on_step(
-            self.dist, stop_requested=bool(self._stop_requested), tokens=tokens,
+            self.dist, stop_requested=bool(self.stops.reason), tokens=tokens,
             loss=float(step_loss) if ok else 0.0, clock=clock)
-        if agreed.stop and not self._stop_requested:
-            self._stop_requested = "a signal on another rank"
+        if agreed.stop and not self.stops.reason:
+            self.stops.reason = "a signal on another rank"
         self._stop_agreed = agreed.stop
         self.state.elapsed = agreed.clock
         return agreed.tokens, torch.full((), agreed.loss, device=self.device)
@@ -386,10 +367,7 @@ class Trainer:
         return ok
 
     def _diverged(self, what: str) -> WeftError:
-        kept = (f"the last good state (step {self._saved_step}) is kept in {self.run_dir}"
-                if self._saved_step is not None else "no state had been saved yet")
-        return WeftError(f"training stopped: {what}. Lower --lr, keep --grad-clip on, or use "
-                         f"--precision fp32; {kept}")
+        return diverged(what, self.run_dir, self._saved_step)
 
     def _evaluate(
         self, display: ProgressDisplay, train_loss: float, lr: float, metrics_path: Path
@@ -447,25 +425,3 @@ class Trainer:
         st = self.state
         return estimate_total_steps(self.config, st.step, st.tokens, st.elapsed,
                                     steps_per_epoch, tokens_per_s)
-
-    @contextmanager
-    def _graceful_stop(self) -> Iterator[None]:
-        """First Ctrl-C / SIGTERM: finish the step, save, stop. A second one exits at once."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop_requested:
-                raise KeyboardInterrupt
-            self._stop_requested = signal.Signals(signum).name
-            if self.dist.is_main:
-                log.warning("%s: stopping after this step and saving the state (press Ctrl-C "
-                            "again to quit at once, without saving)", self._stop_requested)
-
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)

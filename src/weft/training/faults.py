@@ -1,0 +1,97 @@
+"""What goes wrong during training, and what the trainer makes of it.
+
+Ctrl-C / SIGTERM (:class:`StopRequests`): the first finishes the step, saves and stops; a
+second quits at once. Running out of memory, failing writes and a diverging run become one-line
+WeftErrors that say what to change and which saved state is kept.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from weft.config import TrainConfig
+from weft.errors import WeftError
+
+log = logging.getLogger("weft")
+
+_OOM_ERRORS: tuple[type[BaseException], ...] = (
+    getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),
+)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    # The CPU allocator reports exhaustion as a plain RuntimeError.
+    return isinstance(exc, _OOM_ERRORS) or (
+        isinstance(exc, RuntimeError)
+        and ("can't allocate memory" in str(exc) or "not enough memory" in str(exc)))
+
+
+def out_of_memory(device: torch.device, config: TrainConfig, saved_step: int | None
+                  ) -> WeftError:
+    return WeftError(
+        f"out of memory on {device} (--batch-size {config.batch_size}, --seq-len "
+        f"{config.seq_len}): lower --batch-size, --seq-len or --hidden-size; "
+        + (f"the saved state (step {saved_step}) is kept" if saved_step is not None
+           else "nothing was saved"))
+
+
+def diverged(what: str, run_dir: Path, saved_step: int | None) -> WeftError:
+    kept = (f"the last good state (step {saved_step}) is kept in {run_dir}"
+            if saved_step is not None else "no state had been saved yet")
+    return WeftError(f"training stopped: {what}. Lower --lr, keep --grad-clip on, or use "
+                     f"--precision fp32; {kept}")
+
+
+@contextmanager
+def failed_writes(what: str, run_dir: Path, saved_step: int | None,
+                  resume_command: str) -> Iterator[None]:
+    """A failed write (disk full, permissions) stops the run with the saved state kept."""
+    try:
+        yield
+    except OSError as exc:
+        hint = ("free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                else "check the directory's permissions and free space")
+        kept = (f"the previous saved state (step {saved_step}) is kept: {hint}, then "
+                f"resume with `{resume_command} {run_dir}`"
+                if saved_step is not None else f"{hint} and start again")
+        raise WeftError(f"could not write {what} in {run_dir} "
+                        f"({exc.strerror or exc}); {kept}") from None
+
+
+class StopRequests:
+    """Ctrl-C and SIGTERM while training: :attr:`reason` names the first signal (the loop
+    stops after its step and saves); a second one quits at once (KeyboardInterrupt)."""
+
+    def __init__(self, announce: bool) -> None:
+        self.reason = ""  # the signal that asked to stop, or why another rank stopped
+        self.announce = announce  # say so on stderr (rank 0 only)
+
+    @contextmanager
+    def listening(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers can only be set from the main thread
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.reason:
+                raise KeyboardInterrupt
+            self.reason = signal.Signals(signum).name
+            if self.announce:
+                log.warning("%s: stopping after this step and saving the state (press Ctrl-C "
+                            "again to quit at once, without saving)", self.reason)
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
