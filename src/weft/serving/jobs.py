@@ -11,6 +11,7 @@ leave the batch at the next step. Shutting down cancels everything.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -49,18 +50,34 @@ class Job:
         # Several jobs may share one queue (OpenAI's list of prompts), each its own indices.
         self.chunks = chunks if chunks is not None else asyncio.Queue()
         self.first_index = first_index
+        self._buffer: list[tuple[int, str]] = []
+        self._buffer_lock = threading.Lock()
+        self._drain_scheduled = False
         self.request = BatchRequest(prompt, config, self._done,
                                     on_text=self._text if streamed else None, prefixes=prefixes)
 
-    # Called in the batch's thread; both are queued on the loop in thread order, so every
-    # chunk comes before the end.
+    # Called in the batch's thread. Chunks gather in a buffer that the loop drains; waking the
+    # loop once per drain, not once per token, keeps 64 streams from flooding it. The end is
+    # queued after the last drain, so every chunk comes before it.
     def _text(self, index: int, chunk: str) -> None:
-        self.loop.call_soon_threadsafe(self.chunks.put_nowait, (self.first_index + index, chunk))
+        with self._buffer_lock:
+            self._buffer.append((self.first_index + index, chunk))
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._buffer_lock:
+            pieces, self._buffer, self._drain_scheduled = self._buffer, [], False
+        for piece in pieces:
+            self.chunks.put_nowait(piece)
 
     def _done(self, result: list[Completion] | BaseException) -> None:
         self.loop.call_soon_threadsafe(self._resolve, result)
 
     def _resolve(self, result: list[Completion] | BaseException) -> None:
+        self._drain()
         self.ended = time.perf_counter()
         if isinstance(result, BaseException):
             self.future.set_exception(result)
@@ -82,9 +99,29 @@ class Job:
             return False
         return any(text.finish_reason == CANCELLED for text in self.future.result())
 
-    async def pieces(self) -> AsyncIterator[tuple[int, str]]:
-        while (item := await self.chunks.get()) is not None:
-            yield item
+    def pieces(self) -> AsyncIterator[tuple[int, str]]:
+        return pieces(self.chunks, 1)
+
+
+async def pieces(chunks: asyncio.Queue[tuple[int, str] | None], jobs: int
+                 ) -> AsyncIterator[tuple[int, str]]:
+    """``(index, text)`` from the queue of ``jobs`` jobs until each has ended; pieces that
+    arrived together are joined per index (fewer, larger events when the client reads slower
+    than the batch writes)."""
+    running = jobs
+    while running:
+        joined: dict[int, str] = {}
+        item = await chunks.get()
+        while True:
+            if item is None:
+                running -= 1
+            else:
+                joined[item[0]] = joined.get(item[0], "") + item[1]
+            if chunks.empty() or not running:
+                break
+            item = chunks.get_nowait()
+        for piece in joined.items():
+            yield piece
 
 
 class Generations:

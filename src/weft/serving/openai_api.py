@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from weft.errors import WeftError
 from weft.generation import Completion
 from weft.generation.samples import label_plan
-from weft.serving.jobs import Job, StreamThenCancel
+from weft.serving.jobs import Job, StreamThenCancel, pieces
 from weft.serving.registry import LANGUAGE_MODEL, WEIGHTS, run_kind
 from weft.serving.server import ServerDep, check_limits, generation_config, load_run, require_key
 
@@ -178,13 +178,8 @@ async def _stream(head: dict[str, Any], model: Any, jobs: list[Job],
     def event(data: Any) -> str:
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
-    running = len(jobs)
-    while running:
-        item = await chunks.get()
-        if item is None:
-            running -= 1
-            continue
-        yield event({**head, "choices": [_choice(item[0], item[1], None)]})
+    async for index, text in pieces(chunks, len(jobs)):
+        yield event({**head, "choices": [_choice(index, text, None)]})
     try:
         texts = [text for job in jobs for text in job.future.result()]
     except Exception as exc:
