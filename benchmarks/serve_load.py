@@ -34,6 +34,7 @@ import httpx
 
 import weft
 from benchmarks.common import REPO, machine, write_result
+from weft.generation import generate
 
 PROMPT = "The "
 
@@ -143,15 +144,21 @@ async def load(url: str, path: str, clients: int, duration: float, body: dict[st
     }
 
 
-def offline(run: Path, streams: int, max_new_tokens: int, seconds: float) -> dict[str, Any]:
+def offline(run: Path, streams: int, max_new_tokens: int, seconds: float,
+            threads: int | None) -> dict[str, Any]:
     """``num_return_sequences`` = ``streams`` in this process, repeated for about ``seconds``."""
     model = weft.load(run, device="cpu")
-    options = {"max_new_tokens": max_new_tokens, "temperature": 0.8,
-               "num_return_sequences": streams}
-    model.generate(PROMPT, **{**options, "max_new_tokens": 5})  # warm up
+    config = model.generation_config(max_new_tokens=max_new_tokens, temperature=0.8,
+                                     num_return_sequences=streams)
+
+    def once() -> int:
+        texts = generate(model.module, model.tokenizer, PROMPT, config, threads=threads)
+        return sum(t.tokens for t in texts)
+
+    once()  # warm up
     tokens, calls, start = 0, 0, time.perf_counter()
     while time.perf_counter() - start < seconds or calls == 0:
-        tokens += sum(t.tokens for t in model.generate(PROMPT, **options))
+        tokens += once()
         calls += 1
     elapsed = time.perf_counter() - start
     return {"streams": streams, "calls": calls, "tokens_per_s": round(tokens / elapsed, 1)}
@@ -174,6 +181,8 @@ def main() -> None:
     parser.add_argument("--baseline-path", default="/api/generate")
     parser.add_argument("--baseline-clients", default="8")
     parser.add_argument("--no-offline", action="store_true", help="skip the offline figures")
+    parser.add_argument("--threads", type=int,
+                        help="PyTorch threads of every server and of the offline runs")
     parser.add_argument("--name", default="serve_load")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
@@ -184,20 +193,22 @@ def main() -> None:
         body = {"model": run.name, "prompt": PROMPT, "max_new_tokens": args.max_new_tokens,
                 "temperature": 0.8, **json.loads(args.request)}
         served = []
-        with running_server(REPO / "src", run, args.server_args) as url:
+        threads = f" --threads {args.threads}" if args.threads else ""
+        with running_server(REPO / "src", run, args.server_args + threads) as url:
             for count in counts:
                 served.append(asyncio.run(load(url, args.path, count, args.duration, body,
                                                args.stream)))
                 print(json.dumps(served[-1]), flush=True)
         baseline = []
         if args.baseline_src:
-            with running_server(args.baseline_src, run, "") as url:
+            with running_server(args.baseline_src, run, threads) as url:
                 for count in (int(c) for c in args.baseline_clients.split(",")):
                     baseline.append(asyncio.run(load(url, args.baseline_path, count,
                                                      args.duration, body, args.stream)))
                     print("baseline", json.dumps(baseline[-1]), flush=True)
         offline_runs = [] if args.no_offline else [
-            offline(run, count, args.max_new_tokens, min(args.duration, 5.0)) for count in counts]
+            offline(run, count, args.max_new_tokens, min(args.duration, 5.0), args.threads)
+            for count in counts]
 
     result = {
         "benchmark": "serve_load",
@@ -205,6 +216,7 @@ def main() -> None:
         "max_new_tokens": args.max_new_tokens,
         "stream": args.stream,
         "server_args": args.server_args,
+        "threads": args.threads,
         "request": json.loads(args.request),
         "served": served,
         "baseline_src": str(args.baseline_src) if args.baseline_src else None,

@@ -74,8 +74,10 @@ class _Group:
         config = request.config
         self.request = request
         self.rows = config.num_return_sequences
-        seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
-        self.generator = torch.Generator(device=device).manual_seed(seed)
+        # A seeded request draws from its own generator; the others share the batch's (one
+        # draw for all of them: they promise no repeatable text).
+        self.generator = (torch.Generator(device=device).manual_seed(config.seed)
+                          if config.seed is not None else None)
         self.texts = [TextState(tokenizer, config.stop, context) for _ in range(self.rows)]
         self.steps = 0
         # Rows sample together when these agree (a request's own seed still draws its uniforms).
@@ -107,6 +109,8 @@ class BatchedGenerator:
                         else RecurrentStepper(model))
         self._step: Callable[..., Any] = self.stepper.step
         self.on_step = on_step
+        self._shared = torch.Generator(device=self.device).manual_seed(
+            int.from_bytes(os.urandom(4), "little"))
         self.banned = torch.zeros(model.config.vocab_size, dtype=torch.bool, device=self.device)
         self.banned[tokenizer.never_generate] = True
         self._pending: list[BatchRequest] = []
@@ -139,7 +143,8 @@ class BatchedGenerator:
             self._wake.notify()
 
     def close(self) -> None:
-        """Cancel everything and let the thread end."""
+        """Cancel everything and wait (a step at most) for the thread to end: a thread left
+        inside PyTorch when the process exits can abort it."""
         with self._wake:
             self._closed = True
             for request in self._pending:
@@ -147,6 +152,9 @@ class BatchedGenerator:
             for group in self._groups:
                 group.request.cancel()
             self._wake.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
 
     # -- the batch's thread --------------------------------------------------------------------
     def _run(self) -> None:
@@ -260,8 +268,13 @@ class BatchedGenerator:
         seen = self._seen if index is None else self._seen.index_select(0, index)
         uniforms = None
         if config.temperature >= MIN_TEMPERATURE:
-            uniforms = torch.cat([torch.rand(g.rows, generator=g.generator, device=self.device)
-                                  for g in groups])
+            uniforms = torch.rand(logits.size(0), generator=self._shared, device=self.device)
+            row = 0
+            for group in groups:
+                if group.generator is not None:
+                    uniforms[row : row + group.rows] = torch.rand(
+                        group.rows, generator=group.generator, device=self.device)
+                row += group.rows
         return next_tokens(logits, config, seen=seen if config.repetition_penalty != 1.0
                            else None, banned=self.banned, uniforms=uniforms)
 
