@@ -69,8 +69,8 @@ class Job:
 
     def _drain(self) -> None:
         with self._buffer_lock:
-            pieces, self._buffer, self._drain_scheduled = self._buffer, [], False
-        for piece in pieces:
+            buffered, self._buffer, self._drain_scheduled = self._buffer, [], False
+        for piece in buffered:
             self.chunks.put_nowait(piece)
 
     def _done(self, result: list[Completion] | BaseException) -> None:
