@@ -86,6 +86,7 @@ def main() -> None:
                         help="an extra init-from arm with these settings (repeatable)")
     parser.add_argument("--no-default-arms", action="store_true")
     parser.add_argument("--name", default="finetune", help="results/NAME.json")
+    parser.add_argument("--keep", type=Path, help="keep the runs in this folder")
     args = parser.parse_args()
     arms: dict[str, dict[str, Any]] = {}
     if not args.no_default_arms:
@@ -96,7 +97,8 @@ def main() -> None:
     info = machine()
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         for corpus in args.corpora.split(","):
             train, test, column = split_corpus(corpus, folder)
             results[corpus] = {}
