@@ -4,6 +4,7 @@ generated text, and --max-copy."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 from pathlib import Path
@@ -122,11 +123,18 @@ def test_runs_without_an_index_say_the_meter_is_unavailable(
     shutil.copytree(tiny_run, old)
     shutil.rmtree(old / INDEX_DIR)
     runner = CliRunner()
-    result = runner.invoke(cli, ["generate", str(old), "--format", "jsonl",
-                                 "--max-new-tokens", "10", "--seed", "1"])
+    weft_log = logging.getLogger("weft")  # the CLI's logger does not propagate to caplog's
+    weft_log.addHandler(caplog.handler)
+    try:
+        result = runner.invoke(cli, ["generate", str(old), "--format", "jsonl",
+                                     "--max-new-tokens", "10", "--seed", "1"])
+    finally:
+        weft_log.removeHandler(caplog.handler)
     assert result.exit_code == 0, result.output
     assert "copy meter is unavailable" in caplog.text
     assert json.loads(result.output.splitlines()[-1])["longest_copy"] is None
+    assert "copy meter: unavailable" in runner.invoke(cli, ["info", str(old)]).output
+    assert "copy meter: an index of " in runner.invoke(cli, ["info", str(tiny_run)]).output
     result = runner.invoke(cli, ["generate", str(old), "--max-copy", "5"])
     assert result.exit_code == 2 and "copy meter is unavailable" in result.output
     with pytest.raises(WeftError, match="unavailable"):

@@ -207,3 +207,23 @@ def test_http_generate_takes_and_reports_labels(labelled: tuple[Path, Path],
             "labels": {"label": "pos"}}).json()
         assert [c["labels"]["label"] for c in openai["choices"]] == ["pos", "pos"]
         assert all(c["text"].startswith(TEXTS["pos"][:12]) for c in openai["choices"])
+
+
+def test_labels_survive_init_from_with_a_new_value(labelled: tuple[Path, Path],
+                                                   tmp_path: Path) -> None:
+    run, data = labelled
+    extra = tmp_path / "more.csv"
+    lines = data.read_text(encoding="utf-8").splitlines()
+    extra.write_text("\n".join([*lines[:40], '999,"meh whatever cats",meh,a']) + "\n",
+                     encoding="utf-8")
+    base = weft.load(run, device="cpu")
+    tuned = weft.train(extra, out=tmp_path / "tuned", init_from=run, csv_column="text",
+                       label_columns=["label", "topic"], batch_size=8, max_steps=3,
+                       eval_every=3, threads=1, quiet=True)
+    assert tuned is not None
+    assert tuned.labels.column("label").values == ["pos", "neg", "meh"]
+    for token in ("<label=pos>", "<label=neg>", "<topic=a>", "<topic=b>"):
+        assert tuned.tokenizer.special_id(token) == base.tokenizer.special_id(token)
+    assert tuned.tokenizer.special_id("<label=meh>") is not None
+    assert tuned.samples(labels={"label": "meh"}, max_new_tokens=5, seed=0)[0].labels[
+        "label"] == "meh"

@@ -238,7 +238,8 @@ class LanguageModel:
         return {"run_dir": str(self.run_dir), "kind": self.config.kind,
                 "parameters": params, "vocab_size": self.tokenizer.vocab_size,
                 "tokenizer": self.tokenizer.type_name, **self.config.to_dict(),
-                **({"labels": self.labels.to_dict()["columns"]} if self.labels.columns else {})}
+                **({"labels": self.labels.to_dict()["columns"]} if self.labels.columns else {}),
+                "copy_index_bytes": self.copy_index.size if self.copy_index else None}
 
 
 def load(run_dir: str | Path, device: str = "auto") -> Any:

@@ -291,6 +291,9 @@ def info(run: Path, as_json: bool) -> None:
     for column in details.get("labels", []):
         counts = ", ".join(f"{value}: {count:,}" for value, count in column["counts"].items())
         click.echo(f"label column {column['name']}: {counts}")
+    indexed = details.get("copy_index_bytes")
+    click.echo(f"copy meter: an index of {indexed:,} bytes of training text" if indexed is not None
+               else "copy meter: unavailable (no copy index; resuming the run builds it)")
     click.echo("files: " + ", ".join(details["files"]))
 
 
