@@ -187,3 +187,8 @@ def test_http_reports_copies_and_bounds_them(copier: Path, tmp_path: Path) -> No
         assert len(bounded["tries"]) == len(bounded["cut"]) == 2
         refused = client.post("/api/generate", json={**body, "max_copy": 10, "stream": True})
         assert refused.status_code == 400 and "stream" in refused.json()["detail"]
+        openai = client.post("/v1/completions", json={
+            "model": "copier", "prompt": "", "max_tokens": 30, "n": 2, "seed": 0,
+            "copy_meter": True}).json()
+        for choice in openai["choices"]:
+            assert choice["longest_copy"] == index.longest_copy(choice["text"]).to_dict()

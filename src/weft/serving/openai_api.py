@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from weft.errors import WeftError
 from weft.generation import Completion
@@ -81,6 +82,8 @@ class CompletionRequest(BaseModel):
     labels: dict[str, str] | None = Field(
         None, description="weft: label values to generate under (runs trained with "
                           "--label-column); each choice then carries its labels.")
+    copy_meter: bool = Field(False, description="weft: each choice carries its longest_copy "
+                                                "from the training corpus.")
 
 
 @router.get("/models")
@@ -156,6 +159,12 @@ async def completions(req: CompletionRequest, request: Request, server: ServerDe
     if model.labels.columns:  # the same draws for every prompt (one seed)
         for i, choice in enumerate(choices):
             choice["labels"] = labels[i % n]
+    if req.copy_meter:
+        index = model.copy_index
+        copies = await run_in_threadpool(
+            lambda: [index.longest_copy(t).to_dict() if index else None for t in texts])
+        for choice, copy in zip(choices, copies, strict=True):
+            choice["longest_copy"] = copy
     return {**head, "choices": choices,
             "usage": _usage(model, jobs, texts)}
 

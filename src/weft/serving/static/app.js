@@ -104,6 +104,13 @@ function selectModel() {
   if (!$("panel-training").hidden) loadMetrics();
 }
 
+// The copy meter: the longest span of the text found verbatim in the training corpus.
+function copied(copy) {
+  if (!copy) return "";
+  return copy.chars ? `; longest copy from the corpus ${copy.chars} characters: "${copy.text}"`
+    : "; nothing copied from the corpus";
+}
+
 // One drop-down per label column of the run (runs trained with --label-column).
 function showLabels(columns) {
   const box = $("labels");
@@ -145,6 +152,7 @@ function request() {
     if (select.value !== "") labels[select.dataset.column] = select.value;
   }
   if (Object.keys(labels).length) body.labels = labels;
+  body.copy_meter = true;
   return body;
 }
 
@@ -210,7 +218,8 @@ async function generate() {
         const tags = Object.entries((data.labels || [])[0] || {}).map(([k, v]) => `${k}=${v}`);
         $("status").textContent = `done: ${completion_tokens} tokens in ${data.elapsed.toFixed(2)} s`
           + ` (${(completion_tokens / Math.max(data.elapsed, 1e-6)).toFixed(0)} tokens/s), ${ended}`
-          + (tags.length ? `; labels ${tags.join(" ")}` : "");
+          + (tags.length ? `; labels ${tags.join(" ")}` : "")
+          + copied((data.longest_copy || [])[0]);
       } else if (event === "error") {
         throw new Error(data.detail);
       }
