@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import machine, matmul_peak, write_result
+from weft.api import load
 from weft.config import GenerationConfig, ModelConfig
 from weft.device import cpu_threads
 from weft.generation import generate
@@ -43,7 +44,6 @@ from weft.generation.plan import GenerationPlan, choose_plan, cpu_facts
 from weft.generation.quantized import Int8Stepper
 from weft.generation.stepper import RecurrentStepper
 from weft.models.rnn_lm import RNNLanguageModel
-from weft.runs import load
 from weft.tokenizers import CharTokenizer
 
 CHARS = "".join(chr(c) for c in range(32, 96))  # 64 characters + <unk> = 65 tokens

@@ -29,7 +29,7 @@ from benchmarks.common import REPO, data_file, machine, parse_value, write_resul
 from weft.tagging.api import Tagger
 from weft.tagging.model import TaggerModelConfig
 from weft.tagging.readers import TRACE_TAG, ReadOptions, TaggedSentence, read_tagged
-from weft.tagging.train import TaggerDataConfig, tagger_train_config, train_tagger
+from weft.tagging.train import TaggerDataConfig, fit_tagger, tagger_train_config
 
 
 def run_one(data: TaggerDataConfig, test: list[TaggedSentence], budget: float, threads: int,
@@ -46,7 +46,7 @@ def run_one(data: TaggerDataConfig, test: list[TaggedSentence], budget: float, t
     config = tagger_train_config(time_budget=budget, threads=threads, patience=0,
                                  **train_options)
     start = time.perf_counter()
-    result = train_tagger(out, data, model, config, quiet=True)
+    result = fit_tagger(out, data, model, config, quiet=True)
     wall = time.perf_counter() - start
     tagger = Tagger(out)
     tagger.tag_sentences([s.words for s in test[:50]])  # warm-up

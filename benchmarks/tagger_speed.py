@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import data_file, machine, write_result
-from weft.runs import save_weights
-from weft.tagging.api import CONFIG, KIND, VOCAB, WEIGHTS, Tagger
+from weft.runs import CONFIG, TAGGER, VOCAB, WEIGHTS, save_weights
+from weft.tagging.api import Tagger
 from weft.tagging.model import BiLSTMTagger, TaggerModelConfig
 from weft.tagging.readers import read_tagged
 from weft.tagging.vocab import TaggerVocab
@@ -44,7 +44,7 @@ def main() -> None:
         torch.manual_seed(0)
         save_weights(BiLSTMTagger(config), run / WEIGHTS)
         (run / VOCAB).write_text(json.dumps(vocab.to_dict()))
-        (run / CONFIG).write_text(json.dumps({"kind": KIND,
+        (run / CONFIG).write_text(json.dumps({"kind": TAGGER,
                                               "model": dataclasses.asdict(config)}))
         tagger = Tagger(run)
         for threads in (1, 2):

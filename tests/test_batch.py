@@ -13,7 +13,7 @@ import weft
 from weft.config import GenerationConfig
 from weft.generation import Completion, generate
 from weft.generation.batch import BatchedGenerator, BatchRequest
-from weft.runs import LanguageModel
+from weft.language_model import LanguageModel
 
 from .serve_fixtures import wait_until
 

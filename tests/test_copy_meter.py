@@ -15,10 +15,11 @@ from click.testing import CliRunner
 import weft
 from weft.cli.main import cli
 from weft.config import GenerationConfig
-from weft.data.corpus_index import INDEX_DIR, CorpusIndex, build_index, open_index
+from weft.data.corpus_index import CorpusIndex, build_index, open_index
 from weft.errors import WeftError
 from weft.generation.chat import ChatSession
 from weft.generation.samples import MAX_COPY_TRIES
+from weft.runs import COPY_INDEX
 
 from .conftest import PANGRAM
 
@@ -73,13 +74,13 @@ def test_an_empty_corpus_copies_nothing_and_a_huge_one_gets_no_index(tmp_path: P
 
 
 def test_training_builds_the_index_and_jsonl_reports_copies(tiny_run: Path) -> None:
-    assert (tiny_run / INDEX_DIR / "suffixes.npy").is_file()
+    assert (tiny_run / COPY_INDEX / "suffixes.npy").is_file()
     result = CliRunner().invoke(cli, ["generate", str(tiny_run), "--format", "jsonl",
                                       "--max-new-tokens", "60", "--seed", "2",
                                       "--num-return-sequences", "2"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
-    corpus = (tiny_run / INDEX_DIR / "text.bin").read_text(encoding="utf-8")
+    corpus = (tiny_run / COPY_INDEX / "text.bin").read_text(encoding="utf-8")
     for row in rows:
         copy = row["longest_copy"]
         assert copy["chars"] == naive_longest(corpus, row["text"]) > 0
@@ -121,7 +122,7 @@ def test_runs_without_an_index_say_the_meter_is_unavailable(
         tiny_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     old = tmp_path / "old"
     shutil.copytree(tiny_run, old)
-    shutil.rmtree(old / INDEX_DIR)
+    shutil.rmtree(old / COPY_INDEX)
     runner = CliRunner()
     weft_log = logging.getLogger("weft")  # the CLI's logger does not propagate to caplog's
     weft_log.addHandler(caplog.handler)
@@ -151,7 +152,7 @@ def test_every_level_and_cell_and_resume_rebuilds_a_missing_index(
     weft.train(corpus, out=out, level=level, cell=cell, hidden_size=16, embedding_dim=8,
                batch_size=4, seq_len=16, max_steps=3, eval_every=3, threads=1, quiet=True,
                **extra)
-    shutil.rmtree(out / INDEX_DIR)  # as a run trained before the copy meter
+    shutil.rmtree(out / COPY_INDEX)  # as a run trained before the copy meter
     model = weft.resume(out, max_steps=5, quiet=True)
     assert model is not None and model.copy_index is not None
     sample = model.samples(max_new_tokens=20, seed=0)[0]

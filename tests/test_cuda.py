@@ -22,8 +22,9 @@ from tests.conftest import TINY
 from weft.cli.main import cli
 from weft.config import GenerationConfig
 from weft.generation import generate
-from weft.runs import LanguageModel
-from weft.training.checkpoint import LAST_STATE, load_state_file
+from weft.language_model import LanguageModel
+from weft.runs import LAST_STATE
+from weft.training.checkpoint import load_state_file
 
 pytestmark = [
     pytest.mark.cuda,

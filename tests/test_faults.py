@@ -16,8 +16,9 @@ import torch
 
 import weft
 from weft.errors import WeftError
+from weft.runs import LAST_STATE, PREVIOUS_STATE
 from weft.training import checkpoint, safeguards
-from weft.training.checkpoint import LAST_STATE, PREVIOUS_STATE, load_state_file
+from weft.training.checkpoint import load_state_file
 from weft.training.metrics import append_metrics, read_metrics
 from weft.training.stream_task import StreamLMTask
 from weft.training.trainer import Trainer

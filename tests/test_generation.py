@@ -10,7 +10,7 @@ import torch
 import weft
 from weft.config import GenerationConfig
 from weft.generation.sampling import filter_top_k, filter_top_p, next_tokens
-from weft.runs import LanguageModel
+from weft.language_model import LanguageModel
 
 
 @pytest.fixture(scope="module")

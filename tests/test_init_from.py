@@ -12,9 +12,9 @@ import torch
 from click.testing import CliRunner
 
 import weft
+from weft.api import load
 from weft.cli.main import cli
 from weft.io import load_tensors
-from weft.runs import load
 
 from .conftest import PANGRAM, TINY
 

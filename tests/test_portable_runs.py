@@ -20,7 +20,8 @@ import weft
 from tests.conftest import TINY
 from weft.cli.main import cli
 from weft.device import run_precision
-from weft.training.checkpoint import LAST_STATE, load_state_file, save_state_file
+from weft.runs import LAST_STATE
+from weft.training.checkpoint import load_state_file, save_state_file
 
 
 def _as_if_trained_on_cuda(run: Path, precision: str) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from weft.api import load
 from weft.cli.main import cli
-from weft.runs import load
 
 TINY = ["--hidden-size", "16", "--embedding-dim", "8", "--batch-size", "4", "--max-steps", "4",
         "--eval-every", "2", "--threads", "1", "--quiet"]

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from weft.errors import WeftError
+from weft.runs import resumed_train_config
 from weft.tagging.api import load_tagger
 from weft.tagging.batching import encode
 from weft.tagging.model import BiLSTMTagger, TaggerModelConfig
 from weft.tagging.task import TaggingTask
-from weft.tagging.train import resume_train_config
 from weft.tagging.vocab import TaggerVocab
 from weft.training import safeguards
 
@@ -73,10 +73,10 @@ def test_resume_needs_the_same_sentences(train_file: Path, tmp_path: Path) -> No
 def test_resume_policy_is_the_language_models(train_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert _train(train_file, out)[0] == 0
-    config = resume_train_config(out, {"checkpoint_every": 60.0, "max_steps": 20})
+    config = resumed_train_config(out, {"checkpoint_every": 60.0, "max_steps": 20})
     assert config.checkpoint_every == 60.0 and config.max_steps == 20
     with pytest.raises(WeftError, match="cannot change: --lr"):
-        resume_train_config(out, {"lr": 0.1})
+        resumed_train_config(out, {"lr": 0.1})
 
 
 def test_torchrun_is_refused_before_any_work(train_file: Path, tmp_path: Path,

@@ -1,14 +1,18 @@
-"""The Python API: ``weft.train(...)`` and ``weft.load(run_dir)``.
+"""The front door: train, resume and load language models and taggers.
 
-Keyword arguments are the configuration field names (the CLI flags without dashes), e.g.
-``weft.train("input.txt", out="runs/shakespeare", cell="gru", time_budget="2m")``.
+``weft.train``, ``weft.resume`` and ``weft.load`` are here, with the tagger's
+:func:`train_tagger` and :func:`resume_tagger`; the CLI calls the same functions. Keyword
+arguments are the configuration field names (the CLI flags without dashes), e.g.
+``weft.train("input.txt", out="runs/shakespeare", cell="gru", time_budget="2m")``. What a run
+directory holds, and what a resume may change, is runs.py's; the training itself is
+training/'s (language models) and tagging/'s (taggers).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,33 +25,67 @@ from weft.config import (
     parse_durations,
 )
 from weft.errors import WeftError
-from weft.runs import LanguageModel, load, read_run_config, run_config
-from weft.training.safeguards import check_resume_changes
+from weft.runs import (
+    LANGUAGE_MODEL,
+    TAGGER,
+    read_run_config,
+    resumed_train_config,
+    run_config,
+    run_kind,
+)
 
 if TYPE_CHECKING:
+    from weft.language_model import LanguageModel
+    from weft.tagging.api import Tagger
     from weft.training.trainer import TrainResult
 
-__all__ = ["build_run_config", "load", "resume", "run_training", "train"]
+__all__ = ["build_run_config", "load", "resume", "resume_tagger", "run_tagger_training",
+           "run_training", "train", "train_tagger"]
 
-_SECTIONS: dict[str, type[Any]] = {"model": ModelConfig, "data": DataConfig,
-                                    "train": TrainConfig}
+PathLike = str | os.PathLike[str]
+
+_LM_SECTIONS: dict[str, type[Any]] = {"model": ModelConfig, "data": DataConfig,
+                                       "train": TrainConfig}
 
 
-def _split_options(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
-    fields = {name: {f.name for f in dataclasses.fields(cls)} for name, cls in _SECTIONS.items()}
-    for key, value in parse_durations(options).items():
+def _split_options(options: Mapping[str, Any], sections: Mapping[str, type[Any]]
+                   ) -> dict[str, dict[str, Any]]:
+    """Options (None: not given) sorted into the config sections whose fields they name."""
+    split: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    fields = {name: {f.name for f in dataclasses.fields(cls)} for name, cls in sections.items()}
+    for key, value in parse_durations(dict(options)).items():
         if value is None:
             continue
         owner = next((name for name, names in fields.items() if key in names), None)
         if owner is None:
             raise WeftError(f"unknown training option {key!r}")
-        sections[owner][key] = value
-    return sections
+        split[owner][key] = value
+    return split
 
 
-def build_run_config(corpus: Sequence[str | os.PathLike[str]], **options: Any) -> RunConfig:
-    sections = _split_options(options)
+# ---------------------------------------------------------------------------- loading
+def load(run_dir: PathLike, device: str = "auto") -> Any:
+    """Load any weft run directory, or a built-in model (``builtin:english``), dispatching on
+    its ``kind``: a :class:`~weft.language_model.LanguageModel` or a
+    :class:`~weft.tagging.api.Tagger`."""
+    from weft.builtin import resolve_run
+
+    path = resolve_run(run_dir)
+    kind = run_kind(read_run_config(path))
+    if kind == LANGUAGE_MODEL:
+        from weft.language_model import LanguageModel
+
+        return LanguageModel(path, device=device)
+    if kind == TAGGER:
+        from weft.tagging.api import load_tagger
+
+        return load_tagger(path, device=device)
+    raise WeftError(f"{run_dir} holds a run of unknown kind {kind!r}")
+
+
+# ---------------------------------------------------------------------------- language models
+def build_run_config(corpus: Sequence[PathLike], **options: Any) -> RunConfig:
+    sections = _split_options(options, _LM_SECTIONS)
     return RunConfig(
         model=from_fields(ModelConfig, sections["model"]),
         data=from_fields(DataConfig, sections["data"]),
@@ -57,10 +95,10 @@ def build_run_config(corpus: Sequence[str | os.PathLike[str]], **options: Any) -
 
 
 def train(
-    corpus: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-    out: str | os.PathLike[str],
+    corpus: PathLike | Sequence[PathLike],
+    out: PathLike,
     *,
-    init_from: str | os.PathLike[str] | None = None,
+    init_from: PathLike | None = None,
     quiet: bool = False,
     **options: Any,
 ) -> LanguageModel | None:
@@ -75,25 +113,24 @@ def train(
     return model
 
 
-def resume(run_dir: str | os.PathLike[str], *, quiet: bool = False,
-           **options: Any) -> LanguageModel | None:
+def resume(run_dir: PathLike, *, quiet: bool = False, **options: Any) -> LanguageModel | None:
     """Continue a run from its last saved state; only stopping limits may change."""
     model, _ = run_training(None, run_dir, quiet=quiet, **options)
     return model
 
 
 def run_training(
-    corpus: Sequence[str | os.PathLike[str]] | None,
-    out: str | os.PathLike[str],
+    corpus: Sequence[PathLike] | None,
+    out: PathLike,
     *,
-    init_from: str | os.PathLike[str] | None = None,
+    init_from: PathLike | None = None,
     quiet: bool = False,
     **options: Any,
 ) -> tuple[LanguageModel | None, TrainResult]:
     """Train (``corpus`` given) or resume (``corpus`` None) and say why training stopped.
 
     ``options`` are the settings the caller chose; with ``init_from`` the rest come from the
-    base model and the fine-tuning defaults.
+    base model and the fine-tuning defaults, on resume from the run.
     """
     from weft.training.lm import train_language_model
 
@@ -108,8 +145,57 @@ def run_training(
         return train_language_model(config, Path(out), quiet=quiet, base=base)
     if init_from is not None:
         raise WeftError("--init-from starts a new run; --resume continues one: use one of them")
-    check_resume_changes(k for k, v in options.items() if v is not None)
-    saved = run_config(read_run_config(Path(out)), Path(out))
-    changes = _split_options(options)["train"]
-    config = dataclasses.replace(saved, train=dataclasses.replace(saved.train, **changes))
-    return train_language_model(config, Path(out), resume=True, quiet=quiet)
+    run_dir = Path(out)
+    changed = resumed_train_config(run_dir, options)
+    config = dataclasses.replace(run_config(read_run_config(run_dir), run_dir), train=changed)
+    return train_language_model(config, run_dir, resume=True, quiet=quiet)
+
+
+# ---------------------------------------------------------------------------- taggers
+def train_tagger(train: PathLike, out: PathLike, *, dev: PathLike | None = None,
+                 quiet: bool = False, **options: Any) -> Tagger:
+    """Train a part-of-speech tagger on the tagged file ``train`` into ``out``, selecting the
+    model on ``dev`` (else on the last ``dev_fraction`` of ``train``).
+
+    ``options`` are the ``weft tag train`` flags without dashes (``hidden=64``, ``crf=True``,
+    ``time_budget="5m"``...), with the tagger's training defaults for the rest.
+    """
+    from weft.tagging.api import load_tagger
+
+    run_tagger_training(train, out, dev=dev, quiet=quiet, **options)
+    return load_tagger(Path(out))
+
+
+def resume_tagger(run_dir: PathLike, *, quiet: bool = False, **options: Any) -> Tagger:
+    """Continue a tagger run from its last saved state; only stopping limits may change (the
+    same policy as a language model's)."""
+    from weft.tagging.api import load_tagger
+
+    run_tagger_training(None, run_dir, quiet=quiet, **options)
+    return load_tagger(Path(run_dir))
+
+
+def run_tagger_training(
+    train: PathLike | None,
+    out: PathLike,
+    *,
+    dev: PathLike | None = None,
+    quiet: bool = False,
+    **options: Any,
+) -> TrainResult:
+    """Train a tagger (``train`` given) or resume one (``train`` None); say why it stopped."""
+    from weft.tagging.model import TaggerModelConfig
+    from weft.tagging.train import TaggerDataConfig, fit_tagger, tagger_train_config
+
+    run_dir = Path(out)
+    if train is None:
+        return fit_tagger(run_dir, train=resumed_train_config(run_dir, options), quiet=quiet,
+                          resume=True)
+
+    sections = _split_options(options, {"data": TaggerDataConfig, "model": TaggerModelConfig,
+                                        "train": TrainConfig})
+    files = {"train": str(train), "dev": None if dev is None else str(dev)}
+    data = from_fields(TaggerDataConfig, sections["data"] | files)
+    model = from_fields(TaggerModelConfig, sections["model"])
+    return fit_tagger(run_dir, data, model, tagger_train_config(**sections["train"]),
+                      quiet=quiet)

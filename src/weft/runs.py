@@ -1,6 +1,6 @@
-"""The run directory: what a trained model is on disk, and the one loader for it.
+"""The run directory: every file a run holds, how its settings are read, and what binds a resume.
 
-A run directory is complete on its own::
+Every file name of a run is defined here and only here. A language-model run holds::
 
     config.json         every resolved setting (RunConfig), plus the corpus fingerprint
     tokenizer.json      the tokenizer
@@ -8,42 +8,110 @@ A run directory is complete on its own::
     last.safetensors    last state for resuming: weights, optimizer, step, RNG, data position
     last.prev.safetensors   the state saved before it, used if the last one is damaged
     metrics.jsonl       one JSON record per evaluation
+    loss.png            training and validation loss against steps
     generation.json     generation defaults
     labels.json         label columns with their values and counts (runs with --label-column)
     copy-index/         the training text and its suffix array, for the copy meter
-    loss.png            training and validation loss against steps
+    tokens.npy          the corpus as token ids (runs trained with --memmap)
+
+A tagger run (``"kind": "tagger"`` in ``config.json``) holds ``config.json`` (model sizes,
+reading and training settings), ``vocab.json`` (words, characters, tags), the same weights,
+states, metrics and plot files, and no tokenizer.
+
+A resumed run, of either kind, may change only its stopping limits, its timed saves and where
+it runs (:data:`RESUME_OVERRIDABLE`), and must see the same training data: a fingerprint of it
+is saved in ``config.json`` when the run starts (:func:`check_same_data`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
-from functools import cached_property
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
-from weft.config import GenerationConfig, RunConfig, from_saved
-from weft.data.corpus_index import CorpusIndex, open_index
-from weft.data.labels import Labels, LabelSet, load_labels
-from weft.device import resolve_device, run_precision
+from weft.config import GenerationConfig, RunConfig, TrainConfig, from_saved, parse_durations
 from weft.errors import WeftError
 from weft.io import atomic_write_json, load_tensors, read_json, save_tensors
-from weft.models.rnn_lm import RNNLanguageModel
-from weft.tokenizers import Tokenizer, load_tokenizer
 
 if TYPE_CHECKING:
-    from weft.generation import Completion
-    from weft.generation.generate import OnText
-    from weft.generation.samples import Sample
+    import torch
 
+log = logging.getLogger("weft")
+
+# What a run directory holds (its "kind" in config.json; runs without one are language models).
+LANGUAGE_MODEL = "language-model"
+TAGGER = "tagger"
+
+# Files of every run.
 CONFIG = "config.json"
-TOKENIZER = "tokenizer.json"
 WEIGHTS = "model.safetensors"
+LAST_STATE = "last.safetensors"
+PREVIOUS_STATE = "last.prev.safetensors"
+LEGACY_STATE = "last.pt"  # the pickled state of early versions: never loaded
+METRICS = "metrics.jsonl"
+PLOT = "loss.png"
+LOCK = ".weft.lock"  # held by the one process training in the directory
+# Files of a language-model run.
+TOKENIZER = "tokenizer.json"
 GENERATION = "generation.json"
+LABELS = "labels.json"
+COPY_INDEX = "copy-index"
+TOKENS = "tokens.npy"
+# Files of a tagger run.
+VOCAB = "vocab.json"
+
+# The config.json entry holding the digest of the data a run was trained on.
+FINGERPRINT = "corpus_fingerprint"
+_TAGGER_FINGERPRINT_BEFORE = "data_fingerprint"  # where tagger runs kept it at first
+
+# The settings a resumed run may change: when to stop, when to save, where to run.
+RESUME_OVERRIDABLE = frozenset({"epochs", "max_steps", "time_budget", "patience", "eval_every",
+                                "checkpoint_every", "device", "threads"})
 
 
+# ---------------------------------------------------------------------------- settings
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The raw contents of a run's ``config.json``, refusing what is not a run directory."""
+    path = Path(run_dir) / CONFIG
+    if not Path(run_dir).is_dir():
+        raise WeftError(f"{run_dir} is not a run directory")
+    if not path.exists():
+        raise WeftError(f"{run_dir} has no {CONFIG}: is it a weft run directory?")
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise WeftError(f"{path} is damaged: it does not hold a settings object")
+    return data
+
+
+def run_kind(raw: Mapping[str, Any]) -> str:
+    """What a run directory holds, from its raw ``config.json``."""
+    return str(raw.get("kind", LANGUAGE_MODEL))
+
+
+def run_config(raw: dict[str, Any], run_dir: str | Path) -> RunConfig:
+    """The typed settings of a language-model run; wrong types are reported as damage."""
+    try:
+        return RunConfig.from_dict(raw)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise WeftError(f"{Path(run_dir) / CONFIG} is damaged or from an incompatible version "
+                        f"({exc})") from None
+
+
+def read_generation_defaults(run_dir: str | Path) -> GenerationConfig:
+    """A language-model run's generation defaults (weft's own when it has none)."""
+    path = Path(run_dir) / GENERATION
+    return from_saved(GenerationConfig, read_json(path), path) if path.exists() \
+        else GenerationConfig()
+
+
+def save_generation_defaults(run_dir: str | Path, config: GenerationConfig) -> None:
+    atomic_write_json(Path(run_dir) / GENERATION, dataclasses.asdict(config))
+
+
+# ---------------------------------------------------------------------------- weights
 def save_weights(model: torch.nn.Module, path: str | Path) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if getattr(getattr(model, "config", None), "tie_weights", False):
@@ -60,203 +128,46 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
                         f"(missing {missing}, unexpected {unexpected})")
 
 
-def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+def trained_weights(run_dir: Path) -> Path:
+    """The run's best weights, refusing a run that has saved none yet."""
+    weights = run_dir / WEIGHTS
+    if not weights.exists():
+        raise WeftError(f"{run_dir} has no {WEIGHTS} yet: train it first")
+    return weights
+
+
+# ---------------------------------------------------------------------------- resuming
+def check_resume_changes(changes: Iterable[str]) -> None:
+    """Refuse, naming the flags, a resume that would change a setting the run is bound to."""
+    bad = set(changes) - RESUME_OVERRIDABLE
+    if bad:
+        raise WeftError(f"--resume keeps the run's settings; these cannot change: "
+                        f"{', '.join(sorted('--' + b.replace('_', '-') for b in bad))}")
+
+
+def resumed_train_config(run_dir: str | Path, changes: Mapping[str, Any]) -> TrainConfig:
+    """The run's saved training settings with the given ``changes`` (None: unchanged), which
+    may only be what :data:`RESUME_OVERRIDABLE` allows. Durations may be text (``10m``)."""
+    given = {k: v for k, v in parse_durations(dict(changes)).items() if v is not None}
+    check_resume_changes(given)
     path = Path(run_dir) / CONFIG
-    if not Path(run_dir).is_dir():
-        raise WeftError(f"{run_dir} is not a run directory")
-    if not path.exists():
-        raise WeftError(f"{run_dir} has no {CONFIG}: is it a weft run directory?")
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise WeftError(f"{path} is damaged: it does not hold a settings object")
-    return data
+    saved = from_saved(TrainConfig, read_run_config(run_dir).get("train", {}), path)
+    config = dataclasses.replace(saved, **given)
+    config.validate()
+    return config
 
 
-def run_config(raw: dict[str, Any], run_dir: str | Path) -> RunConfig:
-    """The typed settings of a run; a config.json with wrong types is reported as damaged."""
-    try:
-        return RunConfig.from_dict(raw)
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise WeftError(f"{Path(run_dir) / CONFIG} is damaged or from an incompatible version "
-                        f"({exc})") from None
+def fingerprint(text: str) -> str:
+    """A short digest of the training data, saved to check that a resume sees the same."""
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()[:16]
 
 
-class LanguageModel:
-    """A trained language model loaded from its run directory."""
-
-    def __init__(self, run_dir: str | Path, device: str = "auto") -> None:
-        self.run_dir = Path(run_dir)
-        raw = read_run_config(self.run_dir)
-        self.config = run_config(raw, self.run_dir)
-        self.tokenizer: Tokenizer = load_tokenizer(self.run_dir / TOKENIZER)
-        self.labels: LabelSet = load_labels(self.run_dir)
-        self.device = resolve_device(device)
-        self.precision = run_precision(self.config.train.precision, self.device)
-        self.module = RNNLanguageModel(self.config.model)
-        weights = self.run_dir / WEIGHTS
-        if not weights.exists():
-            raise WeftError(f"{self.run_dir} has no {WEIGHTS} yet: train it first")
-        load_weights(self.module, weights)
-        self.module.to(self.device).eval()
-        gen_path = self.run_dir / GENERATION
-        self.generation_defaults = (
-            from_saved(GenerationConfig, read_json(gen_path), gen_path) if gen_path.exists()
-            else GenerationConfig()
-        )
-
-    def prepare_prompt(self, text: str) -> str:
-        """Clean text the way the training corpus was (lowercase, Unicode form)."""
-        from weft.data.prepare import clean_like_training
-
-        return clean_like_training(text, self.config.data)
-
-    def generation_config(self, **overrides: Any) -> GenerationConfig:
-        values = {k: v for k, v in overrides.items() if v is not None}
-        if "stop" in values:
-            values["stop"] = tuple(values["stop"])
-        config = dataclasses.replace(self.generation_defaults, **values)
-        config.validate()
-        return config
-
-    def generate(self, prompt: str = "", *, labels: Labels | None = None,
-                 **options: Any) -> list[Completion]:
-        """Continuations of ``prompt``; options are :class:`GenerationConfig` fields. Each is a
-        ``str`` whose ``finish_reason`` says why it ended ("stop" or "length").
-
-        ``labels`` (e.g. ``{"label": "4"}``) picks label values of a run trained with label
-        columns; columns left out are drawn as often as the training data had them.
-        """
-        return [s.text for s in self.samples(prompt, labels=labels, **options)]
-
-    def samples(self, prompt: str = "", *, labels: Labels | None = None,
-                copy_meter: bool = True, max_copy: int | None = None,
-                on_text: OnText | None = None, threads: int | None = None,
-                should_stop: Callable[[], bool] | None = None,
-                **options: Any) -> list[Sample]:
-        """Like :meth:`generate`, as :class:`~weft.generation.samples.Sample` objects: text,
-        labels and ``longest_copy`` (the longest span found verbatim in the training corpus;
-        None for runs without a copy index). ``max_copy=N`` generates a text again (a bounded
-        number of times, then cuts it) until no span of N characters or more is copied.
-        ``on_text(i, chunk)`` receives text as it is generated."""
-        from weft.generation.samples import generate_samples
-
-        return generate_samples(self.module, self.tokenizer, self.labels,
-                                self.prepare_prompt(prompt), self.generation_config(**options),
-                                labels=labels, index=self.copy_index, copy_meter=copy_meter,
-                                max_copy=max_copy, on_text=on_text, should_stop=should_stop,
-                                threads=threads)
-
-    @cached_property
-    def copy_index(self) -> CorpusIndex | None:
-        """The memory-mapped index of the training text (None for runs trained without)."""
-        return open_index(self.run_dir)
-
-    def stream(self, prompt: str = "", *, labels: Labels | None = None,
-               **options: Any) -> Iterator[str]:
-        """Text of the first sequence, piece by piece as it is generated."""
-        import queue
-        import threading
-
-        chunks: queue.Queue[str | None] = queue.Queue()
-        errors: list[BaseException] = []
-        abandoned = threading.Event()
-
-        def work() -> None:
-            try:
-                self.samples(prompt, labels=labels, num_return_sequences=1, copy_meter=False,
-                             on_text=lambda i, text: chunks.put(text),
-                             should_stop=abandoned.is_set, **options)
-            except BaseException as exc:  # handed to the consumer below
-                errors.append(exc)
-            finally:
-                chunks.put(None)
-
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        try:
-            while (chunk := chunks.get()) is not None:
-                yield chunk
-        finally:
-            # Also when the caller stops early (break, close, garbage collection): generation
-            # stops at the next token instead of running on in the thread.
-            abandoned.set()
-            thread.join()
-        if errors:
-            raise errors[0]
-
-    def evaluate(self, text_or_path: str | Path, *, batch_size: int = 32,
-                 seq_len: int = 256) -> Any:
-        """Loss, bits per character and perplexity on a text or a file."""
-        from weft.data.prepare import load_text
-        from weft.tokenizers import EncodeReport
-        from weft.training.evaluate import stream_loss, summarize
-
-        if isinstance(text_or_path, Path):
-            if self.config.data.record_mode:
-                return self._evaluate_records(text_or_path, batch_size)
-            # The file is read and cleaned as the training corpus was (Gutenberg, case, form).
-            text, _ = load_text([text_or_path], self.config.data)
-        else:
-            text = self.prepare_prompt(str(text_or_path))
-        report = EncodeReport()
-        ids = self.tokenizer.encode(text, report)
-        if len(ids) < 2:
-            raise WeftError("the evaluation text needs at least two tokens")
-        nats, count = stream_loss(self.module, ids, batch_size=batch_size, seq_len=seq_len,
-                                  precision=self.precision)
-        # Characters covered by the predicted tokens: all but the first token's.
-        first = len(self.tokenizer.decode(ids[:1]))
-        return summarize(nats, count, max(len(text) - first, 1), sum(report.unknown.values()))
-
-    def _evaluate_records(self, path: Path, batch_size: int) -> Any:
-        """A record run is measured on records read like its training data (CSV column or
-        lines), each scored from <bos> to <eos> with a fresh state."""
-        from weft.data.prepare import load_labelled_records
-        from weft.data.records import RecordBatches
-        from weft.tokenizers import EncodeReport
-        from weft.training.classify import label_accuracies
-        from weft.training.evaluate import summarize
-        from weft.training.records_task import records_loss
-
-        data = self.config.data
-        records, rows, _ = load_labelled_records([path], data)
-        report = EncodeReport()
-        batches = RecordBatches.from_texts(
-            records, self.tokenizer, batch_size=batch_size, max_len=data.max_record_len,
-            long_records=data.long_records, shuffle=False, report=report,
-            prefixes=self.labels.prefixes(self.tokenizer, rows) if rows else None)
-        nats, count = records_loss(self.module, batches, self.precision)
-        result = summarize(nats, count, batches.num_chars, sum(report.unknown.values()))
-        if rows:
-            accuracies = label_accuracies(self.module, self.tokenizer, self.labels, batches,
-                                          rows, self.precision)
-            result = dataclasses.replace(result, labels=[a.to_dict() for a in accuracies])
-        return result
-
-    def info(self) -> dict[str, Any]:
-        params = sum(p.numel() for p in self.module.parameters())
-        return {"run_dir": str(self.run_dir), "kind": self.config.kind,
-                "parameters": params, "vocab_size": self.tokenizer.vocab_size,
-                "tokenizer": self.tokenizer.type_name, **self.config.to_dict(),
-                **({"labels": self.labels.to_dict()["columns"]} if self.labels.columns else {}),
-                "copy_index_bytes": self.copy_index.size if self.copy_index else None}
-
-
-def load(run_dir: str | Path, device: str = "auto") -> Any:
-    """Load any weft run directory, or a built-in model (``builtin:english``), dispatching on
-    its ``kind``."""
-    from weft.builtin import resolve_run
-
-    run_dir = resolve_run(run_dir)
-    kind = read_run_config(run_dir).get("kind", "language-model")
-    if kind == "language-model":
-        return LanguageModel(run_dir, device=device)
-    if kind == "tagger":
-        from weft.tagging.api import load_tagger
-
-        return load_tagger(run_dir, device=device)
-    raise WeftError(f"{run_dir} holds a run of unknown kind {kind!r}")
-
-
-def save_generation_defaults(run_dir: str | Path, config: GenerationConfig) -> None:
-    atomic_write_json(Path(run_dir) / GENERATION, dataclasses.asdict(config))
+def check_same_data(saved: Mapping[str, Any], current: str, what: str = "corpus") -> None:
+    """Refuse to resume on other data than the run started with; ``saved`` is config.json."""
+    recorded = saved.get(FINGERPRINT, saved.get(_TAGGER_FINGERPRINT_BEFORE))
+    if recorded is None:
+        log.warning("this run was saved without a fingerprint of its %s: its data cannot be "
+                    "checked to be the same", what)
+    elif recorded != current:
+        raise WeftError(f"the {what} has changed since this run started; resume needs the "
+                        "same data (or start a new run)")

@@ -63,9 +63,9 @@ def _ctrl_c_stops(flag: threading.Event) -> Iterator[None]:
 def chat(run: Path, labels: tuple[str, ...], device: str, **options: Any) -> None:
     """Write a story in turns with the model in RUN: each line you type is added, then the
     model continues it (type /help for commands)."""
+    from weft.api import load
     from weft.data.labels import parse_label_options
     from weft.generation.chat import ChatSession
-    from weft.runs import load
 
     model = load(run, device=device)
     session = ChatSession(model, model.generation_config(**options),

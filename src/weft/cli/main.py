@@ -192,10 +192,10 @@ def generate(run: Path, prompt: str, fmt: str, device: str, threads: int | None,
              explain: bool, **options: Any) -> None:
     """Write text with the model in RUN (a run directory, or builtin:english), streaming it as
     it is generated."""
+    from weft.api import load
     from weft.data.corpus_index import UNAVAILABLE
     from weft.data.labels import parse_label_options
     from weft.generation.plan import choose_plan
-    from weft.runs import load
 
     setup_logging(False)
     model = load(run, device=device)
@@ -239,7 +239,7 @@ def generate(run: Path, prompt: str, fmt: str, device: str, threads: int | None,
 def eval_command(run: Path, file: Path, as_json: bool, device: str) -> None:
     """Measure the model in RUN (a run directory, or builtin:english) on held-out text in
     FILE."""
-    from weft.runs import load
+    from weft.api import load
 
     setup_logging(False)
     result = load(run, device=device).evaluate(Path(file))
@@ -260,13 +260,14 @@ def eval_command(run: Path, file: Path, as_json: bool, device: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info(run: Path, as_json: bool) -> None:
     """Show what is in a run directory (or a built-in model such as builtin:english)."""
-    from weft.runs import load
+    from weft.api import load
+    from weft.runs import METRICS
     from weft.training.metrics import read_metrics
 
     model = load(run, device="cpu")
     details = model.info()
     run_dir = Path(model.run_dir)
-    records = read_metrics(run_dir / "metrics.jsonl")
+    records = read_metrics(run_dir / METRICS)
     if records:
         best = min((r for r in records if r.get("val_loss") is not None),
                    key=lambda r: r["val_loss"], default=None)
@@ -301,11 +302,12 @@ def info(run: Path, as_json: bool) -> None:
 @click.argument("run", type=click.Path(path_type=Path))
 def plot(run: Path) -> None:
     """Redraw loss.png in RUN from its metrics.jsonl."""
+    from weft.runs import METRICS, PLOT
     from weft.training.metrics import plot_metrics
 
-    if not plot_metrics(Path(run) / "metrics.jsonl", Path(run) / "loss.png", title=run.name):
+    if not plot_metrics(Path(run) / METRICS, Path(run) / PLOT, title=run.name):
         raise WeftError(f"{run} has no metrics to plot yet")
-    click.echo(f"wrote {Path(run) / 'loss.png'}")
+    click.echo(f"wrote {Path(run) / PLOT}")
 
 
 from weft.cli.chat import chat  # noqa: E402  (registered after the group exists)

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from weft.cli.common import setup_logging, training_options, typed_on_command_line
-from weft.config import TrainConfig, from_fields, parse_durations
+from weft.config import TrainConfig, from_fields
 from weft.device import set_threads
 from weft.errors import WeftError
 from weft.tagging.model import TaggerModelConfig
@@ -89,35 +89,30 @@ def train_command(
     word_dropout: float, crf: bool, quiet: bool, **train_options: Any,
 ) -> None:
     """Train a tagger on TRAIN_FILE, selecting the model by accuracy on the dev set."""
-    from weft.tagging.train import (
-        TaggerDataConfig,
-        resume_train_config,
-        tagger_train_config,
-        train_tagger,
-    )
+    from weft import api
 
     setup_logging(quiet)
     if resume:
-        if not (out / "config.json").exists():
-            raise WeftError(f"--resume: {out} has no config.json to continue from")
-        changes = parse_durations(typed_on_command_line(train_options))
-        result = train_tagger(out, TaggerDataConfig(), train=resume_train_config(out, changes),
-                              quiet=quiet, resume=True)
-        _report(result, out, quiet)
+        # Only what was typed: the rest comes from the run, and the resume policy refuses
+        # a change to anything but the limits, saves and placement.
+        typed = typed_on_command_line({
+            "dev_fraction": dev_fraction, "case_sensitive_words": case_sensitive_words,
+            "word_dim": word_dim, "char_dim": char_dim, "char_hidden": char_hidden,
+            "case_dim": case_dim, "hidden": hidden, "layers": layers, "dropout": dropout,
+            "word_dropout": word_dropout, "crf": crf, **train_options})
+        given = {"dev": dev_file, "format": fmt, "column": column, "tagset_map": tagset_map,
+                 "no_traces": no_traces, "sentences": sentences}
+        changes = typed | {k: v for k, v in given.items() if v is not None}
+        _report(api.run_tagger_training(None, out, quiet=quiet, **changes), out, quiet)
         return
-    config = tagger_train_config(**parse_durations(train_options))
-    data = TaggerDataConfig(
-        train=str(train_file), dev=str(dev_file) if dev_file else None,
-        dev_fraction=dev_fraction, format=fmt or "auto", column=column or "upos",
-        tagset_map=tagset_map, keep_traces=not no_traces, sentences=sentences,
-        lowercase=not case_sensitive_words,
-    )
-    model = TaggerModelConfig(
+    result = api.run_tagger_training(
+        train_file, out, dev=dev_file, quiet=quiet, dev_fraction=dev_fraction,
+        format=fmt or "auto", column=column or "upos", tagset_map=tagset_map,
+        keep_traces=not no_traces, sentences=sentences, lowercase=not case_sensitive_words,
         word_dim=word_dim, char_dim=char_dim, char_hidden=char_hidden, case_dim=case_dim,
-        hidden=hidden,
-        layers=layers, dropout=dropout, word_dropout=word_dropout, crf=crf,
-    )
-    _report(train_tagger(out, data, model, config, quiet=quiet), out, quiet)
+        hidden=hidden, layers=layers, dropout=dropout, word_dropout=word_dropout, crf=crf,
+        **train_options)
+    _report(result, out, quiet)
 
 
 def _report(result: Any, out: Path, quiet: bool) -> None:

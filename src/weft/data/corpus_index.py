@@ -27,8 +27,8 @@ import numpy as np
 
 from weft.errors import WeftError
 from weft.io import atomic_write
+from weft.runs import COPY_INDEX
 
-INDEX_DIR = "copy-index"
 TEXT, SUFFIXES, BLOCKS = "text.bin", "suffixes.npy", "blocks.npy"
 BLOCK_BITS = 16  # 64 KiB blocks for byte -> character offsets
 # Building holds the text and its suffix array in memory (5 bytes per byte of text, 9 above
@@ -62,7 +62,7 @@ def build_index(run_dir: str | Path, chunks: Iterable[str],
     from pydivsufsort import divsufsort
 
     start = time.perf_counter()
-    folder = Path(run_dir) / INDEX_DIR
+    folder = Path(run_dir) / COPY_INDEX
     folder.mkdir(exist_ok=True)
 
     def write_text(handle: IO[bytes]) -> None:
@@ -96,7 +96,7 @@ def _block_chars(text: np.ndarray) -> np.ndarray:
 
 
 def has_index(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / INDEX_DIR / SUFFIXES).is_file()
+    return (Path(run_dir) / COPY_INDEX / SUFFIXES).is_file()
 
 
 UNAVAILABLE = ("the copy meter is unavailable: this run has no copy index (it was trained "
@@ -107,7 +107,7 @@ class CorpusIndex:
     """Read-only, memory-mapped view of a run's ``copy-index/``."""
 
     def __init__(self, run_dir: str | Path) -> None:
-        folder = Path(run_dir) / INDEX_DIR
+        folder = Path(run_dir) / COPY_INDEX
         if not has_index(run_dir):
             raise WeftError(UNAVAILABLE)
         try:

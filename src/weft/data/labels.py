@@ -24,9 +24,9 @@ import numpy as np
 
 from weft.errors import WeftError
 from weft.io import atomic_write_json, read_json
+from weft.runs import LABELS
 from weft.tokenizers import Tokenizer
 
-LABELS = "labels.json"
 # A label column names categories; an identifier or free-text column would add a token per row.
 MAX_LABEL_VALUES = 1000
 

@@ -28,7 +28,7 @@ from weft.generation.sampling import next_tokens
 from weft.models.rnn_lm import State
 
 if TYPE_CHECKING:
-    from weft.runs import LanguageModel
+    from weft.language_model import LanguageModel
 
 # Settings a session may change with `/set NAME VALUE`, and how each is read.
 SETTINGS: dict[str, Callable[[str], Any]] = {
@@ -49,7 +49,7 @@ class Turn:
 
 
 class ChatSession:
-    """One story written in turns with a loaded :class:`~weft.runs.LanguageModel`."""
+    """One story written in turns with a loaded :class:`~weft.language_model.LanguageModel`."""
 
     def __init__(self, model: LanguageModel, settings: GenerationConfig,
                  labels: Labels | None = None) -> None:

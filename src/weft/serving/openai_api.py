@@ -25,8 +25,8 @@ from starlette.concurrency import run_in_threadpool
 from weft.errors import WeftError
 from weft.generation import Completion
 from weft.generation.samples import label_plan
+from weft.runs import CONFIG, LANGUAGE_MODEL, WEIGHTS, run_kind
 from weft.serving.jobs import Job, StreamThenCancel, pieces
-from weft.serving.registry import LANGUAGE_MODEL, WEIGHTS, run_kind
 from weft.serving.server import ServerDep, check_limits, generation_config, load_run, require_key
 
 log = logging.getLogger("weft.serve")
@@ -106,7 +106,7 @@ def get_model(name: str, server: ServerDep) -> dict[str, Any]:
 
 
 def _model(name: str, path: Any) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": int((path / "config.json").stat().st_mtime),
+    return {"id": name, "object": "model", "created": int((path / CONFIG).stat().st_mtime),
             "owned_by": "weft"}
 
 

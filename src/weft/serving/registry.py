@@ -21,14 +21,8 @@ from typing import Any
 from weft.data.labels import load_labels
 from weft.errors import WeftError
 from weft.io import read_json
+from weft.runs import CONFIG, GENERATION, METRICS, WEIGHTS, run_kind
 from weft.training.metrics import read_metrics
-
-CONFIG = "config.json"
-GENERATION = "generation.json"
-METRICS = "metrics.jsonl"
-WEIGHTS = "model.safetensors"
-LANGUAGE_MODEL = "language-model"
-TAGGER = "tagger"
 
 Loader = Callable[[Path, str], Any]
 
@@ -38,13 +32,9 @@ class UnknownRun(WeftError):
 
 
 def _default_loader(path: Path, device: str) -> Any:
-    from weft.runs import load
+    from weft.api import load
 
     return load(path, device=device)
-
-
-def run_kind(config: dict[str, Any]) -> str:
-    return str(config.get("kind", LANGUAGE_MODEL))
 
 
 class RunRegistry:

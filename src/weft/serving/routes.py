@@ -26,8 +26,8 @@ from weft.generation.samples import (
     label_plan,
     retry_seed,
 )
+from weft.runs import LANGUAGE_MODEL, TAGGER
 from weft.serving.jobs import Job, StreamThenCancel
-from weft.serving.registry import LANGUAGE_MODEL, TAGGER
 from weft.serving.schemas import (
     GenerateRequest,
     GenerateResponse,

@@ -13,10 +13,11 @@ from starlette.concurrency import run_in_threadpool
 
 from weft.config import GenerationConfig
 from weft.errors import WeftError
+from weft.runs import TAGGER, run_kind
 from weft.serving.jobs import Generations
 from weft.serving.limits import Limits
 from weft.serving.metrics import ServerMetrics
-from weft.serving.registry import TAGGER, RunRegistry, run_kind
+from weft.serving.registry import RunRegistry
 
 log = logging.getLogger("weft.serve")
 

@@ -1,11 +1,7 @@
 """A trained tagger loaded from its run directory: tag raw text or tokenized sentences, evaluate.
 
-A tagger run directory holds::
-
-    config.json         "kind": "tagger", the model sizes, reading and training settings
-    vocab.json          words (with training counts), characters and tags
-    model.safetensors   weights of the model with the best dev accuracy
-    last.safetensors, last.prev.safetensors, metrics.jsonl, loss.png   written by the trainer
+``weft.load(run_dir)`` returns one for a tagger run (see api.py); what the directory holds is
+runs.py's.
 """
 
 from __future__ import annotations
@@ -21,18 +17,21 @@ from weft.config import from_saved
 from weft.device import resolve_device
 from weft.errors import WeftError
 from weft.io import read_json
-from weft.runs import load_weights, read_run_config
+from weft.runs import (
+    CONFIG,
+    TAGGER,
+    VOCAB,
+    load_weights,
+    read_run_config,
+    run_kind,
+    trained_weights,
+)
 from weft.tagging.batching import encode, length_batches, make_batch
 from weft.tagging.metrics import evaluate_tags
 from weft.tagging.model import BiLSTMTagger, TaggerModelConfig
 from weft.tagging.readers import TaggedSentence
 from weft.tagging.tokenize import tokenize_sentences
 from weft.tagging.vocab import TaggerVocab
-
-KIND = "tagger"
-CONFIG = "config.json"
-VOCAB = "vocab.json"
-WEIGHTS = "model.safetensors"
 
 
 @dataclass
@@ -59,17 +58,14 @@ class Tagger:
     def __init__(self, run_dir: str | Path, device: str = "cpu") -> None:
         self.run_dir = Path(run_dir)
         self.config: dict[str, Any] = read_run_config(self.run_dir)
-        if self.config.get("kind") != KIND:
-            raise WeftError(f"{run_dir} holds a {self.config.get('kind')!r} run, not a tagger")
+        if run_kind(self.config) != TAGGER:
+            raise WeftError(f"{run_dir} holds a {run_kind(self.config)!r} run, not a tagger")
         self.vocab = TaggerVocab.from_dict(read_json(self.run_dir / VOCAB))
         self.model_config = from_saved(TaggerModelConfig, self.config.get("model", {}),
                                        self.run_dir / CONFIG)
         self.device = resolve_device(device)
         self.model = BiLSTMTagger(self.model_config)
-        weights = self.run_dir / WEIGHTS
-        if not weights.exists():
-            raise WeftError(f"{run_dir} has no {WEIGHTS} yet: train it first")
-        load_weights(self.model, weights)
+        load_weights(self.model, trained_weights(self.run_dir))
         self.model.to(self.device).eval()
 
     @property

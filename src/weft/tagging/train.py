@@ -22,8 +22,17 @@ from weft.config import TrainConfig, from_fields, from_saved
 from weft.device import resolve_device, set_threads, training_precision
 from weft.errors import WeftError
 from weft.io import atomic_write_json, read_json
-from weft.runs import save_weights
-from weft.tagging.api import CONFIG, KIND, VOCAB, WEIGHTS
+from weft.runs import (
+    CONFIG,
+    FINGERPRINT,
+    TAGGER,
+    VOCAB,
+    WEIGHTS,
+    check_same_data,
+    fingerprint,
+    read_run_config,
+    save_weights,
+)
 from weft.tagging.batching import encode
 from weft.tagging.model import BiLSTMTagger, TaggerModelConfig
 from weft.tagging.readers import ReadOptions, TaggedSentence, read_tagged
@@ -31,14 +40,7 @@ from weft.tagging.task import TAGGER_TRAIN_DEFAULTS, TaggingTask
 from weft.tagging.vocab import TaggerVocab
 from weft.training import distributed
 from weft.training.checkpoint import check_resumable
-from weft.training.safeguards import (
-    check_free_space,
-    check_output_dir,
-    check_resume_changes,
-    check_same_data,
-    exclusive,
-    fingerprint,
-)
+from weft.training.safeguards import check_free_space, check_output_dir, exclusive
 from weft.training.trainer import Selection, Trainer, TrainResult
 
 log = logging.getLogger("weft")
@@ -74,17 +76,6 @@ def tagger_train_config(**options: Any) -> TrainConfig:
     return config
 
 
-def resume_train_config(run_dir: str | Path, changes: dict[str, Any]) -> TrainConfig:
-    """The run's saved training settings with only what a resume may change changed (the same
-    policy as a language model's: :data:`weft.training.safeguards.RESUME_OVERRIDABLE`)."""
-    check_resume_changes(changes)
-    path = Path(run_dir) / CONFIG
-    saved = from_saved(TrainConfig, read_json(path).get("train", {}), path)
-    config = dataclasses.replace(saved, **changes)
-    config.validate()
-    return config
-
-
 def load_data(
     data: TaggerDataConfig,
 ) -> tuple[list[TaggedSentence], list[TaggedSentence]]:
@@ -109,9 +100,9 @@ def data_fingerprint(train: list[TaggedSentence], dev: list[TaggedSentence]) -> 
                                    [[s.words, s.tags] for s in dev]]))
 
 
-def train_tagger(
+def fit_tagger(
     out: str | Path,
-    data: TaggerDataConfig,
+    data: TaggerDataConfig | None = None,
     model: TaggerModelConfig | None = None,
     train: TrainConfig | None = None,
     quiet: bool = False,
@@ -119,9 +110,11 @@ def train_tagger(
 ) -> TrainResult:
     """Train (or, with ``resume``, continue training) a tagger into run directory ``out``.
 
-    The language model's safeguards hold here too (see training/safeguards.py): the output
-    directory is checked before any work, held by one process, and must have room for the
-    saved states; a resume sees the same sentences and changes only what it may.
+    ``weft.api.train_tagger`` and ``resume_tagger`` are the front door to this. The language
+    model's safeguards hold here too (training/safeguards.py): the output directory is checked
+    before any work, held by one process, and must have room for the saved states; a resume
+    sees the same sentences (runs.py's policy) and takes its settings from the run, except
+    ``train``, which the caller has already checked against that policy.
     """
     if distributed.from_environment().enabled:
         raise WeftError("tagger training runs in one process; start `weft tag train` without "
@@ -134,18 +127,20 @@ def train_tagger(
 
 def _train_tagger(
     run_dir: Path,
-    data: TaggerDataConfig,
+    data: TaggerDataConfig | None,
     model: TaggerModelConfig | None,
     train: TrainConfig | None,
     quiet: bool,
     resume: bool,
 ) -> TrainResult:
+    saved = read_run_config(run_dir) if resume else {}
     if resume:
         path = run_dir / CONFIG
-        saved = read_json(path)
         data = from_saved(TaggerDataConfig, saved.get("data"), path)
         model = from_saved(TaggerModelConfig, saved.get("model"), path)
         train = train or from_saved(TrainConfig, saved.get("train"), path)
+    elif data is None:
+        raise ValueError("a new tagger run needs its data settings")
     data.validate()
     train_config = (train or tagger_train_config()).with_default_stop()
     train_config.validate()
@@ -155,8 +150,7 @@ def _train_tagger(
     train_sents, dev_sents = load_data(data)
     sentences_fingerprint = data_fingerprint(train_sents, dev_sents)
     if resume:
-        check_same_data(read_json(run_dir / CONFIG).get("data_fingerprint"),
-                        sentences_fingerprint, "training or dev data")
+        check_same_data(saved, sentences_fingerprint, "training or dev data")
         check_resumable(run_dir)
         vocab = TaggerVocab.from_dict(read_json(run_dir / VOCAB))
     else:
@@ -185,21 +179,22 @@ def _train_tagger(
 
     if not resume:
         atomic_write_json(run_dir / VOCAB, vocab.to_dict())
-        atomic_write_json(run_dir / CONFIG, {
-            "kind": KIND,
-            "weft_version": weft.__version__,
-            "model": dataclasses.asdict(model_config),
-            "data": dataclasses.asdict(data),
-            "train": dataclasses.asdict(train_config),
-            "data_fingerprint": sentences_fingerprint,
-            "sizes": {
-                "train_sentences": len(train_sents),
-                "train_tokens": sum(len(s) for s in train_sents),
-                "dev_sentences": len(dev_sents),
-                "dev_tokens": sum(len(s) for s in dev_sents),
-                "words": len(vocab.words), "chars": len(vocab.chars), "tags": len(vocab.tags),
-            },
-        })
+    # Rewritten on resume too, like a language model's: it records the limits now in force.
+    atomic_write_json(run_dir / CONFIG, {
+        "kind": TAGGER,
+        "weft_version": weft.__version__,
+        "model": dataclasses.asdict(model_config),
+        "data": dataclasses.asdict(data),
+        "train": dataclasses.asdict(train_config),
+        FINGERPRINT: sentences_fingerprint,
+        "sizes": {
+            "train_sentences": len(train_sents),
+            "train_tokens": sum(len(s) for s in train_sents),
+            "dev_sentences": len(dev_sents),
+            "dev_tokens": sum(len(s) for s in dev_sents),
+            "words": len(vocab.words), "chars": len(vocab.chars), "tags": len(vocab.tags),
+        },
+    })
     if not quiet:
         log.info("training on %d sentences (%d tokens), selecting on %d dev sentences; "
                  "%d tags, %d words, %d characters; %s parameters",

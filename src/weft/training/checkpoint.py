@@ -31,13 +31,11 @@ import torch
 
 from weft.errors import WeftError
 from weft.io import DamagedFileError, load_tensors, save_tensors
+from weft.runs import LAST_STATE, LEGACY_STATE, PREVIOUS_STATE
 
 log = logging.getLogger("weft")
 
-LAST_STATE = "last.safetensors"
-PREVIOUS_STATE = "last.prev.safetensors"
-DAMAGED_SUFFIX = ".damaged"
-LEGACY_STATE = "last.pt"  # pickled state of early versions: never loaded
+DAMAGED_SUFFIX = ".damaged"  # a damaged state is set aside under its name + this
 FORMAT = "weft-training-state/1"
 
 

@@ -30,6 +30,7 @@ from weft.builtin import is_builtin, resolve_run
 from weft.config import RunConfig
 from weft.errors import WeftError
 from weft.io import load_tensors, sha256_file
+from weft.runs import LANGUAGE_MODEL, TOKENIZER, WEIGHTS, read_run_config, run_config, run_kind
 from weft.tokenizers import (
     BPETokenizer,
     ByteTokenizer,
@@ -58,7 +59,6 @@ SHAPE_OPTIONS: dict[str, tuple[str, str]] = {
     "max_vocab": ("data", "max_vocab"),
     "bpe_vocab_size": ("data", "bpe_vocab_size"),
 }
-WEIGHTS = "model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -80,17 +80,15 @@ class BaseRun:
 
 def load_base(name: str | os.PathLike[str]) -> BaseRun:
     """Read the base run (its weights are loaded later, into the new model)."""
-    from weft.runs import read_run_config, run_config
-
     run_dir = resolve_run(name)
     raw = read_run_config(run_dir)
-    if raw.get("kind", "language-model") != "language-model":
+    if run_kind(raw) != LANGUAGE_MODEL:
         raise WeftError(f"{name} is a {raw.get('kind')} run; --init-from takes a language model")
     weights = run_dir / WEIGHTS
     if not weights.is_file():
         raise WeftError(f"{name} has no {WEIGHTS} yet: train it first")
     config = run_config(raw, run_dir)
-    tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    tokenizer = load_tokenizer(run_dir / TOKENIZER)
     if tokenizer.vocab_size != config.model.vocab_size:
         raise WeftError(f"{name} is damaged: its tokenizer has {tokenizer.vocab_size} tokens but "
                         f"its model {config.model.vocab_size}")

@@ -28,12 +28,16 @@ from weft.data.stream import split_tokens
 from weft.device import resolve_device, set_threads, training_precision
 from weft.errors import WeftError
 from weft.io import atomic_write_json
+from weft.language_model import LanguageModel
 from weft.models.rnn_lm import RNNLanguageModel
 from weft.runs import (
     CONFIG,
+    FINGERPRINT,
     TOKENIZER,
+    TOKENS,
     WEIGHTS,
-    LanguageModel,
+    check_same_data,
+    fingerprint,
     read_run_config,
     save_generation_defaults,
     save_weights,
@@ -51,13 +55,7 @@ from weft.training import distributed
 from weft.training.checkpoint import check_resumable
 from weft.training.init_from import BaseRun, describe_growth, grow_tokenizer, load_base_weights
 from weft.training.records_task import RecordLMTask
-from weft.training.safeguards import (
-    check_free_space,
-    check_output_dir,
-    check_same_data,
-    exclusive,
-    fingerprint,
-)
+from weft.training.safeguards import check_free_space, check_output_dir, exclusive
 from weft.training.stream_task import StreamLMTask
 from weft.training.trainer import Trainer, TrainResult
 
@@ -169,7 +167,7 @@ def _train(
     global_batch = config.train.batch_size * dist.world_size
     if resume:
         saved = read_run_config(out)
-        check_same_data(saved.get("corpus_fingerprint"), data_fingerprint)
+        check_same_data(saved, data_fingerprint)
         tokenizer = memmapped[0] if memmapped else load_tokenizer(out / TOKENIZER)
         labels = load_labels(out) if config.data.label_columns else NO_LABELS
         global_batch = int(saved.get("global_batch_size", config.train.batch_size))
@@ -217,7 +215,7 @@ def _train(
         characters = memmapped[2] if memmapped is not None else len(text)
         summary = f"{characters:,} characters -> {len(ids):,} tokens"
 
-    record = config.to_dict() | {"corpus_fingerprint": data_fingerprint,
+    record = config.to_dict() | {FINGERPRINT: data_fingerprint,
                                  "train_tokens": train_size,
                                  ("val_records" if config.data.record_mode else "val_tokens"):
                                      val_size,
@@ -288,9 +286,6 @@ def _cleaned_chunks(config: RunConfig, sources: list[str]) -> Iterator[str]:
     for source in sources:
         for chunk in iter_text_chunks(source):
             yield clean_like_training(chunk, config.data)
-
-
-TOKENS = "tokens.npy"
 
 
 def _memmap_corpus(

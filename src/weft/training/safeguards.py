@@ -2,56 +2,22 @@
 
 A new run needs an output directory that is empty (or absent) and writable; a resumed one needs
 a run directory it can write. One process at a time trains in a directory (an advisory lock).
-The disk must hold the states the run will save. A resumed run may change only its stopping
-limits, its timed saves and where it runs (:data:`RESUME_OVERRIDABLE`), and must see the same
-training data (checked by a fingerprint of it saved when the run started).
+The disk must hold the states the run will save. (What a resume may change, and the check that
+it sees the same data, are the run directory's contract: runs.py.)
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from weft.errors import WeftError
-from weft.runs import CONFIG
-
-log = logging.getLogger("weft")
-
-LOCK = ".weft.lock"
-
-# The settings a resumed run may change: when to stop, when to save, where to run.
-RESUME_OVERRIDABLE = frozenset({"epochs", "max_steps", "time_budget", "patience", "eval_every",
-                                "checkpoint_every", "device", "threads"})
-
-
-def check_resume_changes(changes: Iterable[str]) -> None:
-    """Refuse, naming the flags, a resume that would change a setting the run is bound to."""
-    bad = set(changes) - RESUME_OVERRIDABLE
-    if bad:
-        raise WeftError(f"--resume keeps the run's settings; these cannot change: "
-                        f"{', '.join(sorted('--' + b.replace('_', '-') for b in bad))}")
-
-
-def fingerprint(text: str) -> str:
-    """A short digest of the training data, saved to check that a resume sees the same."""
-    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()[:16]
-
-
-def check_same_data(saved: str | None, current: str, what: str = "corpus") -> None:
-    """Refuse to resume on other data than the run started with."""
-    if saved is None:
-        log.warning("this run was saved without a fingerprint of its %s: its data cannot be "
-                    "checked to be the same", what)
-    elif saved != current:
-        raise WeftError(f"the {what} has changed since this run started; resume needs the "
-                        "same data (or start a new run)")
+from weft.runs import CONFIG, LOCK
 
 
 def check_output_dir(out: Path, resume: bool, resume_command: str = "weft train --resume"

@@ -29,6 +29,7 @@ import torch
 from weft.config import TrainConfig
 from weft.device import autocast
 from weft.errors import WeftError
+from weft.runs import METRICS, PLOT
 from weft.training import distributed
 from weft.training import metrics as metrics_log
 from weft.training.checkpoint import (
@@ -56,8 +57,6 @@ log = logging.getLogger("weft")
 
 __all__ = ["LAST_STATE", "Selection", "TrainResult", "Trainer", "TrainerState", "TrainingTask"]
 
-METRICS = "metrics.jsonl"
-PLOT = "loss.png"
 MAX_BAD_STEPS = 10  # non-finite steps in a row before the run is stopped
 
 
