@@ -43,19 +43,12 @@ def load_text(
     return "".join(parts), report.notes
 
 
-def load_records(
-    sources: Sequence[str | os.PathLike[str]], data: DataConfig
-) -> tuple[list[str], list[str]]:
-    """Cleaned records of every source, in order, and notes (counts, empty records skipped)."""
-    records, _, notes = load_labelled_records(sources, data)
-    return records, notes
-
-
 def load_labelled_records(
     sources: Sequence[str | os.PathLike[str]], data: DataConfig
 ) -> tuple[list[str], list[tuple[str, ...]], list[str]]:
-    """Like :func:`load_records`, with each record's values of ``data.label_columns`` (an
-    empty list without label columns)."""
+    """Cleaned records of every source, in order; each record's values of
+    ``data.label_columns`` (an empty list without label columns); and notes (counts, empty
+    records skipped)."""
     if not sources:
         raise WeftError("no corpus given: pass one or more text or CSV files")
     records: list[str] = []
