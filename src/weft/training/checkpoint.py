@@ -12,9 +12,10 @@ rename). A crash at any moment therefore leaves at least one complete state, and
 is truncated or corrupted later is detected by the SHA-256 in its metadata and skipped in favour
 of the previous one.
 
-Also here: capturing and restoring every random generator (torch, CUDA, NumPy, Python), and
-restoring an optimizer's state on another device, which is what a resumed run needs to draw and
-step exactly as an uninterrupted one.
+Also here: the trainer's counters (:class:`TrainerState`), each rank's share of the state
+(its task state and every random generator: torch, CUDA, NumPy, Python), and restoring an
+optimizer's state on another device: what a resumed run needs to draw and step exactly as an
+uninterrupted one, or as near as it can with another number of ranks.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 import logging
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +34,37 @@ import torch
 from weft.errors import WeftError
 from weft.io import DamagedFileError, load_tensors, save_tensors
 from weft.runs import LAST_STATE, LEGACY_STATE, PREVIOUS_STATE
+from weft.training import distributed
+from weft.training.distributed import Distributed
+from weft.training.task import TrainingTask
 
 log = logging.getLogger("weft")
 
 DAMAGED_SUFFIX = ".damaged"  # a damaged state is set aside under its name + this
 FORMAT = "weft-training-state/1"
+
+
+@dataclass
+class TrainerState:
+    """Where training stands; saved in ``last.safetensors`` so that a run resumes exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    index: int = 0  # next batch within the epoch
+    elapsed: float = 0.0  # seconds of training over all sessions
+    tokens: int = 0
+    best: float | None = None
+    bad_evaluations: int = 0
+    skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient, over the run
+    loss_sum: float = 0.0  # training losses since the last report, so resumed reports match
+    loss_count: int = 0
+    finished: str = ""  # why the run stopped, when it stopped by a limit
+
+    @classmethod
+    def from_saved(cls, counters: dict[str, Any]) -> TrainerState:
+        """The counters of a saved state (those of other versions left out)."""
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in counters.items() if k in known})
 
 
 def flatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -223,3 +251,31 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     if "python" in state:
         version, internal, gauss = state["python"]
         random.setstate((version, tuple(internal), gauss))
+
+
+def gather_rank_states(task: TrainingTask, dist: Distributed) -> list[dict[str, Any]]:
+    """Every rank's task state and random state, in rank order (on every rank)."""
+    mine = {"task": task.state_dict(), "rng": capture_rng_state()}
+    return distributed.all_gather(mine) if dist.enabled else [mine]
+
+
+def restore_rank_state(task: TrainingTask, ranks: list[dict[str, Any]], dist: Distributed,
+                       seed: int, step: int) -> None:
+    """Give this rank its saved task state and random state. A state saved by another number
+    of ranks is resharded by the task, if it can: the same data order and steps follow, but
+    dropout draws are reseeded, so they differ from an uninterrupted run's."""
+    rank, world = dist.rank, dist.world_size
+    if len(ranks) == world:
+        task.load_state_dict(ranks[rank]["task"])
+        restore_rng_state(ranks[rank]["rng"])
+        return
+    resharded = task.reshard_state([r["task"] for r in ranks], rank, world)
+    if resharded is None:
+        raise WeftError(f"this run was saved by {len(ranks)} processes and this task cannot "
+                        f"change that; resume it with torchrun --nproc-per-node {len(ranks)}")
+    task.load_state_dict(resharded)
+    restore_rng_state(ranks[0]["rng"])
+    torch.manual_seed(distributed.rank_seed(seed, rank) + step)
+    if dist.is_main:
+        log.warning("resuming with %d processes instead of %d: same data order and steps, but "
+                    "dropout draws differ from an uninterrupted run", world, len(ranks))

@@ -116,6 +116,11 @@ def all_sum(values: list[float]) -> list[float]:
     return [float(v) for v in tensor.tolist()]
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """Each rank's own seed: the same seed on every rank would draw the same dropout masks."""
+    return seed + 7919 * rank
+
+
 def wrap_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """``model`` in DistributedDataParallel: calling it averages gradients over the ranks in
     backward(), and the wrapper copies rank 0's weights to every rank."""

@@ -34,10 +34,11 @@ from weft.training import distributed
 from weft.training import metrics as metrics_log
 from weft.training.checkpoint import (
     LAST_STATE,
-    capture_rng_state,
+    TrainerState,
+    gather_rank_states,
     load_checkpoint,
     pack_training_state,
-    restore_rng_state,
+    restore_rank_state,
     save_checkpoint,
     unpack_training_state,
 )
@@ -71,23 +72,6 @@ class Selection:
         if best is None:
             return True
         return value < best if self.mode == "min" else value > best
-
-
-@dataclass
-class TrainerState:
-    """Where training stands; saved in ``last.safetensors`` so that a run resumes exactly."""
-
-    step: int = 0
-    epoch: int = 0
-    index: int = 0  # next batch within the epoch
-    elapsed: float = 0.0  # seconds of training over all sessions
-    tokens: int = 0
-    best: float | None = None
-    bad_evaluations: int = 0
-    skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient, over the run
-    loss_sum: float = 0.0  # training losses since the last report, so resumed reports match
-    loss_count: int = 0
-    finished: str = ""  # why the run stopped, when it stopped by a limit
 
 
 @dataclass(frozen=True)
@@ -129,8 +113,7 @@ class Trainer:
         if dist.enabled:
             # The task calls task.model for its training loss, so the wrapper goes there.
             task.model = distributed.wrap_model(task.model, device)
-            # The same seed on every rank would give every rank the same dropout masks.
-            torch.manual_seed(self.config.seed + 7919 * dist.rank)
+            torch.manual_seed(distributed.rank_seed(self.config.seed, dist.rank))
         params = [p for p in self.module.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             params, lr=self.config.lr, weight_decay=self.config.weight_decay,
@@ -156,8 +139,7 @@ class Trainer:
             finite = torch.stack([p.isfinite().all() for p in self.module.parameters()]).all()
             if not (bool(finite) and math.isfinite(self.state.loss_sum)):
                 raise self._diverged("the weights or the training loss became non-finite")
-        mine = {"task": self.task.state_dict(), "rng": capture_rng_state()}
-        ranks = distributed.all_gather(mine) if self.dist.enabled else [mine]
+        ranks = gather_rank_states(self.task, self.dist)
         if self.dist.is_main:
             payload = pack_training_state(self.module, self.optimizer, self.scaler,
                                           asdict(self.state), ranks)
@@ -169,28 +151,11 @@ class Trainer:
     def load_state(self) -> None:
         counters, ranks = unpack_training_state(load_checkpoint(self.run_dir), self.module,
                                                 self.optimizer, self.scaler, self.run_dir)
-        known = {f for f in TrainerState.__dataclass_fields__}
-        self.state = TrainerState(**{k: v for k, v in counters.items() if k in known})
-        rank, world = self.dist.rank, self.dist.world_size
+        self.state = TrainerState.from_saved(counters)
         # Rebuild what the epoch derives from the seed (e.g. a shuffled order), then overlay
         # the state carried within it.
         self.task.start_epoch(self.state.epoch)
-        if len(ranks) == world:
-            self.task.load_state_dict(ranks[rank]["task"])
-            restore_rng_state(ranks[rank]["rng"])
-        else:
-            resharded = self.task.reshard_state([r["task"] for r in ranks], rank, world)
-            if resharded is None:
-                raise WeftError(f"this run was saved by {len(ranks)} processes and this task "
-                                f"cannot change that; resume it with torchrun "
-                                f"--nproc-per-node {len(ranks)}")
-            self.task.load_state_dict(resharded)
-            restore_rng_state(ranks[0]["rng"])
-            torch.manual_seed(self.config.seed + 7919 * rank + self.state.step)
-            if self.dist.is_main:
-                log.warning("resuming with %d processes instead of %d: same data order and "
-                            "steps, but dropout draws differ from an uninterrupted run",
-                            world, len(ranks))
+        restore_rank_state(self.task, ranks, self.dist, self.config.seed, self.state.step)
         self._saved_step = self.state.step
         self._saved_at = self.state.elapsed
 
