@@ -132,23 +132,23 @@ def run_training(
     ``options`` are the settings the caller chose; with ``init_from`` the rest come from the
     base model and the fine-tuning defaults, on resume from the run.
     """
-    from weft.training.lm import train_language_model
+    from weft.training.fit_language_model import fit_language_model
 
     if corpus is not None:
         if init_from is None:
-            return train_language_model(build_run_config(corpus, **options), Path(out),
+            return fit_language_model(build_run_config(corpus, **options), Path(out),
                                         quiet=quiet)
         from weft.training.init_from import load_base, settings_from_base
 
         base = load_base(init_from)
         config = build_run_config(corpus, **settings_from_base(base, options))
-        return train_language_model(config, Path(out), quiet=quiet, base=base)
+        return fit_language_model(config, Path(out), quiet=quiet, base=base)
     if init_from is not None:
         raise WeftError("--init-from starts a new run; --resume continues one: use one of them")
     run_dir = Path(out)
     changed = resumed_train_config(run_dir, options)
     config = dataclasses.replace(run_config(read_run_config(run_dir), run_dir), train=changed)
-    return train_language_model(config, run_dir, resume=True, quiet=quiet)
+    return fit_language_model(config, run_dir, resume=True, quiet=quiet)
 
 
 # ---------------------------------------------------------------------------- taggers

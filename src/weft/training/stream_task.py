@@ -1,6 +1,6 @@
 """The stream training task (:class:`StreamLMTask`): one long token stream cut into columns,
 the hidden state carried over from window to window. Its sibling for records is
-records_task.py; training/lm.py builds either and runs the trainer."""
+records_task.py; training/fit_language_model.py builds either and runs the trainer."""
 
 from __future__ import annotations
 

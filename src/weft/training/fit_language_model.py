@@ -47,7 +47,7 @@ from weft.training.trainer import Trainer, TrainResult
 log = logging.getLogger("weft")
 
 
-def train_language_model(
+def fit_language_model(
     config: RunConfig, out: str | Path, *, resume: bool = False, quiet: bool = False,
     base: BaseRun | None = None,
 ) -> tuple[LanguageModel | None, TrainResult]:
