@@ -85,3 +85,16 @@ def test_a_tagger_model_flag_on_resume_is_refused_not_ignored(tmp_path: Path) ->
     code, output = _invoke("tag", "train", str(data), "--out", str(out), "--resume",
                            "--hidden", "64", "--crf", "--max-steps", "20", "--quiet")
     assert code == 2 and "these cannot change: --crf, --hidden" in output
+
+
+def test_a_tagger_run_with_the_first_fingerprint_entry_is_still_checked(tmp_path: Path) -> None:
+    data = tmp_path / "train.txt"
+    data.write_text("\n".join(TRAIN) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    api.train_tagger(data, out, max_steps=10, **TAGGER_TINY)
+    saved = read_run_config(out)
+    saved["data_fingerprint"] = saved.pop(FINGERPRINT)  # as tagger runs saved it at first
+    (out / "config.json").write_text(json.dumps(saved), encoding="utf-8")
+    data.write_text("\n".join(TRAIN[:-1]) + "\n", encoding="utf-8")
+    with pytest.raises(WeftError, match="has changed since this run started"):
+        api.resume_tagger(out, max_steps=20, quiet=True)
