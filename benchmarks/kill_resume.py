@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import REPO, machine, write_result
+from weft.runs import CONFIG, LAST_STATE, METRICS, PREVIOUS_STATE
 from weft.training.metrics import read_metrics
 
 TEXT = ("The quick brown fox jumps over the lazy dog.\n" * 60
@@ -45,7 +46,7 @@ def environment() -> dict[str, str]:
 
 
 def metrics(run: Path) -> list[dict[str, Any]]:
-    return read_metrics(run / "metrics.jsonl")
+    return read_metrics(run / METRICS)
 
 
 def losses(run: Path) -> list[tuple[int, float, float]]:
@@ -112,8 +113,8 @@ def main() -> None:
             print(json.dumps(cycles[-1]), flush=True)
             if proc.returncode == 0:
                 break  # finished before it could be interrupted: nothing left to resume
-            started_ok = (run / "config.json").exists() and any(
-                (run / name).exists() for name in ("last.safetensors", "last.prev.safetensors"))
+            started_ok = (run / CONFIG).exists() and any(
+                (run / name).exists() for name in (LAST_STATE, PREVIOUS_STATE))
             command = (weft("train", "--resume", str(run)) if started_ok else
                        weft("train", str(corpus), "--out", str(run), *flags))
             if not started_ok and run.exists():

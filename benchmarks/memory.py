@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmarks.common import data_dir, machine, write_result
 from weft.data.corpus import read_text
+from weft.runs import TOKENS
 
 
 def peak_rss_mib(args: list[str]) -> tuple[float, float]:
@@ -54,7 +55,7 @@ def main() -> None:
             size = big.stat().st_size
             rss, wall = peak_rss_mib(["train", str(big), "--out", f"{tmp}/big", "--memmap",
                                       "--val-fraction", "0.001", *steps])
-            tokens = (Path(tmp) / "big" / "tokens.npy").stat().st_size
+            tokens = (Path(tmp) / "big" / TOKENS).stat().st_size
             result["memmap_corpus"] = {
                 "corpus_bytes": size, "token_file_bytes": tokens,
                 "peak_rss_mib": round(rss, 1), "wall_s": round(wall, 1),

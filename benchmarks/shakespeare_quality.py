@@ -18,6 +18,7 @@ from typing import Any
 import weft
 from benchmarks.common import data_file, machine, parse_value, write_result
 from weft.data.corpus import read_text
+from weft.runs import METRICS
 from weft.training.metrics import read_metrics
 
 
@@ -47,7 +48,7 @@ def train_and_score(corpus: Path, budget: float, options: dict[str, Any]) -> dic
         wall = time.perf_counter() - start
         result = model.evaluate(held_out)
         config = model.config.to_dict()
-        trained = read_metrics(Path(tmp) / "run" / "metrics.jsonl")[-1]
+        trained = read_metrics(Path(tmp) / "run" / METRICS)[-1]
     return {
         "budget_s": budget,
         "wall_s": round(wall, 1),

@@ -18,11 +18,13 @@ import json
 import shutil
 from pathlib import Path
 
+from weft.builtin import MANIFEST
 from weft.io import sha256_file
+from weft.runs import CONFIG, GENERATION, TOKENIZER, WEIGHTS
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "src" / "weft" / "builtin" / "english"
-FILES = ("config.json", "tokenizer.json", "generation.json", "model.safetensors")
+FILES = (CONFIG, TOKENIZER, GENERATION, WEIGHTS)
 
 # Chosen by measurement (docs/base-model.md): byte level covers any script with no unknowns;
 # 2 x 512 trains fast enough on 2 CPU cores that a 2-minute fine-tune still takes thousands of
@@ -40,12 +42,12 @@ def export(run_dir: Path) -> None:
     for name in FILES:
         shutil.copyfile(run_dir / name, TARGET / name)
     # The shipped config names the corpus by folder name only: no machine's paths.
-    config = json.loads((TARGET / "config.json").read_text())
+    config = json.loads((TARGET / CONFIG).read_text())
     config["corpus"] = [Path(c).name for c in config.get("corpus", [])]
     config["train"]["threads"] = None
-    (TARGET / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (TARGET / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     manifest = {"sha256": {name: sha256_file(TARGET / name) for name in FILES}}
-    (TARGET / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (TARGET / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"exported {run_dir} to {TARGET}")
 
 
