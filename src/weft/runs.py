@@ -1,6 +1,7 @@
 """The run directory: every file a run holds, how its settings are read, and what binds a resume.
 
-Every file name of a run is defined here and only here. A language-model run holds::
+Every name in a run directory is defined here and only here (the files inside ``copy-index/``
+are the index's own: data/corpus_index.py). A language-model run holds::
 
     config.json         every resolved setting (RunConfig), plus the corpus fingerprint
     tokenizer.json      the tokenizer
