@@ -23,6 +23,7 @@ NORMAL_FORMS = ("NFC", "NFKC")
 RECORD_MODES = ("lines",)
 LONG_RECORDS = ("split", "truncate")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ADAPTIVE_CHOICES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class ModelConfig:
     layers: int = 1
     dropout: float = 0.0
     tie_weights: bool = False  # needs embedding_dim == hidden_size
+    # Output layer: "auto" resolves to "on" (adaptive softmax) or "off" (full softmax) once the
+    # vocabulary is known (weft.models.rnn_lm.resolve_output_layer); config.json records the
+    # resolved value and the cluster boundaries (token ids, ascending; empty: full softmax).
+    adaptive_softmax: str = "auto"
+    adaptive_cutoffs: tuple[int, ...] = ()
 
     def validate(self) -> None:
         if self.cell not in CELLS:
@@ -50,6 +56,16 @@ class ModelConfig:
                 f"--embedding-dim equal to --hidden-size (got {self.embedding_dim} and "
                 f"{self.hidden_size})"
             )
+        if self.adaptive_softmax not in ADAPTIVE_CHOICES:
+            raise WeftError(f"--adaptive-softmax must be one of: {', '.join(ADAPTIVE_CHOICES)}")
+        if self.tie_weights and (self.adaptive_softmax == "on" or self.adaptive_cutoffs):
+            raise WeftError("--tie-weights shares the embedding with a full softmax output; "
+                            "it does not combine with --adaptive-softmax on")
+        cutoffs = self.adaptive_cutoffs
+        if cutoffs and (sorted(set(cutoffs)) != list(cutoffs) or cutoffs[0] < 1 or (
+                self.vocab_size and cutoffs[-1] >= self.vocab_size)):
+            raise WeftError(f"adaptive_cutoffs must be ascending token counts between 1 and the "
+                            f"vocabulary size, not {list(cutoffs)}")
 
 
 @dataclass(frozen=True)
@@ -205,7 +221,8 @@ class RunConfig:
     init_from: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """As ``config.json`` holds it (lists for tuples)."""
+        return _json_shaped(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -221,6 +238,14 @@ class RunConfig:
 
 
 T = TypeVar("T")
+
+
+def _json_shaped(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_shaped(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_shaped(v) for v in value]
+    return value
 
 
 class SettingTypeError(WeftError, TypeError):

@@ -18,6 +18,7 @@ import click
 from weft.cli.common import setup_logging, training_options, typed_on_command_line
 from weft.cli.tag import tag
 from weft.config import (
+    ADAPTIVE_CHOICES,
     CELLS,
     LEVELS,
     LONG_RECORDS,
@@ -106,6 +107,11 @@ def cli() -> None:
 @click.option("--dropout", type=float, default=_M.dropout, show_default=True,
               help="Dropout on embeddings, between layers and before the output.")
 @click.option("--tie-weights", is_flag=True, help="Share input embedding and output weights.")
+@click.option("--adaptive-softmax", type=click.Choice(ADAPTIVE_CHOICES),
+              default=_M.adaptive_softmax, show_default=True,
+              help="Output layer: an adaptive softmax (frequent tokens scored at every step, "
+              "rare ones in small clusters: much faster for large vocabularies, exact "
+              "probabilities) or a full one; auto: adaptive from a vocabulary of 5000.")
 @click.option("--seq-len", type=int, default=_T.seq_len, show_default=True,
               help="Tokens per truncated-BPTT window.")
 @training_options(_T, batch_help="Parallel streams (columns) per step.",

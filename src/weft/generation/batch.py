@@ -100,7 +100,7 @@ class BatchedGenerator:
                  on_step: Callable[[int], None] | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.device = model.head.weight.device
+        self.device = model.device
         # The process's threads are the server's to set; the plan picks float32 or int8 (and
         # which int8 product) for this CPU, measured at 1 row like `weft generate`.
         plan = choose_plan(model, GenerationConfig(quantize=quantize),

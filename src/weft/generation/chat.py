@@ -58,7 +58,7 @@ class ChatSession:
         seed = self.settings.seed if self.settings.seed is not None else 0
         self.labels = (model.labels.sample(dict(labels or {}), 1, seed)[0]
                        if model.labels.columns else {})
-        self.device = model.module.head.weight.device
+        self.device = model.module.device
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.turns: list[Turn] = []
         self.reset()

@@ -172,7 +172,7 @@ def generate(
                 else choose_plan(model, config, threads))
     with torch.no_grad(), cpu_threads(plan.threads):
         return _generate(model, tokenizer, prompt, config, on_text, should_stop, reference,
-                         chooses_on_device(model.head.weight.device) if chunked is None
+                         chooses_on_device(model.device) if chunked is None
                          else chunked, prefixes, plan)
 
 
@@ -198,7 +198,7 @@ def _generate(
     plan: GenerationPlan,
 ) -> list[Completion]:
     config.validate()
-    device = model.head.weight.device
+    device = model.device
     if config.compile and device.type != "cpu":
         raise WeftError("--compile is for generating on a CPU (where it is measured); "
                         "on a GPU leave it off")

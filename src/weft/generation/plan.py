@@ -136,13 +136,13 @@ def cache_file() -> Path:
 
 def weight_bytes(model: RNNLanguageModel) -> int:
     """float32 bytes of the weights one step reads (the recurrent layers and the head)."""
-    return 4 * (sum(p.numel() for p in model.rnn.parameters()) + model.head.weight.numel())
+    return 4 * (sum(p.numel() for p in model.rnn.parameters()) + model.output_weight_count())
 
 
 def choose_plan(model: RNNLanguageModel, config: GenerationConfig,
                 threads: int | None = None) -> GenerationPlan:
     """The path for generating with ``config`` on the model's device (see the module doc)."""
-    if model.head.weight.device.type != "cpu":
+    if model.device.type != "cpu":
         quantize = "none" if config.quantize == "auto" else config.quantize
         return GenerationPlan(quantize, "int_mm" if quantize == "int8" else None,
                               config.compile, threads, ("not a CPU: float32, uncompiled",))

@@ -20,7 +20,7 @@ How each product is quantized:
   finds each call's range itself;
 - layer 0's input is the embedding (or a one-hot row) and stays float32: its product is a
   row lookup in a table made once (or, for a large vocabulary, a small float product);
-- cell arithmetic, the state and the sampling stay float32.
+- cell arithmetic, the state, an adaptive softmax output layer and the sampling stay float32.
 
 The logits differ slightly from float32 (+0.0001 nats/char of held-out loss for a 2 x 512
 LSTM), so ``--quantize none`` gives the reference path's logits exactly;
@@ -140,7 +140,7 @@ class Int8Stepper:
     """
 
     def __init__(self, model: RNNLanguageModel, kernel: str = "int_mm") -> None:
-        if model.head.weight.device.type != "cpu":
+        if model.device.type != "cpu":
             raise WeftError("--quantize int8 is for generating on a CPU; on a GPU use "
                             "--quantize none")
         self.cell = model.config.cell
@@ -197,7 +197,10 @@ class Int8Stepper:
                 self.upper.append((linear(w_ih, b_ih), linear(w_hh, b_hh)))
             else:
                 self.upper.append((linear(torch.cat([w_ih, w_hh], 1), b_ih + b_hh), None))
-        self.head = linear(model.head.weight, model.head.bias)
+        # An adaptive softmax stays float32: its log-probabilities are a few small products
+        # and log-softmaxes (weft.models.rnn_lm), cheap next to a full output layer.
+        self.head = linear(model.head.weight, model.head.bias) if model.head is not None else None
+        self.scores = model.scores
 
     def _layer_state(self, h: torch.Tensor, c: torch.Tensor | None) -> LayerState:
         return LayerState(h, c, self.operand(h))
@@ -252,4 +255,6 @@ class Int8Stepper:
             else:
                 below = self._cell(product(torch.cat([below.h_q, own.h_q], 1)), None, own)
             new_states.append(below)
+        if self.head is None:
+            return self.scores(below.h), new_states
         return self.head(below.h_q), new_states

@@ -66,10 +66,12 @@ class RecurrentStepper:
         if model.embedding is not None:
             x = F.embedding(tokens, model.embedding.weight)
         else:
-            x = F.one_hot(tokens, model.config.vocab_size).to(model.head.weight.dtype)
+            x = F.one_hot(tokens, model.config.vocab_size).to(model.dtype)
         new_states: list[LayerState] = []
         for (w_ih, w_hh, b_ih, b_hh), state in zip(self.layers, states, strict=True):
             out = self.cell_fn(x, state, w_ih, w_hh, b_ih, b_hh)
             new_states.append(out)
             x = out[0] if self.cell == "lstm" else out
+        if model.head is None:  # an adaptive softmax: its exact log-probabilities
+            return model.scores(x), new_states
         return F.linear(x, model.head.weight, model.head.bias), new_states

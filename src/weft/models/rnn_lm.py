@@ -1,4 +1,4 @@
-"""The recurrent language model: embedding (or one-hot) -> LSTM/GRU/RNN stack -> linear output.
+"""The recurrent language model: embedding (or one-hot) -> LSTM/GRU/RNN stack -> output layer.
 
 Contract the trainer and generator rely on::
 
@@ -7,10 +7,20 @@ Contract the trainer and generator rely on::
 ``ids`` is ``(batch, time)``; ``state`` is the recurrent state carried between calls (a tensor,
 or an ``(h, c)`` pair for LSTM); ``loss`` is the mean cross-entropy over targets that are not
 ``-100`` (padding), or ``None`` without targets.
+
+The output layer is a linear layer over the whole vocabulary (a full softmax), or, when
+``ModelConfig.adaptive_cutoffs`` is set, an adaptive softmax (Grave et al. 2017,
+``nn.AdaptiveLogSoftmaxWithLoss``): the frequent tokens (the tokenizers number them first) are
+scored at every position, the rarer ones in smaller clusters only where the target is in them.
+Its training loss is the exact negative log-likelihood, computed without the full
+distribution, so ``logits`` are then None when ``targets`` are given. Without targets, logits
+are the exact log-probabilities of every token (``log_prob``): softmax of them is the model's
+distribution, so evaluation and sampling need no change and ``bits_per_char`` keeps its meaning.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import torch
@@ -18,9 +28,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from weft.config import ModelConfig
+from weft.errors import WeftError
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 IGNORE_INDEX = -100
+# Each tail cluster of the adaptive softmax projects the hidden state to 1/4 of the size of the
+# one before it (PyTorch's default, and Grave et al.'s): rare tokens get cheaper vectors.
+ADAPTIVE_DIV_VALUE = 4.0
+# Cluster boundaries: the 2,000 most frequent tokens are scored at every position, then
+# clusters up to 10,000 and 50,000 tokens, and the rest.
+ADAPTIVE_BOUNDARIES = (2_000, 10_000, 50_000)
+# "auto" turns the adaptive softmax on from this vocabulary size, where it was measured to
+# give lower held-out loss at equal training time (docs/benchmarks.md, "Word level").
+ADAPTIVE_MIN_VOCAB = 5_000
 
 _CELLS: dict[str, type[nn.LSTM] | type[nn.GRU] | type[nn.RNN]] = {
     "lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN,
@@ -28,7 +48,7 @@ _CELLS: dict[str, type[nn.LSTM] | type[nn.GRU] | type[nn.RNN]] = {
 
 
 class LMOutput(NamedTuple):
-    logits: torch.Tensor
+    logits: torch.Tensor | None  # None only for an adaptive softmax given targets
     loss: torch.Tensor | None
     state: State
 
@@ -54,11 +74,18 @@ class RNNLanguageModel(nn.Module):
             batch_first=True,
         )
         self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+        self.head: nn.Linear | None = None
+        self.adaptive: nn.AdaptiveLogSoftmaxWithLoss | None = None
+        if config.adaptive_cutoffs:
+            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(
+                config.hidden_size, config.vocab_size, list(config.adaptive_cutoffs),
+                div_value=ADAPTIVE_DIV_VALUE)
+        else:
+            self.head = nn.Linear(config.hidden_size, config.vocab_size)
         if config.tie_weights:
             # Weight tying (Press & Wolf 2016; Inan et al. 2016): the output layer reuses the
             # input embedding, saving parameters and usually improving perplexity.
-            assert self.embedding is not None
+            assert self.embedding is not None and self.head is not None
             self.head.weight = self.embedding.weight
         self._init_weights()
 
@@ -71,10 +98,32 @@ class RNNLanguageModel(nn.Module):
                     with torch.no_grad():
                         param[h : 2 * h].fill_(1.0)
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.rnn.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.rnn.parameters()).dtype
+
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         if self.embedding is None:
-            return F.one_hot(ids.long(), self.config.vocab_size).to(self.head.weight.dtype)
+            return F.one_hot(ids.long(), self.config.vocab_size).to(self.dtype)
         return self.embedding(ids.long())
+
+    def scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Next-token scores ``(..., vocab)`` from the top layer's output: logits of the full
+        softmax, or the adaptive softmax's exact log-probabilities."""
+        if self.adaptive is not None:
+            flat = self.adaptive.log_prob(hidden.reshape(-1, hidden.size(-1)))
+            return flat.view(*hidden.shape[:-1], flat.size(-1))
+        assert self.head is not None
+        return self.head(hidden)
+
+    def output_weight_count(self) -> int:
+        """Parameters of the output layer (what one generation step reads besides the cells)."""
+        layers = [layer for layer in (self.adaptive, self.head) if layer is not None]
+        return sum(p.numel() for layer in layers for p in layer.parameters())
 
     def forward(
         self,
@@ -84,7 +133,10 @@ class RNNLanguageModel(nn.Module):
     ) -> LMOutput:
         x = self.drop(self.embed(ids))
         out, new_state = self.rnn(x, state)
-        logits = self.head(self.drop(out))
+        out = self.drop(out)
+        if self.adaptive is not None and targets is not None:
+            return LMOutput(None, self._adaptive_loss(out, targets), new_state)
+        logits = self.scores(out)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(
@@ -94,13 +146,51 @@ class RNNLanguageModel(nn.Module):
             )
         return LMOutput(logits, loss, new_state)
 
+    def _adaptive_loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood of the targets that are not padding."""
+        assert self.adaptive is not None
+        flat = out.reshape(-1, out.size(-1))
+        flat_targets = targets.reshape(-1).long()
+        keep = flat_targets != IGNORE_INDEX
+        if not bool(keep.all()):
+            flat, flat_targets = flat[keep], flat_targets[keep]
+        # The cluster products may run in bf16 under autocast; the loss is summed in float32.
+        return self.adaptive(flat, flat_targets).loss.float()
+
     def initial_state(self, batch_size: int, device: torch.device | None = None) -> State:
         shape = (self.config.layers, batch_size, self.config.hidden_size)
-        device = device or self.head.weight.device
+        device = device or self.device
         zeros = torch.zeros(shape, device=device)
         if self.config.cell == "lstm":
             return (zeros, zeros.clone())
         return zeros
+
+
+def adaptive_cutoffs(vocab_size: int) -> tuple[int, ...]:
+    """Cluster boundaries for a vocabulary: :data:`ADAPTIVE_BOUNDARIES` below its size, or for a
+    small vocabulary (where the adaptive softmax was forced on) one boundary at a quarter."""
+    cutoffs = tuple(c for c in ADAPTIVE_BOUNDARIES if c < vocab_size)
+    return cutoffs or (max(1, vocab_size // 4),)
+
+
+def resolve_output_layer(config: ModelConfig, vocab_size: int, *, fixed: bool) -> ModelConfig:
+    """``config`` for a vocabulary of ``vocab_size``, with ``adaptive_softmax`` "on" or "off".
+
+    ``fixed``: the weights exist already (resume, --init-from), so the output layer stays what
+    they were trained with (their cutoffs; a vocabulary grown by fine-tuning joins the last
+    cluster). Otherwise "auto" picks the adaptive softmax from :data:`ADAPTIVE_MIN_VOCAB` on,
+    unless the weights are tied to the embedding.
+    """
+    cutoffs = config.adaptive_cutoffs
+    if not fixed and not cutoffs:
+        wanted = config.adaptive_softmax == "on" or (
+            config.adaptive_softmax == "auto" and vocab_size >= ADAPTIVE_MIN_VOCAB
+            and not config.tie_weights)
+        if wanted and vocab_size < 2:
+            raise WeftError("--adaptive-softmax on needs a vocabulary of at least 2 tokens")
+        cutoffs = adaptive_cutoffs(vocab_size) if wanted else ()
+    return dataclasses.replace(config, vocab_size=vocab_size, adaptive_cutoffs=cutoffs,
+                               adaptive_softmax="on" if cutoffs else "off")
 
 
 def detach_state(state: State) -> State:

@@ -44,7 +44,7 @@ def stream_loss(
     (as in training); tokens that do not fill the columns are scored as one more stream, so
     every token after the first is predicted exactly once.
     """
-    device = model.head.weight.device
+    device = model.device
     was_training = model.training
     model.eval()
     total, count = 0.0, 0

@@ -25,7 +25,7 @@ from weft.device import resolve_device, set_threads, training_precision
 from weft.errors import WeftError
 from weft.io import atomic_write_json
 from weft.language_model import LanguageModel
-from weft.models.rnn_lm import RNNLanguageModel
+from weft.models.rnn_lm import RNNLanguageModel, resolve_output_layer
 from weft.runs import (
     CONFIG,
     FINGERPRINT,
@@ -104,7 +104,8 @@ def _train(
         global_batch = int(read_run_config(out).get("global_batch_size",
                                                     config.train.batch_size))
 
-    model_config = dataclasses.replace(config.model, vocab_size=tokenizer.vocab_size)
+    model_config = resolve_output_layer(config.model, tokenizer.vocab_size,
+                                        fixed=resume or base is not None)
     init_from = (base.provenance(tokenizer.vocab_size - base.tokenizer.vocab_size)
                  if base is not None else config.init_from)
     config = RunConfig(model=model_config, data=config.data,
@@ -152,7 +153,9 @@ def _train(
     if not quiet:
         params = sum(p.numel() for p in model.parameters())
         print(f"weft: {summary} "
-              f"(vocabulary {tokenizer.vocab_size}); {params:,} parameters; "
+              f"(vocabulary {tokenizer.vocab_size}"
+              + (", adaptive softmax" if config.model.adaptive_cutoffs else "")
+              + f"); {params:,} parameters; "
               f"device {device}, precision {precision or 'fp32'}; "
               f"{task.steps_per_epoch()} steps per epoch"
               + (f"; starting from {base.name}" if base is not None else "")

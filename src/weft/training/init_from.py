@@ -10,7 +10,8 @@ corpus with a fresh optimizer and schedule, in its own run directory (resumable 
   the ``<bos>``/``<eos>``/``<pad>`` that record training needs, are appended after every known
   id (nothing the base knew is renumbered), with new embedding and output rows initialised to
   the mean of the existing ones: a new token starts as an average token, not as noise that the
-  first steps must undo.
+  first steps must undo. With an adaptive softmax the new tokens join its last (rarest)
+  cluster, whose rows grow the same way.
 * Unless the user says otherwise, fine-tuning uses :data:`FINETUNE_DEFAULTS`, measured for short
   runs on small corpora (docs/benchmarks.md, "Fine-tuning").
 """
@@ -55,6 +56,8 @@ SHAPE_OPTIONS: dict[str, tuple[str, str]] = {
     "hidden_size": ("model", "hidden_size"),
     "embedding_dim": ("model", "embedding_dim"),
     "tie_weights": ("model", "tie_weights"),
+    "adaptive_softmax": ("model", "adaptive_softmax"),
+    "adaptive_cutoffs": ("model", "adaptive_cutoffs"),
     "level": ("data", "level"),
     "max_vocab": ("data", "max_vocab"),
     "bpe_vocab_size": ("data", "bpe_vocab_size"),
@@ -104,8 +107,10 @@ def settings_from_base(base: BaseRun, options: dict[str, Any]) -> dict[str, Any]
     given = {k: v for k, v in options.items() if v is not None}
     saved = base.config.to_dict()
     shape = {key: saved[section][field] for key, (section, field) in SHAPE_OPTIONS.items()}
+    # A run from before the adaptive softmax says "auto": its weights are a full softmax's.
+    shape["adaptive_softmax"] = "on" if base.config.model.adaptive_cutoffs else "off"
     conflicts = [f"--{key.replace('_', '-')} {given[key]} (the base has {shape[key]})"
-                 for key in SHAPE_OPTIONS if key in given and given[key] != shape[key]]
+                 for key in SHAPE_OPTIONS if key in given and _plain(given[key]) != shape[key]]
     if conflicts:
         raise WeftError(f"--init-from {base.name} fixes the model's shape; drop "
                         + ", ".join(conflicts))
@@ -113,6 +118,11 @@ def settings_from_base(base: BaseRun, options: dict[str, Any]) -> dict[str, Any]
         raise WeftError("--memmap does not combine with --init-from yet; drop --memmap")
     base_dropout = {"dropout": base.config.model.dropout}
     return {**shape, **base_dropout, **FINETUNE_DEFAULTS, **given}
+
+
+def _plain(value: Any) -> Any:
+    """A setting as config.json holds it (a list for a tuple)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def grow_tokenizer(
@@ -155,11 +165,16 @@ def load_base_weights(model: torch.nn.Module, base: BaseRun) -> None:
     tensors, _ = load_tensors(base.run_dir / WEIGHTS)  # checks the SHA-256 in its metadata
     old_vocab = base.tokenizer.vocab_size
     own = model.state_dict()
+    cutoffs = base.config.model.adaptive_cutoffs
+    # An adaptive softmax scores the appended tokens in its last cluster, which grows.
+    last_cluster = f"adaptive.tail.{len(cutoffs) - 1}.1.weight" if cutoffs else None
     for key, value in tensors.items():
         if key not in own:
             raise WeftError(f"{base.name}: weight {key} does not fit this model")
         target = own[key]
-        if key in ("embedding.weight", "head.weight", "head.bias") or (
+        if key == last_cluster:
+            target.copy_(_grown(value, target.shape, value.shape[0]))
+        elif key in ("embedding.weight", "head.weight", "head.bias") or (
                 key.startswith("rnn.weight_ih_l0") and value.shape[-1] == old_vocab
                 and target.shape[-1] != old_vocab):
             target.copy_(_grown(value, target.shape, old_vocab))

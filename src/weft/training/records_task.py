@@ -29,7 +29,7 @@ def record_nats(
     model: RNNLanguageModel, batches: RecordBatches, precision: torch.dtype | None = None
 ) -> np.ndarray:
     """Nats of every record (``<eos>`` included; the pieces of a split record added up)."""
-    device = model.head.weight.device
+    device = model.device
     was_training = model.training
     model.eval()
     per_record = np.zeros(batches.num_records, dtype=np.float64)

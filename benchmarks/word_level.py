@@ -1,0 +1,172 @@
+"""Word-level models: training speed at a 30k vocabulary, and held-out bits/char at equal time.
+
+    python -m benchmarks.word_level throughput --threads 2 --steps 40
+    python -m benchmarks.word_level quality --corpora wikitext,dickens --budgets 2m,10m --threads 2
+    python -m benchmarks.word_level quality --corpora tune --budgets 2m --threads 1 \\
+        --arm big='{"hidden_size": 512}'      # choosing the defaults (not reported)
+
+``throughput``: word-level training tokens/s over the same steps of three Gutenberg novels
+(vocabulary cut at 30,000 words), for weft's word defaults before this benchmark existed
+(:data:`OLD_WORD`: the character-level defaults and a full softmax), the same with the adaptive
+softmax, and today's word defaults.
+
+``quality``: each corpus is cut into a training text and a held-out text that follows it; every
+arm trains on the training text for each budget, one run after the other with the same threads,
+and is scored with ``weft eval`` on the held-out text (bits per character, so tokenizations
+compare). Arms: ``old`` (:data:`OLD_WORD`) and ``new`` (``--level word`` alone: today's
+defaults), plus any ``--arm NAME=JSON`` of settings over today's defaults. The ``tune`` corpus
+(five Gutenberg novels) is for choosing the defaults; ``wikitext`` and ``dickens`` are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import data_file, machine, write_result
+from weft.api import run_training
+from weft.config import parse_duration
+from weft.data.cleaning import strip_gutenberg
+from weft.runs import load
+
+# weft's word level before per-level defaults: the character defaults, all of them spelled out
+# (so this arm stays what it was whatever the defaults become).
+OLD_WORD: dict[str, Any] = {
+    "embedding_dim": 64, "hidden_size": 320, "layers": 1, "dropout": 0.0, "tie_weights": False,
+    "lr": 5e-3, "batch_size": 32, "seq_len": 32, "max_vocab": 30_000, "min_count": 1,
+    "adaptive_softmax": "off",
+}
+
+# name -> (files under the data folder, characters held out at the end; None: a test file)
+CORPORA: dict[str, tuple[list[str], int]] = {
+    # For choosing the defaults only: Austen, Shelley, Wilde, Twain, Stevenson.
+    "tune": ([f"gutenberg/{n}.txt" for n in (1342, 84, 174, 74, 120)], 100_000),
+    # Reported: David Copperfield (not in the tuning set), WikiText-2 (below).
+    "dickens": (["gutenberg/766.txt"], 100_000),
+    "wikitext": (["wikitext-2/valid.txt"], 0),
+    # Throughput: three long novels, over 30,000 distinct words.
+    "novels": ([f"gutenberg/{n}.txt" for n in (1184, 766, 1023)], 20_000),
+}
+WIKITEXT_TEST = "wikitext-2/test.txt"  # its first 100,000 characters are wikitext's held-out
+HELD_OUT_CHARS = 100_000
+
+
+def split_corpus(name: str, folder: Path) -> tuple[Path, Path]:
+    files, held_out = CORPORA[name]
+    text = "".join(strip_gutenberg(data_file(f).read_text(encoding="utf-8"))[0] for f in files)
+    if held_out:
+        train_text, test_text = text[:-held_out], text[-held_out:]
+    else:
+        train_text = text
+        test_text = data_file(WIKITEXT_TEST).read_text(encoding="utf-8")[:HELD_OUT_CHARS]
+    train, test = folder / f"{name}-train.txt", folder / f"{name}-test.txt"
+    train.write_text(train_text, encoding="utf-8")
+    test.write_text(test_text, encoding="utf-8")
+    return train, test
+
+
+def train_arm(train: Path, out: Path, settings: dict[str, Any], **limits: Any
+              ) -> tuple[Any, dict[str, Any]]:
+    started = time.perf_counter()
+    model, result = run_training([str(train)], out, quiet=True, level="word",
+                                 **{**settings, **limits})
+    assert model is not None
+    config = json.loads((out / "config.json").read_text())
+    return model, {
+        "steps": result.steps, "tokens": result.tokens,
+        "train_seconds": round(result.elapsed, 1),
+        "tokens_per_s": round(result.tokens / max(result.elapsed, 1e-9)),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "vocab_size": config["model"]["vocab_size"],
+        "parameters": sum(p.numel() for p in model.module.parameters()),
+        "resolved": {**config["model"], **{k: config["train"][k] for k in (
+            "lr", "batch_size", "seq_len")}, **{k: config["data"][k] for k in (
+            "max_vocab", "min_count")}},
+    }
+
+
+def throughput(args: argparse.Namespace) -> None:
+    arms = {"old": OLD_WORD, "old+adaptive": {**OLD_WORD, "adaptive_softmax": "on"},
+            "new": {}}
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        train, _ = split_corpus("novels", Path(tmp))
+        for name, settings in arms.items():
+            _, info = train_arm(train, Path(tmp) / name, settings, max_steps=args.steps,
+                                eval_every=10**6, val_fraction=0.01, threads=args.threads)
+            results[name] = info
+            print(name, info["tokens_per_s"], "tokens/s", flush=True)
+    old = results["old"]["tokens_per_s"]
+    write_result(args.name or "word_throughput", {
+        "command": f"python -m benchmarks.word_level throughput --threads {args.threads} "
+                   f"--steps {args.steps}",
+        "machine": machine(), "arms": results,
+        "speedup_vs_old": {k: round(v["tokens_per_s"] / old, 2) for k, v in results.items()},
+    })
+
+
+def quality(args: argparse.Namespace) -> None:
+    arms: dict[str, dict[str, Any]] = {} if args.no_baselines else {"old": OLD_WORD, "new": {}}
+    for spec in args.arm or []:
+        name, _, settings = spec.partition("=")
+        arms[name] = json.loads(settings)
+    budgets = [b.strip() for b in args.budgets.split(",")]
+    results: dict[str, Any] = {}
+    out = args.name or "word_quality"
+    for corpus in args.corpora.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            train, test = split_corpus(corpus, Path(tmp))
+            held_out = test.read_text(encoding="utf-8")
+            for budget in budgets:
+                for name, settings in arms.items():
+                    run = Path(tmp) / f"{name}-{budget}"
+                    model, info = train_arm(train, run, settings, threads=args.threads,
+                                            time_budget=parse_duration(budget))
+                    info["bits_per_char"] = round(load(run, device="cpu").evaluate(
+                        held_out).bits_per_char, 4)
+                    del model
+                    results.setdefault(corpus, {}).setdefault(budget, {})[name] = info
+                    print(corpus, budget, name, info["bits_per_char"], "bits/char",
+                          info["tokens_per_s"], "tokens/s", flush=True)
+                    # Written after every run: a long benchmark keeps what it has so far.
+                    write_result(out, _quality_record(args, results), quiet=True)
+    write_result(out, _quality_record(args, results))
+
+
+def _quality_record(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+    gains = {corpus: {budget: round(1 - arms["new"]["bits_per_char"]
+                                    / arms["old"]["bits_per_char"], 4)
+                      for budget, arms in by_budget.items() if {"old", "new"} <= arms.keys()}
+             for corpus, by_budget in results.items()}
+    return {"command": "python -m benchmarks.word_level quality "
+                       f"--corpora {args.corpora} --budgets {args.budgets} "
+                       f"--threads {args.threads}"
+                       + "".join(f" --arm '{a}'" for a in args.arm or []),
+            "machine": machine(), "held_out_chars": HELD_OUT_CHARS, "results": results,
+            "fewer_bits_per_char_new_vs_old": gains}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    speed = sub.add_parser("throughput")
+    speed.add_argument("--steps", type=int, default=40)
+    quality_args = sub.add_parser("quality")
+    quality_args.add_argument("--corpora", default="wikitext,dickens")
+    quality_args.add_argument("--budgets", default="2m,10m")
+    quality_args.add_argument("--arm", action="append", metavar="NAME=JSON")
+    quality_args.add_argument("--no-baselines", action="store_true",
+                              help="only the --arm runs (tuning)")
+    for command in (speed, quality_args):
+        command.add_argument("--threads", type=int, default=2)
+        command.add_argument("--name", help="results file name (benchmarks/results/NAME.json)")
+    args = parser.parse_args()
+    throughput(args) if args.command == "throughput" else quality(args)
+
+
+if __name__ == "__main__":
+    main()
