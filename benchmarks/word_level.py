@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import data_file, machine, write_result
-from weft.api import run_training
+from weft.api import load, run_training
 from weft.config import parse_duration
 from weft.data.cleaning import strip_gutenberg
-from weft.runs import load
 
 # weft's word level before per-level defaults: the character defaults, all of them spelled out
 # (so this arm stays what it was whatever the defaults become).
@@ -126,8 +125,12 @@ def quality(args: argparse.Namespace) -> None:
                     run = Path(tmp) / f"{name}-{budget}"
                     model, info = train_arm(train, run, settings, threads=args.threads,
                                             time_budget=parse_duration(budget))
-                    info["bits_per_char"] = round(load(run, device="cpu").evaluate(
-                        held_out).bits_per_char, 4)
+                    scored = load(run, device="cpu").evaluate(held_out)
+                    info["bits_per_char"] = round(scored.bits_per_char, 4)
+                    # Words outside the vocabulary are scored as <unk>, which costs less than
+                    # spelling them: a smaller vocabulary flatters bits/char, so say how many.
+                    info["held_out_unknown_tokens"] = scored.unknown
+                    info["held_out_tokens"] = scored.tokens
                     del model
                     results.setdefault(corpus, {}).setdefault(budget, {})[name] = info
                     print(corpus, budget, name, info["bits_per_char"], "bits/char",
