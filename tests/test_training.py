@@ -104,3 +104,25 @@ def test_split_matches_config(tiny_run: Path) -> None:
     total = config["train_tokens"] + config["val_tokens"]
     train, val = split_tokens(np.zeros(total), config["data"]["val_fraction"])
     assert (len(train), len(val)) == (config["train_tokens"], config["val_tokens"])
+
+
+@pytest.mark.parametrize(("steps_per_epoch", "expected"),
+                         [(3, 20), (40, 20), (100, 50), (999, 499), (5000, 500)])
+def test_automatic_evaluation_interval_is_half_an_epoch_within_bounds(
+        steps_per_epoch: int, expected: int) -> None:
+    assert TrainConfig().with_eval_every(steps_per_epoch).eval_every == expected
+    assert TrainConfig(eval_every=7).with_eval_every(steps_per_epoch).eval_every == 7
+
+
+def test_small_corpus_is_evaluated_twice_per_epoch_and_the_interval_recorded(
+        tmp_path: Path) -> None:
+    # 4 columns x 16 tokens = 64 tokens a step; 5,000 training tokens give 78 steps an epoch.
+    corpus = tmp_path / "pangram.txt"
+    corpus.write_text((PANGRAM * 120)[:5200], encoding="utf-8")
+    weft.train(corpus, out=tmp_path / "run", hidden_size=16, embedding_dim=8, batch_size=4,
+               seq_len=16, max_steps=80, val_fraction=0.04, threads=1, quiet=True)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["eval_every"] == 39
+    steps = [json.loads(line)["step"] for line in
+             (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [39, 78, 80]

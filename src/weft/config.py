@@ -123,6 +123,10 @@ class DataConfig:
             raise WeftError("--vocab-size applies to --level bpe only")
 
 
+# The bounds of the automatic evaluation interval, in steps (TrainConfig.with_eval_every).
+AUTO_EVAL_EVERY = (20, 500)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimization, evaluation and stopping. Training stops at whichever limit comes first."""
@@ -136,7 +140,9 @@ class TrainConfig:
     warmup_steps: int = 50
     min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
     grad_clip: float = 1.0
-    eval_every: int = 500  # steps between validations (and checkpoints); see docs/benchmarks.md
+    # Steps between validations (and checkpoints); None: about twice per epoch, within
+    # AUTO_EVAL_EVERY (see with_eval_every and docs/benchmarks.md, "Fine-tuning").
+    eval_every: int | None = None
     checkpoint_every: float = 600.0  # seconds without a save before the state is saved anyway
     patience: int = 10  # validations without improvement before early stopping; 0 disables
     epochs: float | None = None
@@ -152,7 +158,7 @@ class TrainConfig:
             raise WeftError("--batch-size and --seq-len must be >= 1")
         if self.lr <= 0:
             raise WeftError("--lr must be > 0")
-        if self.eval_every < 1:
+        if self.eval_every is not None and self.eval_every < 1:
             raise WeftError("--eval-every must be >= 1")
         if self.checkpoint_every < 0:
             raise WeftError("--checkpoint-every must be a duration, or 0 to save only at "
@@ -163,6 +169,19 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise WeftError(f"--{name.replace('_', '-')} must be > 0")
+
+    def with_eval_every(self, steps_per_epoch: int) -> TrainConfig:
+        """Resolve an automatic ``eval_every`` for an epoch of ``steps_per_epoch`` steps.
+
+        Small corpora are passed many times in a short run, and a fine-tuned model overfits
+        them within a few passes: evaluating only every 500 steps missed its best weights.
+        Twice per epoch finds them; the bounds keep evaluation a small part of a step's cost
+        on tiny corpora and leave large ones as before.
+        """
+        if self.eval_every is not None:
+            return self
+        low, high = AUTO_EVAL_EVERY
+        return dataclasses.replace(self, eval_every=min(high, max(low, steps_per_epoch // 2)))
 
     def with_default_stop(self) -> TrainConfig:
         """Ten epochs when no stopping limit is given at all."""

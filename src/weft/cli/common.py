@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from weft.config import PRECISIONS, TrainConfig
+from weft.config import AUTO_EVAL_EVERY, PRECISIONS, TrainConfig
 
 
 class _WarningFormatter(logging.Formatter):
@@ -53,8 +53,11 @@ def training_options(defaults: TrainConfig, *, batch_help: str, eval_help: str) 
                      help="The cosine decays to lr x this by the end of the run."),
         click.option("--grad-clip", type=float, default=defaults.grad_clip, show_default=True,
                      help="Maximum gradient norm; 0 disables clipping."),
-        click.option("--eval-every", type=int, default=defaults.eval_every, show_default=True,
-                     help=eval_help),
+        click.option("--eval-every", type=int, default=defaults.eval_every,
+                     show_default=defaults.eval_every is not None,
+                     help=eval_help if defaults.eval_every is not None else
+                     f"{eval_help} [default: about twice per epoch, {AUTO_EVAL_EVERY[0]} to "
+                     f"{AUTO_EVAL_EVERY[1]} steps]"),
         click.option("--checkpoint-every", default="10m", show_default=True,
                      help="Also save the resume state after this long without a save, so a "
                      "crash loses little work (e.g. 2m); 0 saves only at evaluations."),

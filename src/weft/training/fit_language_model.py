@@ -133,6 +133,9 @@ def _train(
         sizes = {"train_tokens": len(corpus.train_ids), "val_tokens": len(corpus.val_ids)}
         summary = f"{corpus.characters:,} characters -> {corpus.num_ids:,} tokens"
 
+    # The resolved evaluation interval is recorded, so a resumed run keeps it.
+    config = dataclasses.replace(
+        config, train=config.train.with_eval_every(task.steps_per_epoch()))
     record = config.to_dict() | {FINGERPRINT: corpus.fingerprint, **sizes,
                                  "global_batch_size": global_batch}
 

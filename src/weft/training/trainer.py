@@ -99,7 +99,7 @@ class Trainer:
         resume_command: str = "weft train --resume",
     ) -> None:
         self.task = task
-        self.config = config.with_default_stop()
+        self.config = config.with_default_stop().with_eval_every(task.steps_per_epoch())
         self.run_dir = Path(run_dir)
         self.device = device
         self.precision = precision
@@ -177,6 +177,7 @@ class Trainer:
     def _fit(self, resume: bool) -> TrainResult:
         cfg, st = self.config, self.state
         steps_per_epoch = self.task.steps_per_epoch()
+        eval_every = cfg.eval_every or steps_per_epoch  # always set by __init__
         metrics_path = self.run_dir / METRICS
         if resume:
             self.load_state()
@@ -237,7 +238,7 @@ class Trainer:
                 st.tokens += tokens
                 window_tokens += tokens
 
-                if st.step % 10 == 0 or st.step % cfg.eval_every == 0:
+                if st.step % 10 == 0 or st.step % eval_every == 0:
                     if loss_count:
                         last_train_loss = (loss_sum / loss_count).item()
                         if not math.isfinite(last_train_loss):
@@ -255,7 +256,7 @@ class Trainer:
                                    st.best, rate)
                 st.loss_count = loss_count
                 display.step()
-                if st.step % cfg.eval_every == 0:
+                if st.step % eval_every == 0:
                     self._evaluate(display, last_train_loss, lr, metrics_path)
                     evaluated_at = st.step
                     if cfg.patience and st.bad_evaluations >= cfg.patience:
