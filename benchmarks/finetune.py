@@ -34,7 +34,10 @@ CORPORA: dict[str, tuple[str, str | None]] = {
     # For choosing the fine-tuning defaults only (not reported as results):
     "anna": ("anna/anna.txt", None),
     "wikitext": ("wikitext-2/valid.txt", None),
+    # Short informal sentences (reviews, e-mails, forums) as records, like the tweets:
+    "ewt": ("ud-english-ewt/en_ewt-ud-dev.conllu", "text"),
 }
+EWT_SENTENCES = 1000  # about twice the tweets: 900 to train on, 100 held out
 TRAIN_CHARS, TEST_CHARS = 90_000, 10_000
 
 
@@ -43,8 +46,13 @@ def split_corpus(name: str, folder: Path) -> tuple[Path, Path, str | None]:
     source = data_file(relative)
     train, test = folder / f"{name}-train", folder / f"{name}-test"
     if column is not None:
-        with source.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+        if source.suffix == ".conllu":
+            rows = [{column: line.removeprefix("# text = ").rstrip("\n")}
+                    for line in source.open(encoding="utf-8")
+                    if line.startswith("# text = ")][:EWT_SENTENCES]
+        else:
+            with source.open(newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
         cut = len(rows) - len(rows) // 10
         for path, part in ((train, rows[:cut]), (test, rows[cut:])):
             with path.with_suffix(".csv").open("w", newline="", encoding="utf-8") as handle:
