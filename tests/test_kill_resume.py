@@ -77,7 +77,8 @@ def test_signals_and_kill_9_then_resume_give_the_same_losses(
 
 def test_second_ctrl_c_quits_at_once(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = procs.start("train", str(corpus), "--out", str(out), *flags(max_steps=100_000, patience=0))
+    proc = procs.start("train", str(corpus), "--out", str(out),
+                       *flags(max_steps=100_000, patience=0))
     assert procs.wait_for(lambda: (out / "last.safetensors").exists(), proc)
     proc.send_signal(signal.SIGTERM)  # e.g. a scheduler, then an impatient Ctrl-C
     proc.send_signal(signal.SIGINT)
