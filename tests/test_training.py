@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +127,34 @@ def test_small_corpus_is_evaluated_twice_per_epoch_and_the_interval_recorded(
     steps = [json.loads(line)["step"] for line in
              (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [39, 78, 80]
+
+
+def test_ctrl_c_while_the_optimizer_is_built_stops_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first AdamW imports torch._dynamo, and PyTorch swallows a KeyboardInterrupt raised
+    # inside that import: the Ctrl-C must still stop the run (before its first step).
+    import os
+    import signal
+
+    real_adamw = torch.optim.AdamW
+
+    def adamw_during_which_ctrl_c_comes(*args: object, **kwargs: object) -> object:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)  # the handler runs here
+        except KeyboardInterrupt:
+            pass  # what PyTorch's import does with it
+        return real_adamw(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", adamw_during_which_ctrl_c_comes)
+    text = PANGRAM * 20
+    tok = CharTokenizer.train([text])
+    ids = tok.encode(text)
+    model = RNNLanguageModel(ModelConfig(vocab_size=tok.vocab_size, hidden_size=16,
+                                         embedding_dim=8))
+    config = TrainConfig(batch_size=4, seq_len=16, max_steps=1000)
+    task = StreamLMTask(model, tok, ids, ids[:0], config, torch.device("cpu"), None)
+    trainer = Trainer(task, config, tmp_path, device=torch.device("cpu"), precision=None,
+                      quiet=True)
+    result = trainer.fit()
+    assert result.steps == 0 and result.stopped_because == "interrupted by SIGINT"

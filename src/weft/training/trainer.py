@@ -115,12 +115,16 @@ class Trainer:
             task.model = distributed.wrap_model(task.model, device)
             torch.manual_seed(distributed.rank_seed(self.config.seed, dist.rank))
         params = [p for p in self.module.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            params, lr=self.config.lr, weight_decay=self.config.weight_decay,
-            fused=True if device.type == "cuda" else None,
-        )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
         self.stops = StopRequests(announce=dist.is_main)
+        # The first optimizer imports torch._dynamo (about a second), and PyTorch swallows a
+        # KeyboardInterrupt raised inside that import: a Ctrl-C then was lost and the run went
+        # on. Our handler only records the request, which the loop honours before step one.
+        with self.stops.listening():
+            self.optimizer = torch.optim.AdamW(
+                params, lr=self.config.lr, weight_decay=self.config.weight_decay,
+                fused=True if device.type == "cuda" else None,
+            )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
         self._stop_agreed = False  # under torchrun: whether all ranks stop now
         self._bad_in_a_row = 0
         self._saved_step: int | None = None  # step of the newest state on disk
