@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
@@ -26,6 +27,8 @@ Flags are the configuration field names with dashes (`--hidden-size` is `hidden_
 def _default(param: click.Parameter) -> str:
     if isinstance(param, click.Option) and param.is_flag:
         return "off"
+    if isinstance(param, click.Option) and isinstance(param.show_default, str):
+        return f"`{param.show_default}`"  # e.g. a default that depends on --level
     default = param.default
     if default is None or default == () or type(default).__name__ == "Sentinel":
         return "—"  # click >= 8.3 marks "no default" with a sentinel
@@ -35,7 +38,7 @@ def _default(param: click.Parameter) -> str:
 
 
 def _command_section(name: str, command: click.Command) -> list[str]:
-    lines = [f"## `weft {name}`", "", (command.help or "").strip(), ""]
+    lines = [f"## `weft {name}`", "", inspect.cleandoc(command.help or ""), ""]
     args = [p for p in command.params if isinstance(p, click.Argument)]
     if args:
         usage = " ".join(a.human_readable_name + ("..." if a.nargs == -1 else "") for a in args)

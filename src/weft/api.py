@@ -23,6 +23,7 @@ from weft.config import (
     TrainConfig,
     from_fields,
     parse_durations,
+    with_level_defaults,
 )
 from weft.errors import WeftError
 from weft.runs import (
@@ -85,7 +86,8 @@ def load(run_dir: PathLike, device: str = "auto") -> Any:
 
 # ---------------------------------------------------------------------------- language models
 def build_run_config(corpus: Sequence[PathLike], **options: Any) -> RunConfig:
-    sections = _split_options(options, _LM_SECTIONS)
+    """A new run's settings: ``options`` (None: not given) over the defaults of their level."""
+    sections = _split_options(with_level_defaults(options), _LM_SECTIONS)
     return RunConfig(
         model=from_fields(ModelConfig, sections["model"]),
         data=from_fields(DataConfig, sections["data"]),

@@ -79,6 +79,7 @@ class DataConfig:
     strip_gutenberg: bool = False  # cut Project Gutenberg header and footer
     max_vocab: int | None = None  # word level: vocabulary size including special tokens
     min_count: int = 1  # word level: rarer words become <unk>
+    pretokenized: bool = False  # word level: split at whitespace only; the corpus's <unk> is ours
     bpe_vocab_size: int | None = None  # bpe level: vocabulary size (CLI --vocab-size)
     records: str | None = None  # "lines": one record per non-empty line
     csv_column: str | None = None  # one record per CSV row, from this column
@@ -114,8 +115,10 @@ class DataConfig:
             raise WeftError("--max-record-len must be >= 1")
         if self.min_count < 1:
             raise WeftError("--min-count must be >= 1")
-        if self.level != "word" and (self.max_vocab is not None or self.min_count != 1):
-            raise WeftError("--max-vocab and --min-count apply to --level word only")
+        if self.level != "word" and (self.max_vocab is not None or self.min_count != 1
+                                     or self.pretokenized):
+            raise WeftError("--max-vocab, --min-count and --pretokenized apply to --level word "
+                            "only")
         if self.memmap and (self.level != "char" or self.record_mode or self.strip_gutenberg):
             raise WeftError("--memmap streams character-level text: it does not combine with "
                             "--level word/bpe, --records, --csv-column or --strip-gutenberg")
@@ -224,6 +227,21 @@ class GenerationConfig:
             raise WeftError("--repetition-penalty must be > 0 (1 disables it)")
         if self.num_return_sequences < 1:
             raise WeftError("--num-return-sequences must be >= 1")
+
+
+# Defaults that depend on the tokenization level, chosen by held-out bits/char at equal training
+# time (docs/benchmarks.md, "Word level"); the dataclasses' own defaults were measured for
+# characters. A value the user gives always wins, and config.json records the resolved values.
+LEVEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "word": {"embedding_dim": 256, "hidden_size": 320, "dropout": 0.0, "lr": 1e-2,
+             "batch_size": 32, "seq_len": 32, "max_vocab": 30_000, "min_count": 1},
+}
+
+
+def with_level_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    """The options given (None: not given) over the defaults of their ``level``."""
+    given = {k: v for k, v in options.items() if v is not None}
+    return {**LEVEL_DEFAULTS.get(given.get("level", DataConfig.level), {}), **given}
 
 
 @dataclass(frozen=True)

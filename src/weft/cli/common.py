@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from weft.config import AUTO_EVAL_EVERY, PRECISIONS, TrainConfig
+from weft.config import AUTO_EVAL_EVERY, LEVEL_DEFAULTS, PRECISIONS, TrainConfig
 
 
 class _WarningFormatter(logging.Formatter):
@@ -33,16 +33,29 @@ def setup_logging(quiet: bool) -> None:
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
-def training_options(defaults: TrainConfig, *, batch_help: str, eval_help: str) -> Decorator:
+def level_default(field: str, value: Any) -> str | bool:
+    """``show_default`` of a flag whose default depends on ``--level`` (config.LEVEL_DEFAULTS):
+    the value, then each level's own where it differs; True (click's own) where none does."""
+    others = [f"{level} level: {defaults[field]}" for level, defaults in LEVEL_DEFAULTS.items()
+              if field in defaults and defaults[field] != value]
+    return "; ".join([str(value), *others]) if others else True
+
+
+def training_options(defaults: TrainConfig, *, batch_help: str, eval_help: str,
+                     by_level: bool = False) -> Decorator:
     """The optimization, evaluation, stopping and placement flags of a training command.
 
     Their values reach the command as keyword arguments named like :class:`TrainConfig`'s
-    fields; durations stay text (``config.parse_durations`` reads them).
+    fields; durations stay text (``config.parse_durations`` reads them). ``by_level``: the
+    command's defaults depend on ``--level`` (language models), and the help says so.
     """
+    def shown(field: str) -> str | bool:
+        return level_default(field, getattr(defaults, field)) if by_level else True
+
     options = [
-        click.option("--batch-size", type=int, default=defaults.batch_size, show_default=True,
-                      help=batch_help),
-        click.option("--lr", type=float, default=defaults.lr, show_default=True,
+        click.option("--batch-size", type=int, default=defaults.batch_size,
+                     show_default=shown("batch_size"), help=batch_help),
+        click.option("--lr", type=float, default=defaults.lr, show_default=shown("lr"),
                      help="Peak learning rate (AdamW)."),
         click.option("--weight-decay", type=float, default=defaults.weight_decay,
                      show_default=True, help="AdamW weight decay."),

@@ -15,7 +15,12 @@ from typing import Any
 
 import click
 
-from weft.cli.common import setup_logging, training_options, typed_on_command_line
+from weft.cli.common import (
+    level_default,
+    setup_logging,
+    training_options,
+    typed_on_command_line,
+)
 from weft.cli.tag import tag
 from weft.config import (
     ADAPTIVE_CHOICES,
@@ -70,8 +75,13 @@ def cli() -> None:
               "bytes (any script, no unknowns).")
 @click.option("--max-vocab", type=int, help="Word level: keep this many tokens, specials "
               "included; the rest become <unk> [default: 30000].")
-@click.option("--min-count", type=int, default=_D.min_count, show_default=True,
+@click.option("--min-count", type=int, default=_D.min_count,
+              show_default=level_default("min_count", _D.min_count),
               help="Word level: words seen fewer times become <unk>.")
+@click.option("--pretokenized", is_flag=True,
+              help="Word level, for corpora already tokenized (Penn Treebank, WikiText): split "
+              "at whitespace only; the corpus's <unk> is the unknown token; @-@ @,@ @.@ are "
+              "joined back for display.")
 @click.option("--vocab-size", "bpe_vocab_size", type=int,
               help="BPE level: vocabulary size, the 256 bytes included [default: 2000].")
 @click.option("--records", type=click.Choice(RECORD_MODES),
@@ -100,11 +110,14 @@ def cli() -> None:
               help="Recurrent cell.")
 @click.option("--layers", type=int, default=_M.layers, show_default=True,
               help="Stacked recurrent layers.")
-@click.option("--hidden-size", type=int, default=_M.hidden_size, show_default=True,
+@click.option("--hidden-size", type=int, default=_M.hidden_size,
+              show_default=level_default("hidden_size", _M.hidden_size),
               help="Units per recurrent layer.")
-@click.option("--embedding-dim", type=int, default=_M.embedding_dim, show_default=True,
+@click.option("--embedding-dim", type=int, default=_M.embedding_dim,
+              show_default=level_default("embedding_dim", _M.embedding_dim),
               help="0 feeds one-hot vectors instead of an embedding.")
-@click.option("--dropout", type=float, default=_M.dropout, show_default=True,
+@click.option("--dropout", type=float, default=_M.dropout,
+              show_default=level_default("dropout", _M.dropout),
               help="Dropout on embeddings, between layers and before the output.")
 @click.option("--tie-weights", is_flag=True, help="Share input embedding and output weights.")
 @click.option("--adaptive-softmax", type=click.Choice(ADAPTIVE_CHOICES),
@@ -112,21 +125,27 @@ def cli() -> None:
               help="Output layer: an adaptive softmax (frequent tokens scored at every step, "
               "rare ones in small clusters: much faster for large vocabularies, exact "
               "probabilities) or a full one; auto: adaptive from a vocabulary of 5000.")
-@click.option("--seq-len", type=int, default=_T.seq_len, show_default=True,
+@click.option("--seq-len", type=int, default=_T.seq_len,
+              show_default=level_default("seq_len", _T.seq_len),
               help="Tokens per truncated-BPTT window.")
 @training_options(_T, batch_help="Parallel streams (columns) per step.",
-                  eval_help="Steps between validations, samples and checkpoints.")
+                  eval_help="Steps between validations, samples and checkpoints.", by_level=True)
 @click.option("--quiet", is_flag=True, help="No progress bar or samples.")
 def train(corpus: tuple[str, ...], out: Path | None,
           resume_dir: Path | None, init_from: str | None, quiet: bool, **options: Any) -> None:
-    """Train a language model on CORPUS (text files, or builtin:pydoc-topics)."""
+    """Train a language model on CORPUS (text files, or builtin:pydoc-topics).
+
+    Some defaults depend on --level (each flag shows them, e.g. "64; word level: 256"): they
+    were measured per level; a flag you give always wins, and config.json records the values
+    used.
+    """
     from weft import api
     from weft.training.distributed import from_environment
 
     setup_logging(quiet)
-    if resume_dir is not None or init_from is not None:
-        # Only what was typed: the rest comes from the run (resume) or the base (init-from).
-        options = typed_on_command_line(options)
+    # Only what was typed: the rest comes from the run (resume), the base (init-from) or the
+    # defaults of the level (config.LEVEL_DEFAULTS).
+    options = typed_on_command_line(options)
     if resume_dir is not None:
         if corpus or out:
             raise WeftError("--resume takes no corpus or --out: they come from the run")

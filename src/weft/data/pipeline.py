@@ -120,7 +120,7 @@ def _new_tokenizer(data: DataConfig, texts: Sequence[str], specials: Sequence[st
         return grow(texts, specials)
     tokenizer = train_tokenizer(
         data.level, texts, max_vocab=data.max_vocab, min_count=data.min_count,
-        vocab_size=data.bpe_vocab_size, specials=specials,
+        vocab_size=data.bpe_vocab_size, specials=specials, pretokenized=data.pretokenized,
     )
     if data.level == "char" and tokenizer.vocab_size > MAX_CHAR_VOCAB:
         raise WeftError(

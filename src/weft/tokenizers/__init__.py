@@ -62,12 +62,14 @@ def build_tokenizer(
     min_count: int = 1,
     vocab_size: int | None = None,
     specials: Sequence[str] = (),
+    pretokenized: bool = False,
 ) -> Tokenizer:
     """Train a tokenizer of ``level`` on ``texts``.
 
     ``specials`` are extra special tokens (e.g. :data:`RECORD_SPECIALS`); char and word levels
     always have ``<unk>`` first, byte and byte-level BPE never need one. ``max_vocab``/``min_count``
     bound the word level (``max_vocab`` includes the specials), ``vocab_size`` is the BPE size.
+    ``pretokenized``: word level, split at whitespace only (PTB and WikiText style corpora).
     """
     unk_first = [UNK, *(s for s in specials if s != UNK)]
     if level == "char":
@@ -82,6 +84,7 @@ def build_tokenizer(
             max_vocab=DEFAULT_MAX_VOCAB if max_vocab is None else max_vocab,
             min_count=min_count,
             specials=unk_first,
+            pretokenized=pretokenized,
         )
     if level == "bpe":
         size = DEFAULT_BPE_VOCAB if vocab_size is None else vocab_size

@@ -20,6 +20,11 @@ What normalizes (so a round trip is exact for ordinary prose, but not always):
 * straight quotes ``"`` and ``'`` alternate open/close (reset at a blank line), so a possessive
   ``dogs'`` standing alone is taken for a quote;
 * words outside the vocabulary become ``<unk>`` (decoded as the text ``<unk>``).
+
+Pretokenized corpora (``--pretokenized``: Penn Treebank, WikiText) are split at whitespace
+only, every newline kept; the corpus's own ``<unk>`` is the unknown token (not a word, and not
+reported as unknown), and for display WikiText's ``@-@``, ``@,@`` and ``@.@`` join their
+neighbours as ``-``, ``,`` and ``.`` while clitics (``'s``, ``n't``) attach to the word before.
 """
 
 from __future__ import annotations
@@ -58,6 +63,12 @@ ATTACH_BOTH = frozenset(["--", "—", "/"])
 TOGGLE_QUOTES = frozenset(['"', "'"])
 
 
+PRETOKENIZED_PATTERN = re.compile(r"\n|[^\s]+")
+# WikiText's markers for a hyphen, thousands comma or decimal point inside a word.
+JOINING_MARKERS = {"@-@": "-", "@,@": ",", "@.@": "."}
+CLITIC = re.compile(r"(?:'[a-zA-Z]{1,2}|n't|N'T)")
+
+
 def split_words(text: str) -> list[str]:
     """The word-level tokens of ``text`` (reference implementation; encoding is faster)."""
     return TOKEN_PATTERN.findall(text)
@@ -87,19 +98,26 @@ def _chunk_tokens(chunk: str) -> list[str]:
     return [NEWLINE] if chunk == _SENTINEL else TOKEN_PATTERN.findall(chunk)
 
 
-def count_words(texts: Iterable[str]) -> Counter[str]:
+def _chunk_as_token(chunk: str) -> list[str]:
+    """A chunk of pretokenized text: one token."""
+    return [NEWLINE] if chunk == _SENTINEL else [chunk]
+
+
+def count_words(texts: Iterable[str], pretokenized: bool = False) -> Counter[str]:
     """Token frequencies over ``texts``, tokenizing each distinct chunk once and weighting it."""
+    pattern = PRETOKENIZED_PATTERN if pretokenized else TOKEN_PATTERN
+    chunk_tokens = _chunk_as_token if pretokenized else _chunk_tokens
     chunk_counts: Counter[str] = Counter()
     counts: Counter[str] = Counter()
     for text in texts:
         for piece in _pieces(text):
             chunks = _chunks(piece)
             if chunks is None:
-                counts.update(TOKEN_PATTERN.findall(piece))
+                counts.update(pattern.findall(piece))
             else:
                 chunk_counts.update(chunks)
     for chunk, count in chunk_counts.items():
-        for token in _chunk_tokens(chunk):
+        for token in chunk_tokens(chunk):
             counts[token] += count
     return counts
 
@@ -111,7 +129,8 @@ class Detokenizer:
     follows the whole sequence, so streamed text equals :func:`detokenize` of all the tokens.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pretokenized: bool = False) -> None:
+        self.pretokenized = pretokenized
         self.attach = True  # no space before the next token (start of text or line, an opener)
         self.open_quotes: set[str] = set()
         self.previous = ""
@@ -122,6 +141,12 @@ class Detokenizer:
             if self.previous == NEWLINE:
                 self.open_quotes.clear()  # a blank line ends any quote left open
             self.attach, self.previous = True, token
+            return token
+        if self.pretokenized and token in JOINING_MARKERS:
+            self.attach, self.previous = True, token
+            return JOINING_MARKERS[token]
+        if self.pretokenized and CLITIC.fullmatch(token):
+            self.attach, self.previous = False, token
             return token
         if token in TOGGLE_QUOTES:
             if token in self.open_quotes:
@@ -139,9 +164,9 @@ class Detokenizer:
         return " " + token if space else token
 
 
-def detokenize(tokens: Iterable[str]) -> str:
+def detokenize(tokens: Iterable[str], pretokenized: bool = False) -> str:
     """Join word-level tokens into readable text (see the module docstring for the rules)."""
-    joiner = Detokenizer()
+    joiner = Detokenizer(pretokenized)
     return "".join(map(joiner.push, tokens))
 
 
@@ -150,7 +175,7 @@ class WordStreamDecoder:
 
     def __init__(self, tokenizer: WordTokenizer, context: Sequence[int]) -> None:
         self.tokenizer = tokenizer
-        self.joiner = Detokenizer()
+        self.joiner = Detokenizer(tokenizer.pretokenized)
         for token in tokenizer.visible_tokens(context):
             self.joiner.push(token)
 
@@ -172,9 +197,15 @@ class WordTokenizer(SpecialTokenIds):
         specials: Iterable[str] = (UNK,),
         added: Sequence[str] = (),
         added_specials: Iterable[str] = (),
+        *,
+        pretokenized: bool = False,
     ) -> None:
         """``added`` entries (words, and the special tokens named in ``added_specials``) come
-        after every other id: fine-tuning appends them, never renumbering a known id."""
+        after every other id: fine-tuning appends them, never renumbering a known id.
+        ``pretokenized``: split at whitespace only (see the module docstring)."""
+        self.pretokenized = pretokenized
+        self._pattern = PRETOKENIZED_PATTERN if pretokenized else TOKEN_PATTERN
+        self._chunk_tokens = _chunk_as_token if pretokenized else _chunk_tokens
         self.specials: list[str] = list(specials)
         if UNK not in self.specials:
             self.specials.insert(0, UNK)
@@ -204,7 +235,8 @@ class WordTokenizer(SpecialTokenIds):
                      if w not in self._index and w not in self._special_ids]
         return WordTokenizer(self.words, self.specials,
                              [*self.added, *new_specials, *new_words],
-                             [*self.added_specials, *new_specials])
+                             [*self.added_specials, *new_specials],
+                             pretokenized=self.pretokenized)
 
     @classmethod
     def train(
@@ -214,20 +246,21 @@ class WordTokenizer(SpecialTokenIds):
         max_vocab: int | None = None,
         min_count: int = 1,
         specials: Iterable[str] = (UNK,),
+        pretokenized: bool = False,
     ) -> WordTokenizer:
         """Keep the most frequent tokens (ties broken alphabetically, so training is
         deterministic); ``max_vocab`` counts the special tokens too."""
         specials = list(specials)
         if UNK not in specials:
             specials.insert(0, UNK)
-        counts = count_words(texts)
-        ranked = sorted(
-            (item for item in counts.items() if item[1] >= min_count),
+        counts = count_words(texts, pretokenized)
+        ranked = sorted(  # a pretokenized corpus spells its unknown words <unk>: not a word
+            (item for item in counts.items() if item[1] >= min_count and item[0] not in specials),
             key=lambda item: (-item[1], item[0]),
         )
         if max_vocab is not None:
             ranked = ranked[: max(0, max_vocab - len(specials))]
-        return cls([word for word, _ in ranked], specials)
+        return cls([word for word, _ in ranked], specials, pretokenized=pretokenized)
 
     # -- protocol properties -------------------------------------------------------------------
 
@@ -254,7 +287,7 @@ class WordTokenizer(SpecialTokenIds):
 
     def _add_chunk(self, chunk: str) -> int:
         unk = self._special_ids[UNK]
-        ids = [self._index.get(token, unk) for token in _chunk_tokens(chunk)]
+        ids = [self._index.get(token, unk) for token in self._chunk_tokens(chunk)]
         slot = self._slots
         if slot == len(self._start):
             self._start = np.resize(self._start, 2 * slot)
@@ -293,8 +326,8 @@ class WordTokenizer(SpecialTokenIds):
         flat, start, length, has_unk = self._flat, self._start, self._len, self._has_unk
         if report is not None:
             for i in np.flatnonzero(has_unk[slots]).tolist():
-                for token in _chunk_tokens(chunks[i]):
-                    if token not in self._index:
+                for token in self._chunk_tokens(chunks[i]):
+                    if token not in self._index and token != UNK:
                         report.unknown[token] = report.unknown.get(token, 0) + 1
         lengths = length[slots]
         starts = start[slots]
@@ -309,7 +342,7 @@ class WordTokenizer(SpecialTokenIds):
     def _encode_piece(self, piece: str, report: EncodeReport | None) -> np.ndarray:
         chunks = _chunks(piece)
         if chunks is None:  # rare: the text holds the sentinel character; no cache, no speed
-            return self._encode_tokens(TOKEN_PATTERN.findall(piece), report)
+            return self._encode_tokens(self._pattern.findall(piece), report)
         return self._encode_chunks(chunks, report)[0]
 
     def encode_batch(
@@ -335,7 +368,7 @@ class WordTokenizer(SpecialTokenIds):
         ids = [self._index.get(token, unk) for token in tokens]
         if report is not None:
             for token in tokens:
-                if token not in self._index:
+                if token not in self._index and token != UNK:
                     report.unknown[token] = report.unknown.get(token, 0) + 1
         return np.asarray(ids, dtype=self._dtype)
 
@@ -357,7 +390,7 @@ class WordTokenizer(SpecialTokenIds):
         return [self.tokens[i] for i in arr.tolist() if i not in skip]
 
     def decode(self, ids: np.ndarray | list[int]) -> str:
-        return detokenize(self.visible_tokens(ids))
+        return detokenize(self.visible_tokens(ids), self.pretokenized)
 
     def stream_decoder(self, context: Sequence[int] = ()) -> WordStreamDecoder:
         return WordStreamDecoder(self, context)
@@ -365,12 +398,16 @@ class WordTokenizer(SpecialTokenIds):
     # -- saving --------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        data = {"type": self.type_name, "specials": self.specials, "words": self.words}
+        data: dict[str, Any] = {"type": self.type_name, "specials": self.specials,
+                                "words": self.words}
         if self.added:
             data |= {"added": self.added, "added_specials": self.added_specials}
+        if self.pretokenized:
+            data["pretokenized"] = True
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WordTokenizer:
         return cls(list(data["words"]), data["specials"], data.get("added", ()),
-                   data.get("added_specials", ()))
+                   data.get("added_specials", ()),
+                   pretokenized=bool(data.get("pretokenized", False)))

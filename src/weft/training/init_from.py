@@ -60,6 +60,7 @@ SHAPE_OPTIONS: dict[str, tuple[str, str]] = {
     "adaptive_cutoffs": ("model", "adaptive_cutoffs"),
     "level": ("data", "level"),
     "max_vocab": ("data", "max_vocab"),
+    "pretokenized": ("data", "pretokenized"),
     "bpe_vocab_size": ("data", "bpe_vocab_size"),
 }
 
@@ -134,7 +135,7 @@ def grow_tokenizer(
         grown = base.with_added(characters_of(texts), specials)
         added = grown.added[len(base.added):]
     elif isinstance(base, WordTokenizer):
-        counts = count_words(texts)
+        counts = count_words(texts, base.pretokenized)
         ranked = sorted((w for w, c in counts.items() if c >= min_count),
                         key=lambda w: (-counts[w], w))
         grown = base.with_added(ranked, specials)
