@@ -16,10 +16,10 @@ WORD = LEVEL_DEFAULTS["word"]
 
 
 def test_word_level_takes_its_defaults_and_given_values_win() -> None:
-    config = build_run_config(["c.txt"], level="word", hidden_size=48, lr=None)
-    assert config.model.embedding_dim == WORD["embedding_dim"]
-    assert config.train.lr == WORD["lr"]  # None means "not given"
+    config = build_run_config(["c.txt"], level="word", embedding_dim=None, hidden_size=48)
+    assert config.model.embedding_dim == WORD["embedding_dim"]  # None means "not given"
     assert config.model.hidden_size == 48
+    assert build_run_config(["c.txt"], level="word", embedding_dim=8).model.embedding_dim == 8
     assert config.data.max_vocab == WORD["max_vocab"]
     char = build_run_config(["c.txt"])
     assert char.model == ModelConfig() and char.train == TrainConfig()
@@ -36,7 +36,7 @@ def test_the_cli_records_the_resolved_values(tmp_path: Path) -> None:
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["model"]["embedding_dim"] == WORD["embedding_dim"]
     assert config["model"]["hidden_size"] == 24 and config["train"]["batch_size"] == 4
-    assert config["train"]["lr"] == WORD["lr"] and config["data"]["max_vocab"] == WORD["max_vocab"]
+    assert config["data"]["max_vocab"] == WORD["max_vocab"]
     assert config["model"]["adaptive_softmax"] == "off"  # a vocabulary of a few words
     help_text = CliRunner().invoke(cli, ["train", "--help"]).output
     assert f"word level: {WORD['embedding_dim']}" in help_text
