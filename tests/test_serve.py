@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -248,6 +249,19 @@ def test_registry_caches_and_reloads_changed_weights(served: Path) -> None:
     registry.get("exp/tiny2")  # evicts tiny (max_loaded=1)
     registry.get("tiny")
     assert len(loads) == 3
+
+
+def test_registry_answers_loaded_models_without_loading(served: Path) -> None:
+    # What the event loop asks on every request: no worker thread, no config.json read.
+    registry = RunRegistry(served, loader=lambda path, device: object(), max_loaded=2)
+    assert registry.loaded("tiny") is None  # not loaded yet: the caller loads it in a thread
+    model = registry.get("tiny")
+    assert registry.loaded("tiny") == (model, "language-model")
+    weights = served / "tiny" / "model.safetensors"
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert registry.loaded("tiny") is None  # changed weights: reloaded through get()
+    assert registry.get("tiny") is not model
 
 
 def test_rows_bound_the_batch() -> None:

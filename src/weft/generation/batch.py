@@ -166,8 +166,8 @@ class BatchedGenerator:
                     joining, self._pending = self._pending, []
                     if self._closed and not self._groups and not joining:
                         return
-                for request in joining:
-                    self._join(request)
+                if joining:
+                    self._join(joining)
                 if not self._groups:
                     continue
                 try:
@@ -178,23 +178,53 @@ class BatchedGenerator:
                         group.request.on_done(exc)
                     self._keep([])
 
-    def _join(self, request: BatchRequest) -> None:
-        """Prime the request's rows with its prompt and add them to the batch."""
+    def _join(self, requests: list[BatchRequest]) -> None:
+        """Prime the requests' rows with their prompts and add them to the batch. Prompts of
+        one length prime together, in one forward pass: under load many requests join at
+        once, and a pass per request cost more than the steps themselves."""
+        by_length: dict[int, list[tuple[BatchRequest, torch.Tensor]]] = {}
+        for request in requests:
+            try:
+                prime = self._prime_ids(request)
+            except Exception as exc:
+                request.on_done(exc)
+                continue
+            if prime is not None:
+                by_length.setdefault(prime.size(1), []).append((request, prime))
+        for same_length in by_length.values():
+            try:
+                logits, _, module_state = self.model(torch.cat([p for _, p in same_length]))
+            except Exception as exc:  # e.g. out of memory: these requests fail, not the batch
+                for request, _ in same_length:
+                    request.on_done(exc)
+                continue
+            first = 0
+            for request, prime in same_length:
+                self._add(request, prime, logits[first:first + prime.size(0), -1, :],
+                          module_state, first)
+                first += prime.size(0)
+
+    def _prime_ids(self, request: BatchRequest) -> torch.Tensor | None:
+        """The request's priming ids ``(1 or n, length)``, or None when it is answered at once
+        (cancelled, or asked for no tokens)."""
+        config = request.config
+        config.validate()
+        if request.cancelled or config.max_new_tokens == 0:
+            texts = [Completion("", "cancelled" if request.cancelled else "length", 0)]
+            request.on_done(texts * config.num_return_sequences)
+            return None
+        return torch.as_tensor(prime_rows(self.tokenizer, request.prompt, request.prefixes,
+                                          config.num_return_sequences), device=self.device)
+
+    def _add(self, request: BatchRequest, prime: torch.Tensor, last_logits: torch.Tensor,
+             module_state: Any, first: int) -> None:
+        """Add a primed request's rows: its primed rows start at row ``first`` of
+        ``module_state``; one primed row serves every sequence unless their labels differ."""
+        n = request.config.num_return_sequences
         try:
-            config = request.config
-            config.validate()
-            if request.cancelled or config.max_new_tokens == 0:
-                texts = [Completion("", "cancelled" if request.cancelled else "length", 0)]
-                request.on_done(texts * config.num_return_sequences)
-                return
-            n = config.num_return_sequences
-            prime = torch.as_tensor(prime_rows(self.tokenizer, request.prompt,
-                                               request.prefixes, n), device=self.device)
-            logits, _, module_state = self.model(prime)
-            # One primed row serves every sequence, unless their labels differ.
-            rows = torch.arange(n, device=self.device) if prime.size(0) > 1 else torch.zeros(
-                n, dtype=torch.long, device=self.device)
-            state = self.stepper.from_module_state(select_state(module_state, rows))
+            local = (torch.arange(n, device=self.device) if prime.size(0) > 1
+                     else torch.zeros(n, dtype=torch.long, device=self.device))
+            state = self.stepper.from_module_state(select_state(module_state, local + first))
             seen = torch.zeros(n, self.model.config.vocab_size, dtype=torch.bool,
                                device=self.device)
             seen[torch.arange(n, device=self.device)[:, None], prime.expand(n, -1)] = True
@@ -204,7 +234,7 @@ class BatchedGenerator:
             request.on_done(exc)
             return
         self._groups.append(group)
-        self._logits = torch.cat([self._logits, logits[:, -1, :].float().expand(n, -1)])
+        self._logits = torch.cat([self._logits, last_logits.float()[local]])
         self._seen = torch.cat([self._seen, seen])
         self._states = state if not self._states else [
             _cat_layer(old, new) for old, new in zip(self._states, state, strict=True)]

@@ -53,7 +53,8 @@ class RunRegistry:
         self.rescan_seconds = rescan_seconds
         self._runs: dict[str, Path] = {}
         self._scanned_at = -math.inf
-        self._loaded: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        # name -> (weights file version, loaded model, run kind)
+        self._loaded: OrderedDict[str, tuple[int, Any, str]] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- finding -------------------------------------------------------------------------
@@ -137,6 +138,28 @@ class RunRegistry:
         return read_metrics(self.path(name) / METRICS)
 
     # -- loading -------------------------------------------------------------------------
+    def loaded(self, name: str) -> tuple[Any, str] | None:
+        """The model of ``name`` and its run kind when it is loaded and its weights have not
+        changed since, else None. Cheap enough for the event loop (a lookup and one stat):
+        the common request needs no worker thread and no read of ``config.json``."""
+        path = self.runs().get(name)
+        entry = self._loaded.get(name)
+        if path is None or entry is None:
+            return None
+        try:
+            version = (path / WEIGHTS).stat().st_mtime_ns
+        except OSError:
+            return None
+        if version != entry[0]:
+            return None
+        if self._lock.acquire(blocking=False):  # never wait on a load in progress here
+            try:
+                if name in self._loaded:
+                    self._loaded.move_to_end(name)
+            finally:
+                self._lock.release()
+        return entry[1], entry[2]
+
     def get(self, name: str) -> Any:
         """The loaded model (language model or tagger) for ``name``; blocking: call in a thread."""
         path = self.path(name)
@@ -149,8 +172,9 @@ class RunRegistry:
             if cached is not None and cached[0] == version:
                 self._loaded.move_to_end(name)
                 return cached[1]
+            kind = run_kind(self.config(name))
             model = self.loader(path, self.device)
-            self._loaded[name] = (version, model)
+            self._loaded[name] = (version, model, kind)
             self._loaded.move_to_end(name)
             while len(self._loaded) > self.max_loaded:
                 self._loaded.popitem(last=False)

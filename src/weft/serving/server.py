@@ -67,10 +67,13 @@ class OverLimit(WeftError):
 
 async def load_run(server: Server, name: str, kind: str) -> Any:
     """The loaded model of run ``name``, which must be of ``kind``."""
-    actual = run_kind(server.registry.config(name))
+    cached = server.registry.loaded(name)
+    actual = cached[1] if cached is not None else run_kind(server.registry.config(name))
     if actual != kind:
         use = "POST /api/tag" if actual == TAGGER else "POST /api/generate or /v1/completions"
         raise WeftError(f"run {name!r} is a {actual}, not a {kind}: use {use}")
+    if cached is not None:
+        return cached[0]
     try:
         return await run_in_threadpool(server.registry.get, name)
     except WeftError:
