@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,10 @@ from fastapi.testclient import TestClient
 
 import weft
 from weft.cli.main import cli
+from weft.config import GenerationConfig
+from weft.generation import Completion
 from weft.serving import Limits, create_app
+from weft.serving.jobs import STREAM_INTERVAL, Job
 from weft.serving.limits import Busy, Rows
 from weft.serving.registry import RunRegistry, UnknownRun
 
@@ -262,6 +267,31 @@ def test_registry_answers_loaded_models_without_loading(served: Path) -> None:
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     assert registry.loaded("tiny") is None  # changed weights: reloaded through get()
     assert registry.get("tiny") is not model
+
+
+def test_a_stream_coalesces_tokens_after_the_first() -> None:
+    # About a token a millisecond: the first goes at once, the rest in one event per
+    # STREAM_INTERVAL (a socket write per token cost more than the token itself).
+    took: list[float] = []
+
+    async def scenario() -> list[tuple[int, str]]:
+        job = Job("", GenerationConfig(max_new_tokens=200), streamed=True)
+
+        def batch_thread() -> None:
+            start = time.perf_counter()
+            for _ in range(200):
+                job.request.on_text(0, "x")  # type: ignore[misc]
+                time.sleep(0.001)
+            took.append(time.perf_counter() - start)
+            job.request.on_done([Completion("x" * 200, "length", 200)])
+
+        threading.Thread(target=batch_thread).start()
+        return [piece async for piece in job.pieces()]
+
+    pieces = asyncio.run(scenario())
+    assert "".join(text for _, text in pieces) == "x" * 200
+    assert pieces[0] == (0, "x")
+    assert len(pieces) <= 2 + took[0] / STREAM_INTERVAL < 100  # not one event per token
 
 
 def test_rows_bound_the_batch() -> None:

@@ -26,6 +26,10 @@ from weft.generation.generate import CANCELLED
 from weft.serving.limits import Limits, Rows
 from weft.serving.metrics import ServerMetrics
 
+# Seconds between a stream's events after its first: tokens that come meanwhile are sent in
+# one event (50 events a second at most, smooth to read, and a tenth of the writes).
+STREAM_INTERVAL = 0.02
+
 
 class Stats:
     def __init__(self) -> None:
@@ -53,19 +57,26 @@ class Job:
         self._buffer: list[tuple[int, str]] = []
         self._buffer_lock = threading.Lock()
         self._drain_scheduled = False
+        self._drained_once = False
         self.request = BatchRequest(prompt, config, self._done,
                                     on_text=self._text if streamed else None, prefixes=prefixes)
 
-    # Called in the batch's thread. Chunks gather in a buffer that the loop drains; waking the
-    # loop once per drain, not once per token, keeps 64 streams from flooding it. The end is
-    # queued after the last drain, so every chunk comes before it.
+    # Called in the batch's thread. Chunks gather in a buffer that the loop drains: the first
+    # at once (time to first token), later ones at most every STREAM_INTERVAL, so a stream
+    # sends tens of events a second, not one per token: each event is a socket write and a
+    # pass through the middleware, which cost more than the token (docs/benchmarks.md,
+    # "Serving"). The end is queued after the last drain, so every chunk comes before it.
     def _text(self, index: int, chunk: str) -> None:
         with self._buffer_lock:
             self._buffer.append((self.first_index + index, chunk))
             if self._drain_scheduled:
                 return
             self._drain_scheduled = True
-        self.loop.call_soon_threadsafe(self._drain)
+            first, self._drained_once = not self._drained_once, True
+        if first:
+            self.loop.call_soon_threadsafe(self._drain)
+        else:
+            self.loop.call_soon_threadsafe(self.loop.call_later, STREAM_INTERVAL, self._drain)
 
     def _drain(self) -> None:
         with self._buffer_lock:
