@@ -124,6 +124,8 @@ def test_a_run_records_the_layer_evaluates_and_generates_on_every_path(
         batch.close()
     if int_mm_available() or fbgemm_available():
         assert len(model.generate("the", max_new_tokens=12, seed=3, quantize="int8")) == 1
+    info = CliRunner().invoke(cli, ["info", str(adaptive_run)])
+    assert info.exit_code == 0 and "adaptive softmax (clusters from" in info.output
 
 
 def test_init_from_grows_the_last_cluster(adaptive_run: Path, tmp_path: Path) -> None:

@@ -303,7 +303,9 @@ def info(run: Path, as_json: bool) -> None:
         click.echo(json.dumps(details, indent=2))
         return
     m = details["model"]
-    click.echo(f"{run}: {m['layers']} x {m['hidden_size']} {m['cell'].upper()}, "
+    output = (f", adaptive softmax (clusters from {', '.join(map(str, m['adaptive_cutoffs']))})"
+              if m.get("adaptive_cutoffs") else "")
+    click.echo(f"{run}: {m['layers']} x {m['hidden_size']} {m['cell'].upper()}{output}, "
                f"{details['parameters']:,} parameters, {details['tokenizer']} tokenizer "
                f"({details['vocab_size']} tokens)")
     if records:
