@@ -11,7 +11,7 @@ source tree (an older commit), for the client counts of ``--baseline-clients``.
 
     python -m benchmarks.serve_load                          # trains a small model first
     python -m benchmarks.serve_load --clients 1,8,32,64 --duration 8 --stream
-    python -m benchmarks.serve_load --baseline-src /tmp/old/src --baseline-path /v1/generate
+    python -m benchmarks.serve_load --baseline-src OLD/src --baseline-path /v1/generate
 """
 
 from __future__ import annotations
