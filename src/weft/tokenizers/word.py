@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from weft.tokenizers.base import UNK, EncodeReport, SpecialTokenIds, id_dtype
+from weft.tokenizers.detokenize import NEWLINE, Detokenizer, detokenize
 
 TOKEN_PATTERN = re.compile(
     r"\n"
@@ -50,23 +51,13 @@ TOKEN_PATTERN = re.compile(
     r"|[^\w\s]|_"
 )
 
-NEWLINE = "\n"
 # Stands for "\n" while a text is cut with str.split (which would drop it). A private-use
 # character; texts that contain it take the slower regex-only path.
 _SENTINEL = "\ue000"
 _PIECE_CHARS = 1 << 22  # encode long texts in pieces of ~4M characters to bound memory
 _CACHE_LIMIT = 1 << 20  # distinct chunks kept in the chunk -> ids cache
 
-NO_SPACE_BEFORE = frozenset(",.;:!?)]}%…”’»") | {"..."}
-NO_SPACE_AFTER = frozenset("([{$#@“‘«¿¡")
-ATTACH_BOTH = frozenset(["--", "—", "/"])
-TOGGLE_QUOTES = frozenset(['"', "'"])
-
-
 PRETOKENIZED_PATTERN = re.compile(r"\n|[^\s]+")
-# WikiText's markers for a hyphen, thousands comma or decimal point inside a word.
-JOINING_MARKERS = {"@-@": "-", "@,@": ",", "@.@": "."}
-CLITIC = re.compile(r"(?:'[a-zA-Z]{1,2}|n't|N'T)")
 
 
 def split_words(text: str) -> list[str]:
@@ -120,54 +111,6 @@ def count_words(texts: Iterable[str], pretokenized: bool = False) -> Counter[str
         for token in chunk_tokens(chunk):
             counts[token] += count
     return counts
-
-
-class Detokenizer:
-    """Joins word-level tokens one at a time (see the module docstring for the rules).
-
-    The text only ever grows, and the state (quotes left open, whether the next token attaches)
-    follows the whole sequence, so streamed text equals :func:`detokenize` of all the tokens.
-    """
-
-    def __init__(self, pretokenized: bool = False) -> None:
-        self.pretokenized = pretokenized
-        self.attach = True  # no space before the next token (start of text or line, an opener)
-        self.open_quotes: set[str] = set()
-        self.previous = ""
-
-    def push(self, token: str) -> str:
-        """The text that ``token`` adds: itself, with the space before it if any."""
-        if token == NEWLINE:
-            if self.previous == NEWLINE:
-                self.open_quotes.clear()  # a blank line ends any quote left open
-            self.attach, self.previous = True, token
-            return token
-        if self.pretokenized and token in JOINING_MARKERS:
-            self.attach, self.previous = True, token
-            return JOINING_MARKERS[token]
-        if self.pretokenized and CLITIC.fullmatch(token):
-            self.attach, self.previous = False, token
-            return token
-        if token in TOGGLE_QUOTES:
-            if token in self.open_quotes:
-                self.open_quotes.discard(token)
-                space, attach_next = False, False
-            else:
-                self.open_quotes.add(token)
-                space, attach_next = not self.attach, True
-        elif token in ATTACH_BOTH:
-            space, attach_next = False, True
-        else:
-            space = not self.attach and token not in NO_SPACE_BEFORE
-            attach_next = token in NO_SPACE_AFTER
-        self.attach, self.previous = attach_next, token
-        return " " + token if space else token
-
-
-def detokenize(tokens: Iterable[str], pretokenized: bool = False) -> str:
-    """Join word-level tokens into readable text (see the module docstring for the rules)."""
-    joiner = Detokenizer(pretokenized)
-    return "".join(map(joiner.push, tokens))
 
 
 class WordStreamDecoder:
