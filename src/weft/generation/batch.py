@@ -193,16 +193,29 @@ class BatchedGenerator:
                 by_length.setdefault(prime.size(1), []).append((request, prime))
         for same_length in by_length.values():
             try:
-                logits, _, module_state = self.model(torch.cat([p for _, p in same_length]))
+                primes = torch.cat([p for _, p in same_length])
+                logits, _, module_state = self.model(primes)
             except Exception as exc:  # e.g. out of memory: these requests fail, not the batch
                 for request, _ in same_length:
                     request.on_done(exc)
                 continue
+            groups: list[_Group] = []
+            rows: list[int] = []  # per new batch row, its primed row
             first = 0
             for request, prime in same_length:
-                self._add(request, prime, logits[first:first + prime.size(0), -1, :],
-                          module_state, first)
+                n = request.config.num_return_sequences
+                try:
+                    # The prompt decides the first token's spacing and open quotes.
+                    groups.append(_Group(request, self.tokenizer, prime[0].tolist(),
+                                         self.device))
+                except Exception as exc:
+                    request.on_done(exc)
+                else:
+                    # One primed row serves every sequence, unless their labels differ.
+                    rows.extend(range(first, first + n) if prime.size(0) > 1 else [first] * n)
                 first += prime.size(0)
+            if groups:
+                self._add(groups, primes, logits[:, -1, :], module_state, rows)
 
     def _prime_ids(self, request: BatchRequest) -> torch.Tensor | None:
         """The request's priming ids ``(1 or n, length)``, or None when it is answered at once
@@ -216,25 +229,23 @@ class BatchedGenerator:
         return torch.as_tensor(prime_rows(self.tokenizer, request.prompt, request.prefixes,
                                           config.num_return_sequences), device=self.device)
 
-    def _add(self, request: BatchRequest, prime: torch.Tensor, last_logits: torch.Tensor,
-             module_state: Any, first: int) -> None:
-        """Add a primed request's rows: its primed rows start at row ``first`` of
-        ``module_state``; one primed row serves every sequence unless their labels differ."""
-        n = request.config.num_return_sequences
+    def _add(self, groups: list[_Group], primes: torch.Tensor, last_logits: torch.Tensor,
+             module_state: Any, rows: list[int]) -> None:
+        """Add primed requests' rows to the batch, all at once: ``rows`` gives, per new row,
+        its row of ``primes``, ``last_logits`` and ``module_state``."""
         try:
-            local = (torch.arange(n, device=self.device) if prime.size(0) > 1
-                     else torch.zeros(n, dtype=torch.long, device=self.device))
-            state = self.stepper.from_module_state(select_state(module_state, local + first))
-            seen = torch.zeros(n, self.model.config.vocab_size, dtype=torch.bool,
+            index = torch.tensor(rows, dtype=torch.long, device=self.device)
+            state = self.stepper.from_module_state(select_state(module_state, index))
+            seen = torch.zeros(len(rows), self.model.config.vocab_size, dtype=torch.bool,
                                device=self.device)
-            seen[torch.arange(n, device=self.device)[:, None], prime.expand(n, -1)] = True
-            # The prompt decides the first token's spacing and open quotes.
-            group = _Group(request, self.tokenizer, prime[0].tolist(), self.device)
+            seen[torch.arange(len(rows), device=self.device)[:, None],
+                 primes.index_select(0, index)] = True
         except Exception as exc:
-            request.on_done(exc)
+            for group in groups:
+                group.request.on_done(exc)
             return
-        self._groups.append(group)
-        self._logits = torch.cat([self._logits, last_logits.float()[local]])
+        self._groups.extend(groups)
+        self._logits = torch.cat([self._logits, last_logits.float().index_select(0, index)])
         self._seen = torch.cat([self._seen, seen])
         self._states = state if not self._states else [
             _cat_layer(old, new) for old, new in zip(self._states, state, strict=True)]
