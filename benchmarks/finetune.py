@@ -9,7 +9,7 @@ same budget and threads, one after the other, and is scored with ``weft eval`` o
 file (bits per character, so levels compare). Arms: ``scratch`` (weft's defaults, character
 level) and ``finetune`` (``--init-from builtin:english`` with the fine-tuning defaults), plus any
 ``--arm NAME=JSON`` of extra settings for an init-from run (used to choose those defaults on
-corpora that are not reported).
+corpora that are not reported; ``"init_from": null`` makes it a run from scratch).
 """
 
 from __future__ import annotations
@@ -102,6 +102,8 @@ def main() -> None:
     for spec in args.arm:
         name, _, settings = spec.partition("=")
         arms[name] = {"init_from": args.base, **json.loads(settings)}
+        if arms[name]["init_from"] is None:
+            del arms[name]["init_from"]
     info = machine()
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:

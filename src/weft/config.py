@@ -148,6 +148,12 @@ class TrainConfig:
     eval_every: int | None = None
     checkpoint_every: float = 600.0  # seconds without a save before the state is saved anyway
     patience: int = 10  # validations without improvement before early stopping; 0 disables
+    # After this many validations without improvement, go back to the best weights and
+    # multiply the learning rate by plateau_factor (0 disables). A short run on a small
+    # corpus peaks early, while the cosine still holds the rate high (docs/benchmarks.md,
+    # "Learning rate on a plateau").
+    plateau_patience: int = 2
+    plateau_factor: float = 0.25
     epochs: float | None = None
     max_steps: int | None = None
     time_budget: float | None = None  # seconds
@@ -161,6 +167,10 @@ class TrainConfig:
             raise WeftError("--batch-size and --seq-len must be >= 1")
         if self.lr <= 0:
             raise WeftError("--lr must be > 0")
+        if self.plateau_patience < 0:
+            raise WeftError("--plateau-patience must be >= 0 (0 disables)")
+        if not 0 < self.plateau_factor < 1:
+            raise WeftError("--plateau-factor must be between 0 and 1")
         if self.eval_every is not None and self.eval_every < 1:
             raise WeftError("--eval-every must be >= 1")
         if self.checkpoint_every < 0:

@@ -76,6 +76,13 @@ def training_options(defaults: TrainConfig, *, batch_help: str, eval_help: str,
                      "crash loses little work (e.g. 2m); 0 saves only at evaluations."),
         click.option("--patience", type=int, default=defaults.patience, show_default=True,
                      help="Evaluations without improvement before stopping; 0 disables."),
+        click.option("--plateau-patience", type=int, default=defaults.plateau_patience,
+                     show_default=True,
+                     help="Evaluations without improvement before going back to the best "
+                     "weights and cutting the learning rate; 0 disables."),
+        click.option("--plateau-factor", type=float, default=defaults.plateau_factor,
+                     show_default=True,
+                     help="What each plateau multiplies the learning rate by."),
         click.option("--epochs", type=float, help="Stop after this many passes [default: 10 "
                      "when no limit is given]."),
         click.option("--max-steps", type=int, help="Stop after this many optimizer steps."),

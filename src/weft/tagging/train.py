@@ -30,6 +30,7 @@ from weft.runs import (
     WEIGHTS,
     check_same_data,
     fingerprint,
+    load_weights,
     read_run_config,
     save_weights,
 )
@@ -204,7 +205,8 @@ def _train_tagger(
     trainer = Trainer(
         task, train_config, run_dir, device=device, precision=precision,
         selection=Selection("dev_accuracy", "max"),
-        save_best=lambda: save_weights(network, run_dir / WEIGHTS), quiet=quiet,
+        save_best=lambda: save_weights(network, run_dir / WEIGHTS),
+        restore_best=lambda: load_weights(network, run_dir / WEIGHTS), quiet=quiet,
         resume_command="weft tag train --resume",
     )
     return trainer.fit(resume=resume)

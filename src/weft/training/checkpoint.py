@@ -55,6 +55,7 @@ class TrainerState:
     tokens: int = 0
     best: float | None = None
     bad_evaluations: int = 0
+    lr_scale: float = 1.0  # product of the plateau cuts so far (TrainConfig.plateau_factor)
     skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient, over the run
     loss_sum: float = 0.0  # training losses since the last report, so resumed reports match
     loss_count: int = 0

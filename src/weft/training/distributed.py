@@ -155,6 +155,12 @@ def broadcast(obj: T) -> T:
     return box[0]
 
 
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Rank 0's parameters and buffers, in place, on every rank."""
+    for tensor in module.state_dict().values():
+        torch_dist.broadcast(tensor, src=0)
+
+
 def all_gather(obj: Any) -> list[Any]:
     """Every rank's ``obj``, in rank order, on every rank."""
     out: list[Any] = [None] * torch_dist.get_world_size()

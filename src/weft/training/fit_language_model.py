@@ -31,6 +31,7 @@ from weft.runs import (
     FINGERPRINT,
     TOKENIZER,
     WEIGHTS,
+    load_weights,
     read_run_config,
     save_generation_defaults,
     save_weights,
@@ -171,7 +172,9 @@ def _train(
     if resume:
         check_resumable(out)
     trainer = Trainer(task, config.train, out, device=device, precision=precision,
-                      save_best=save_best, quiet=quiet, dist=dist)
+                      save_best=save_best,
+                      restore_best=lambda: load_weights(model, out / WEIGHTS),
+                      quiet=quiet, dist=dist)
     result = trainer.fit(resume=resume)
     if not dist.is_main:
         return None, result

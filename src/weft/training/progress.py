@@ -63,6 +63,11 @@ class ProgressDisplay:
             lines.append("  sample: " + sample.replace("\n", "\n          "))
         (self.bar.write if self.bar is not None else print)("\n".join(lines))
 
+    def note(self, line: str) -> None:
+        """One line between evaluations (a plateau's learning-rate cut)."""
+        if not self.quiet:
+            (self.bar.write if self.bar is not None else print)(line)
+
     def close(self) -> None:
         """The bar ends; an evaluation after it prints its lines plainly."""
         if self.bar is not None:

@@ -3,7 +3,8 @@
 A :class:`TrainingTask` (task.py) owns the model, its data and any state carried between
 batches (the language model's hidden state, say); the :class:`Trainer` owns the loop: the
 optimizer, the warm-up + cosine schedule, gradient clipping, autocast, periodic evaluation with
-best-model selection, early stopping, the stopping limits, when the resumable state is saved and
+best-model selection, going back to the best weights at a lower learning rate when validation
+stalls, early stopping, the stopping limits, when the resumable state is saved and
 the ``metrics.jsonl`` log. What the state holds and how it is written is checkpoint.py's; what
 is shown while training, progress.py's; the collectives between ranks, distributed.py's.
 
@@ -94,6 +95,7 @@ class Trainer:
         precision: torch.dtype | None,
         selection: Selection = Selection(),
         save_best: Callable[[], None] = lambda: None,
+        restore_best: Callable[[], None] | None = None,
         quiet: bool = False,
         dist: Distributed = SINGLE,
         resume_command: str = "weft train --resume",
@@ -105,6 +107,7 @@ class Trainer:
         self.precision = precision
         self.selection = selection
         self.save_best = save_best
+        self.restore_best = restore_best  # loads what save_best wrote; None: no plateau cuts
         self.dist = dist
         self.resume_command = resume_command  # named in errors that keep the saved state
         self.quiet = quiet or not dist.is_main
@@ -223,7 +226,8 @@ class Trainer:
                 epoch_progress = st.epoch + st.index / steps_per_epoch
                 frac = progress(st.step, epoch_progress, st.elapsed, max_steps=cfg.max_steps,
                                 epochs=cfg.epochs, time_budget=cfg.time_budget)
-                lr = learning_rate(cfg.lr, st.step, frac, cfg.warmup_steps, cfg.min_lr_ratio)
+                lr = st.lr_scale * learning_rate(cfg.lr, st.step, frac, cfg.warmup_steps,
+                                                 cfg.min_lr_ratio)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
 
@@ -352,7 +356,27 @@ class Trainer:
                 self.task.model = wrapper
         if self.dist.enabled:
             st.best, st.bad_evaluations = distributed.broadcast((st.best, st.bad_evaluations))
+        self._on_plateau(display)
         self.save_state()
+
+    def _on_plateau(self, display: ProgressDisplay) -> None:
+        """Every ``plateau_patience`` evaluations without improvement (short of early stopping),
+        go back to the best weights and cut the learning rate. A short run on a small corpus
+        peaks early and overfits while the cosine still holds the rate high; the best weights,
+        trained on at a lower rate, improve again (docs/benchmarks.md)."""
+        cfg, st = self.config, self.state
+        bad = st.bad_evaluations
+        if (not cfg.plateau_patience or self.restore_best is None or st.best is None
+                or bad == 0 or bad % cfg.plateau_patience
+                or (cfg.patience and bad >= cfg.patience)):
+            return
+        if self.dist.is_main:
+            self.restore_best()
+        if self.dist.enabled:
+            distributed.broadcast_module(self.module)
+        st.lr_scale *= cfg.plateau_factor
+        display.note(f"step {st.step}: no improvement in {bad} evaluations: back to the best "
+                     f"weights, learning rate x{st.lr_scale:.3g}")
 
     def _evaluate_here(
         self, display: ProgressDisplay, train_loss: float, lr: float, metrics_path: Path
