@@ -57,3 +57,14 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = root / "tiny"
     weft.train(corpus, out=out, max_steps=30, **TINY)
     return out
+
+
+@pytest.fixture(scope="session")
+def copier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model that has learned its one sentence by heart: it copies long spans."""
+    root = tmp_path_factory.mktemp("copier")
+    (root / "c.txt").write_text(PANGRAM * 40, encoding="utf-8")
+    weft.train(root / "c.txt", out=root / "run", hidden_size=64, embedding_dim=16,
+               batch_size=8, seq_len=32, max_steps=150, eval_every=150, lr=1e-2, threads=1,
+               quiet=True)
+    return root / "run"

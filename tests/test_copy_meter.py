@@ -21,8 +21,6 @@ from weft.generation.chat import ChatSession
 from weft.generation.samples import MAX_COPY_TRIES
 from weft.runs import COPY_INDEX
 
-from .conftest import PANGRAM
-
 
 def naive_longest(corpus: str, text: str) -> int:
     best = 0
@@ -85,17 +83,6 @@ def test_training_builds_the_index_and_jsonl_reports_copies(tiny_run: Path) -> N
         copy = row["longest_copy"]
         assert copy["chars"] == naive_longest(corpus, row["text"]) > 0
         assert corpus[copy["offset"]:copy["offset"] + copy["chars"]] == copy["text"]
-
-
-@pytest.fixture(scope="module")
-def copier(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model that has learned its one sentence by heart: it copies long spans."""
-    root = tmp_path_factory.mktemp("copier")
-    (root / "c.txt").write_text(PANGRAM * 40, encoding="utf-8")
-    weft.train(root / "c.txt", out=root / "run", hidden_size=64, embedding_dim=16,
-               batch_size=8, seq_len=32, max_steps=150, eval_every=150, lr=1e-2, threads=1,
-               quiet=True)
-    return root / "run"
 
 
 def test_max_copy_never_returns_a_text_over_the_limit(copier: Path) -> None:
@@ -186,8 +173,6 @@ def test_http_reports_copies_and_bounds_them(copier: Path, tmp_path: Path) -> No
         bounded = client.post("/api/generate", json={**body, "max_copy": 10}).json()
         assert all(copy["chars"] < 10 for copy in bounded["longest_copy"])
         assert len(bounded["tries"]) == len(bounded["cut"]) == 2
-        refused = client.post("/api/generate", json={**body, "max_copy": 10, "stream": True})
-        assert refused.status_code == 400 and "stream" in refused.json()["detail"]
         openai = client.post("/v1/completions", json={
             "model": "copier", "prompt": "", "max_tokens": 30, "n": 2, "seed": 0,
             "copy_meter": True}).json()

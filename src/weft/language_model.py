@@ -83,7 +83,8 @@ class LanguageModel:
         labels and ``longest_copy`` (the longest span found verbatim in the training corpus;
         None for runs without a copy index). ``max_copy=N`` generates a text again (a bounded
         number of times, then cuts it) until no span of N characters or more is copied.
-        ``on_text(i, chunk)`` receives text as it is generated."""
+        ``on_text(i, chunk)`` receives text as it is generated; a streamed text cannot be
+        generated again, so under ``max_copy`` it ends before a copy instead (``cut``)."""
         from weft.generation.samples import generate_samples
 
         return generate_samples(self.module, self.tokenizer, self.labels,

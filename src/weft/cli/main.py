@@ -194,7 +194,8 @@ def train(corpus: tuple[str, ...], out: Path | None,
                    "int8 on another CPU; --quantize none is float32 everywhere).")
 @click.option("--max-copy", type=click.IntRange(min=1), metavar="N",
               help="Generate a text again (up to 10 tries, then cut it) while it copies N or "
-              "more characters verbatim from the training corpus; does not stream.")
+              "more characters verbatim from the training corpus; the text is written when "
+              "complete (so that it can be generated again), not streamed.")
 @click.option("--quantize", type=click.Choice(QUANTIZE),
               help="auto: int8 where it is faster on this CPU (measured once per machine and "
                    "model shape); none: float32, exact; int8: int8 weight products, logits "

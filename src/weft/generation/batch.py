@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from weft.config import GenerationConfig
+from weft.generation.copy_guard import CopyGuard
 from weft.generation.generate import Completion, OnText, TextState, prime_rows
 from weft.generation.plan import choose_plan
 from weft.generation.quantized import Int8Stepper
@@ -55,6 +56,7 @@ class BatchRequest:
     on_done: OnDone
     on_text: OnText | None = None
     prefixes: list[list[int]] | None = None  # per row: label token ids, after <bos>
+    guards: list[CopyGuard] | None = None  # per row: max_copy while streaming
     first_token_at: float | None = None  # time.perf_counter() when its first token was drawn
     _cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -78,7 +80,11 @@ class _Group:
         # draw for all of them: they promise no repeatable text).
         self.generator = (torch.Generator(device=device).manual_seed(config.seed)
                           if config.seed is not None else None)
-        self.texts = [TextState(tokenizer, config.stop, context) for _ in range(self.rows)]
+        guards = request.guards
+        if guards is not None and len(guards) != self.rows:
+            raise ValueError("give one copy guard per row")
+        self.texts = [TextState(tokenizer, config.stop, context, guards[i] if guards else None)
+                      for i in range(self.rows)]
         self.steps = 0
         # Rows sample together when these agree (a request's own seed still draws its uniforms).
         self.sampling = (config.temperature, config.top_k, config.top_p,

@@ -21,6 +21,7 @@ from weft.config import GenerationConfig
 from weft.device import cpu_threads
 from weft.errors import WeftError
 from weft.generation.compiled import ChunkedSampler
+from weft.generation.copy_guard import CopyGuard
 from weft.generation.plan import GenerationPlan, choose_plan
 from weft.generation.quantized import Int8Stepper
 from weft.generation.sampling import next_tokens
@@ -53,18 +54,27 @@ class Completion(str):
 
 
 class TextState:
-    """One sequence's text so far, with stop-string handling and streaming."""
+    """One sequence's text so far, with stop-string handling and streaming.
+
+    Text that may be the start of a stop string, or (with a ``guard``) part of a copy from the
+    corpus, is held back from :meth:`flush` until it is known not to be, so what is streamed
+    is never taken back. ``ending`` is what a stop string cut off: the stop string and any
+    text after it in its token.
+    """
 
     def __init__(
-        self, tokenizer: Tokenizer, stops: tuple[str, ...], context: list[int] | None = None
+        self, tokenizer: Tokenizer, stops: tuple[str, ...], context: Sequence[int] | None = None,
+        guard: CopyGuard | None = None,
     ) -> None:
         self.decoder = tokenizer.stream_decoder(context or ())
         self.stops = stops
         self.hold = max((len(s) for s in stops), default=1) - 1
+        self.guard = guard
         self.text = ""
+        self.ending = ""
         self.emitted = 0
         self.done = False
-        self.stopped = False  # by the end token or a stop string
+        self.stopped = False  # by the end token, a stop string or the guard
         self.tokens = 0
 
     def push(self, token: int, eos: int | None) -> None:
@@ -86,11 +96,19 @@ class TextState:
         if not delta:
             return
         search_from = max(0, len(self.text) - self.hold)
+        before = len(self.text)
         self.text += delta
         for stop in self.stops:
             at = self.text.find(stop, search_from)
             if at >= 0:
+                self.ending = self.text[at:] + self.ending
                 self.text = self.text[:at]
+                self.done = self.stopped = True
+        if self.guard is not None and len(self.text) > before:
+            kept = self.guard.take(self.text[before:])
+            if kept is not None:
+                self.text = self.text[:before + kept]
+                self.ending = ""  # the copy's end is no stop string
                 self.done = self.stopped = True
 
     def completion(self, cancelled: bool) -> Completion:
@@ -98,8 +116,9 @@ class TextState:
         return Completion(self.text, reason, self.tokens)
 
     def flush(self, final: bool) -> str:
+        held = max(self.hold, self.guard.held if self.guard is not None else 0)
         end = len(self.text) if (final or self.done) else max(self.emitted,
-                                                              len(self.text) - self.hold)
+                                                              len(self.text) - held)
         chunk = self.text[self.emitted : end]
         self.emitted = end
         return chunk
@@ -155,6 +174,7 @@ def generate(
     chunked: bool | None = None,
     prefixes: Sequence[Sequence[int]] | None = None,
     plan: GenerationPlan | None = None,
+    guards: Sequence[CopyGuard] | None = None,
 ) -> list[Completion]:
     """Continuations of ``prompt`` (without the prompt), one per requested sequence, each a
     :class:`Completion` (a ``str`` with its ``finish_reason``).
@@ -163,7 +183,8 @@ def generate(
     tokens to cancel. ``reference=True`` steps through ``nn.LSTM`` itself instead of the fused
     stepper (slower; kept to check the fast path against). ``threads`` overrides the CPU
     thread choice. ``chunked`` overrides :func:`chooses_on_device` (None: its choice).
-    ``prefixes`` are token ids (labels) each sequence has after ``<bos>``.
+    ``prefixes`` are token ids (labels) each sequence has after ``<bos>``. ``guards`` (one per
+    sequence) end a text before it copies their limit from the corpus, holding back what may.
     ``plan`` is the path to take (:func:`~weft.generation.plan.choose_plan` of ``config`` and
     ``threads`` when None: float32 or int8, threads, compiled or not, for this machine).
     """
@@ -173,7 +194,7 @@ def generate(
     with torch.no_grad(), cpu_threads(plan.threads):
         return _generate(model, tokenizer, prompt, config, on_text, should_stop, reference,
                          chooses_on_device(model.device) if chunked is None
-                         else chunked, prefixes, plan)
+                         else chunked, prefixes, plan, guards)
 
 
 def chooses_on_device(device: torch.device) -> bool:
@@ -196,6 +217,7 @@ def _generate(
     chunked: bool,
     prefixes: Sequence[Sequence[int]] | None,
     plan: GenerationPlan,
+    guards: Sequence[CopyGuard] | None,
 ) -> list[Completion]:
     config.validate()
     device = model.device
@@ -229,7 +251,10 @@ def _generate(
         seen[torch.arange(n, device=device)[:, None], prime.expand(n, -1)] = True
     eos = tokenizer.eos_id
     context = prime[0].tolist()  # the prompt decides the first token's spacing and open quotes
-    texts = [TextState(tokenizer, config.stop, context) for _ in range(n)]
+    if guards is not None and len(guards) != n:
+        raise WeftError("give one copy guard per sequence")
+    texts = [TextState(tokenizer, config.stop, context, guards[i] if guards else None)
+             for i in range(n)]
     active = n
     cancelled = False
 

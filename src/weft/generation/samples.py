@@ -6,8 +6,10 @@ for a seed) and hands their token ids to the generation loop. With the run's cop
 measures each text's longest span copied verbatim from the corpus, and with ``max_copy`` it
 generates again (same labels, a new seed) each text that copies ``max_copy`` characters or more,
 up to :data:`MAX_COPY_TRIES` tries in all; a text still over the limit then is cut before the
-copy completes, and says so. The CLI, the Python API and the HTTP API all report from the
-:class:`Sample` objects it returns.
+copy completes, and says so. A streamed text cannot be generated again once sent: it is
+bounded as it is written (:mod:`weft.generation.copy_guard`), ending where the last try's cut
+would. The CLI, the Python API and the HTTP API all report from the :class:`Sample` objects
+it returns.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from weft.config import GenerationConfig
 from weft.data.corpus_index import UNAVAILABLE, Copy, CorpusIndex
 from weft.data.labels import Labels, LabelSet
 from weft.errors import WeftError
+from weft.generation.copy_guard import CopyGuard
 from weft.generation.generate import Completion, OnText, generate
 from weft.models.rnn_lm import RNNLanguageModel
 from weft.tokenizers import Tokenizer
@@ -41,7 +44,7 @@ class Sample:
     labels: dict[str, str] = field(default_factory=dict)
     longest_copy: Copy | None = None
     tries: int = 1  # generations it took (more than 1 only under max_copy)
-    cut: bool = False  # still over max_copy after the last try: cut before the copy
+    cut: bool = False  # cut before a copy of max_copy: after the last try, or as streamed
 
     def to_dict(self) -> dict[str, Any]:
         """The text, why it ended, how many tokens it took, its labels and copy meter."""
@@ -90,38 +93,58 @@ def generate_samples(
     threads: int | None = None,
 ) -> list[Sample]:
     """``config.num_return_sequences`` samples of ``prompt`` under ``labels``; ``copy_meter``
-    measures their longest copies (needs ``index``), ``max_copy`` bounds them."""
-    check_max_copy(max_copy, index, streamed=on_text is not None)
+    measures their longest copies (needs ``index``), ``max_copy`` bounds them: streamed
+    (``on_text``) texts as they are written, the others by generating them again."""
+    check_max_copy(max_copy, index)
     config, assignments, prefixes = label_plan(label_set, tokenizer, labels, config)
     seed = config.seed or 0
+    guards = (stream_guards(index, max_copy, len(assignments)) if on_text is not None
+              else None)
 
     def run(rows: list[int], tries: int) -> list[Completion]:
         return generate(model, tokenizer, prompt,
                         dataclasses.replace(config, num_return_sequences=len(rows),
                                             seed=retry_seed(seed, tries)),
                         on_text=on_text, should_stop=should_stop, threads=threads,
-                        prefixes=None if prefixes is None else [prefixes[i] for i in rows])
+                        prefixes=None if prefixes is None else [prefixes[i] for i in rows],
+                        guards=guards if tries == 1 else None)
 
     samples = [Sample(text, assignment) for text, assignment
                in zip(run(list(range(len(assignments))), 1), assignments, strict=True)]
     if index is not None and (copy_meter or max_copy is not None):
         for sample in samples:
             sample.longest_copy = index.longest_copy(sample.text)
-    if index is not None and max_copy is not None:
+    if guards is not None:
+        note_guarded(samples, guards)
+    elif index is not None and max_copy is not None:
         bound_copies(samples, index, max_copy, run)
     return samples
 
 
-def check_max_copy(max_copy: int | None, index: CorpusIndex | None, streamed: bool) -> None:
+def check_max_copy(max_copy: int | None, index: CorpusIndex | None) -> None:
     if max_copy is None:
         return
     if max_copy < 1:
         raise WeftError("--max-copy must be >= 1 (characters)")
     if index is None:
         raise WeftError(f"{UNAVAILABLE}, so --max-copy cannot be enforced")
-    if streamed:
-        raise WeftError("--max-copy may replace a text after it is written: it does not "
-                        "stream")
+
+
+def stream_guards(index: CorpusIndex | None, max_copy: int | None,
+                  rows: int) -> list[CopyGuard] | None:
+    """One :class:`CopyGuard` per streamed row under ``max_copy`` (None without it)."""
+    if index is None or max_copy is None:
+        return None
+    return [CopyGuard(index, max_copy) for _ in range(rows)]
+
+
+def note_guarded(samples: list[Sample], guards: list[CopyGuard]) -> None:
+    """Mark (and log) the streamed samples their guards cut before a copy."""
+    for i, (sample, guard) in enumerate(zip(samples, guards, strict=True)):
+        sample.cut = guard.cut
+        if guard.cut:
+            log.warning("text %d reached a copy of %d characters from the corpus as it was "
+                        "streamed: it ends before the copy", i + 1, guard.limit)
 
 
 def retry_seed(seed: int, tries: int) -> int:

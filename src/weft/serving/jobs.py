@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from weft.config import GenerationConfig
 from weft.generation import Completion
 from weft.generation.batch import BatchedGenerator, BatchRequest
+from weft.generation.copy_guard import CopyGuard
 from weft.generation.generate import CANCELLED
 from weft.serving.limits import Limits, Rows
 from weft.serving.metrics import ServerMetrics
@@ -44,7 +45,8 @@ class Job:
 
     def __init__(self, prompt: str, config: GenerationConfig, streamed: bool,
                  chunks: asyncio.Queue[tuple[int, str] | None] | None = None,
-                 first_index: int = 0, prefixes: list[list[int]] | None = None) -> None:
+                 first_index: int = 0, prefixes: list[list[int]] | None = None,
+                 guards: list[CopyGuard] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self.config = config
         self.rows = config.num_return_sequences
@@ -59,7 +61,8 @@ class Job:
         self._drain_scheduled = False
         self._drained_once = False
         self.request = BatchRequest(prompt, config, self._done,
-                                    on_text=self._text if streamed else None, prefixes=prefixes)
+                                    on_text=self._text if streamed else None, prefixes=prefixes,
+                                    guards=guards)
 
     # Called in the batch's thread. Chunks gather in a buffer that the loop drains: the first
     # at once (time to first token), later ones at most every STREAM_INTERVAL, so a stream
@@ -183,11 +186,13 @@ class Generations:
     async def start(self, model: Any, prompt: str, config: GenerationConfig,
                     streamed: bool = False,
                     chunks: asyncio.Queue[tuple[int, str] | None] | None = None,
-                    first_index: int = 0, prefixes: list[list[int]] | None = None) -> Job:
+                    first_index: int = 0, prefixes: list[list[int]] | None = None,
+                    guards: list[CopyGuard] | None = None) -> Job:
         """Wait for rows (:class:`~weft.serving.limits.Busy` when none come), then join the
-        model's batch; ``prefixes`` are each row's label token ids."""
+        model's batch; ``prefixes`` are each row's label token ids, ``guards`` each row's
+        copy guard (``max_copy`` while streaming)."""
         batch = self.batch_for(model, config.quantize)
-        job = Job(prompt, config, streamed, chunks, first_index, prefixes)
+        job = Job(prompt, config, streamed, chunks, first_index, prefixes, guards)
         await self.rows.acquire(job.rows)
         job.future.add_done_callback(lambda _: self._finished(job))
         batch.submit(job.request)

@@ -1,11 +1,12 @@
 """OpenAI-compatible endpoints: ``GET /v1/models`` and ``POST /v1/completions``.
 
 They follow the OpenAI API, so its clients (the official ``openai`` package, LangChain,
-LiteLLM, editors) can use a weft run by its name. ``top_k`` and ``repetition_penalty`` are
-weft's extras. A parameter weft cannot honour (``logprobs``, ``echo``, ``best_of``, ``suffix``,
-penalties, ``logit_bias``, or any unknown field) gets a 400 in OpenAI's error shape naming it;
-one sent at its neutral value (``echo: false``, ``best_of: 1``, ...) is accepted, since it asks
-for nothing weft does not do.
+LiteLLM, editors) can use a weft run by its name. ``top_k``, ``repetition_penalty``,
+``labels``, ``copy_meter`` and ``max_copy`` are weft's extras (a finished choice then carries
+its ``labels``, ``longest_copy``, ``tries`` and ``cut``, streamed or not). A parameter weft
+cannot honour (``logprobs``, ``echo``, ``best_of``, ``suffix``, penalties, ``logit_bias``, or
+any unknown field) gets a 400 in OpenAI's error shape naming it; one sent at its neutral value
+(``echo: false``, ``best_of: 1``, ...) is accepted, since it asks for nothing weft does not do.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from weft.errors import WeftError
 from weft.generation import Completion
-from weft.generation.samples import label_plan
+from weft.generation.samples import Sample, label_plan
 from weft.runs import CONFIG, LANGUAGE_MODEL, WEIGHTS, run_kind
+from weft.serving.copies import CopyCheck, generate_again
 from weft.serving.jobs import Job, StreamThenCancel, pieces
 from weft.serving.server import ServerDep, check_limits, generation_config, load_run, require_key
 
@@ -84,6 +85,10 @@ class CompletionRequest(BaseModel):
                           "--label-column); each choice then carries its labels.")
     copy_meter: bool = Field(False, description="weft: each choice carries its longest_copy "
                                                 "from the training corpus.")
+    max_copy: int | None = Field(
+        None, ge=1, description="weft: no choice copies this many characters from the "
+                                "training corpus (generated again up to 10 times, then cut; "
+                                "streamed, cut as written); each carries tries and cut.")
 
 
 @router.get("/models")
@@ -136,6 +141,10 @@ async def completions(req: CompletionRequest, request: Request, server: ServerDe
                "top_p": 1.0 if req.top_p is None else req.top_p}
     config, labels, prefixes = label_plan(model.labels, model.tokenizer, req.labels,
                                           generation_config(model, server.limits, options))
+    try:
+        copies = CopyCheck(model, req.copy_meter, req.max_copy)
+    except WeftError as exc:
+        raise OpenAIError(str(exc), "max_copy") from None
     chunks: asyncio.Queue[tuple[int, str] | None] | None = asyncio.Queue() if req.stream \
         else None
     jobs: list[Job] = []
@@ -143,34 +152,46 @@ async def completions(req: CompletionRequest, request: Request, server: ServerDe
         for k, prompt in enumerate(prompts):
             jobs.append(await server.generations.start(
                 model, model.prepare_prompt(prompt), config, streamed=bool(req.stream),
-                chunks=chunks, first_index=k * n, prefixes=prefixes))
+                chunks=chunks, first_index=k * n, prefixes=prefixes,
+                guards=copies.guards(n) if req.stream else None))
     except BaseException:
         for job in jobs:
             job.cancel()
         raise
     head = {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion",
             "created": int(time.time()), "model": req.model}
+    extras = _Extras(labels if model.labels.columns else None, copies)
     if chunks is not None:
         usage = req.stream_options is not None and req.stream_options.include_usage
-        return StreamThenCancel(_stream(head, model, jobs, chunks, usage), jobs)
-    results = [await server.generations.finish(job, request.is_disconnected) for job in jobs]
-    texts = [text for result in results for text in result]
-    choices = [_choice(i, text, text.finish_reason) for i, text in enumerate(texts)]
-    if model.labels.columns:  # the same draws for every prompt (one seed)
-        for i, choice in enumerate(choices):
-            choice["labels"] = labels[i % n]
-    if req.copy_meter:
-        index = model.copy_index
-        copies = await run_in_threadpool(
-            lambda: [index.longest_copy(t).to_dict() if index else None for t in texts])
-        for choice, copy in zip(choices, copies, strict=True):
-            choice["longest_copy"] = copy
+        return StreamThenCancel(_stream(head, model, jobs, chunks, usage, extras), jobs)
+    samples: list[Sample] = []
+    for job in jobs:
+        texts = await server.generations.finish(job, request.is_disconnected)
+        rows = [Sample(text, row) for text, row in zip(texts, labels, strict=True)]
+        await copies.apply(rows, again=generate_again(server, model, job.request.prompt,
+                                                      config, prefixes,
+                                                      request.is_disconnected))
+        samples += rows
+    choices = [{**_choice(i, s.text, s.text.finish_reason), **extras(s)}
+               for i, s in enumerate(samples)]
     return {**head, "choices": choices,
-            "usage": _usage(model, jobs, texts)}
+            "usage": _usage(model, jobs, [s.text for s in samples])}
 
 
 def _choice(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
     return {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
+
+
+class _Extras:
+    """weft's fields of a finished choice: its labels (runs with label columns; the same
+    draws for every prompt, from one seed) and its copy meter, as asked for."""
+
+    def __init__(self, labels: list[dict[str, str]] | None, copies: CopyCheck) -> None:
+        self.labels, self.copies = labels, copies
+
+    def __call__(self, sample: Sample) -> dict[str, Any]:
+        return {**({"labels": sample.labels} if self.labels is not None else {}),
+                **self.copies.extras(sample)}
 
 
 def _usage(model: Any, jobs: list[Job], texts: list[Completion]) -> dict[str, int]:
@@ -182,15 +203,20 @@ def _usage(model: Any, jobs: list[Job], texts: list[Completion]) -> dict[str, in
 
 
 async def _stream(head: dict[str, Any], model: Any, jobs: list[Job],
-                  chunks: asyncio.Queue[tuple[int, str] | None], usage: bool
+                  chunks: asyncio.Queue[tuple[int, str] | None], usage: bool, extras: _Extras
                   ) -> AsyncIterator[str]:
     def event(data: Any) -> str:
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
     async for index, text in pieces(chunks, len(jobs)):
         yield event({**head, "choices": [_choice(index, text, None)]})
+    samples: list[Sample] = []
     try:
-        texts = [text for job in jobs for text in job.future.result()]
+        for job in jobs:
+            rows = [Sample(text, row) for text, row
+                    in zip(job.future.result(), extras.labels or [{}] * job.rows, strict=True)]
+            await extras.copies.apply(rows, guards=job.request.guards)
+            samples += rows
     except Exception as exc:
         if not isinstance(exc, WeftError):
             log.exception("generation failed")
@@ -198,8 +224,10 @@ async def _stream(head: dict[str, Any], model: Any, jobs: list[Job],
                                else "generation failed; see the server log",
                                kind="server_error"))
         return
-    for i, text in enumerate(texts):
-        yield event({**head, "choices": [_choice(i, "", text.finish_reason)]})
+    for i, sample in enumerate(samples):
+        yield event({**head, "choices": [{**_choice(i, "", sample.text.finish_reason),
+                                          **extras(sample)}]})
     if usage:
-        yield event({**head, "choices": [], "usage": _usage(model, jobs, texts)})
+        yield event({**head, "choices": [],
+                     "usage": _usage(model, jobs, [s.text for s in samples])})
     yield "data: [DONE]\n\n"

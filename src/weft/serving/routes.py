@@ -6,11 +6,9 @@ the same shared batch (:mod:`weft.serving.jobs`).
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import torch
@@ -18,15 +16,9 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from weft.errors import WeftError
-from weft.generation import Completion
-from weft.generation.samples import (
-    Sample,
-    bound_copies,
-    check_max_copy,
-    label_plan,
-    retry_seed,
-)
+from weft.generation.samples import Sample, label_plan
 from weft.runs import LANGUAGE_MODEL, TAGGER
+from weft.serving.copies import CopyCheck, generate_again
 from weft.serving.jobs import Job, StreamThenCancel
 from weft.serving.schemas import (
     GenerateRequest,
@@ -101,76 +93,41 @@ async def generate(req: GenerateRequest, request: Request, server: ServerDep) ->
                                       "max_copy"}, exclude_none=True)
     config, labels, prefixes = label_plan(model.labels, model.tokenizer, req.labels,
                                           generation_config(model, server.limits, options))
-    check_max_copy(req.max_copy, model.copy_index, streamed=req.stream)
+    copies = CopyCheck(model, req.copy_meter, req.max_copy)
     # Cleaned like the training text (lowercased, Unicode form), as `weft generate` does.
     prompt = model.prepare_prompt(req.prompt)
+    guards = copies.guards(config.num_return_sequences) if req.stream else None
     job = await server.generations.start(model, prompt, config, streamed=req.stream,
-                                         prefixes=prefixes)
-    meter = _Meter(model, req.copy_meter, req.max_copy)
+                                         prefixes=prefixes, guards=guards)
     if req.stream:
-        return StreamThenCancel(_events(req.model, model, job, labels, meter), [job])
+        return StreamThenCancel(_events(req.model, model, job, labels, copies), [job])
     texts = await server.generations.finish(job, request.is_disconnected)
     samples = [Sample(text, row) for text, row in zip(texts, labels, strict=True)]
-    if req.max_copy is not None:
-        loop = asyncio.get_running_loop()
-
-        async def again_async(rows: list[int], tries: int) -> list[Completion]:
-            retry = dataclasses.replace(config, num_return_sequences=len(rows),
-                                        seed=retry_seed(config.seed or 0, tries))
-            retry_job = await server.generations.start(
-                model, prompt, retry, prefixes=None if prefixes is None
-                else [prefixes[i] for i in rows])
-            return await server.generations.finish(retry_job, request.is_disconnected)
-
-        def again(rows: list[int], tries: int) -> list[Completion]:  # in a worker thread
-            return asyncio.run_coroutine_threadsafe(again_async(rows, tries), loop).result()
-
-        await run_in_threadpool(meter.bound, samples, again)
-    elif req.copy_meter:
-        await run_in_threadpool(meter.measure, samples)
-    return _response(req.model, model, job, samples, meter)
-
-
-class _Meter:
-    """What a request asked of the copy meter, and the run's index to answer it."""
-
-    def __init__(self, model: Any, copy_meter: bool, max_copy: int | None) -> None:
-        self.index = model.copy_index if copy_meter or max_copy is not None else None
-        self.reported = copy_meter or max_copy is not None
-        self.max_copy = max_copy
-
-    def measure(self, samples: list[Sample]) -> None:
-        if self.index is not None:
-            for sample in samples:
-                sample.longest_copy = self.index.longest_copy(sample.text)
-
-    def bound(self, samples: list[Sample],
-              again: Callable[[list[int], int], list[Completion]]) -> None:
-        assert self.index is not None and self.max_copy is not None
-        self.measure(samples)
-        bound_copies(samples, self.index, self.max_copy, again)
+    await copies.apply(samples, again=generate_again(server, model, prompt, config, prefixes,
+                                                     request.is_disconnected))
+    return _response(req.model, model, job, samples, copies)
 
 
 def _response(name: str, model: Any, job: Job, samples: list[Sample],
-              meter: _Meter) -> GenerateResponse:
+              copies: CopyCheck) -> GenerateResponse:
     prompt = job.request.prompt
     texts = [sample.text for sample in samples]
     usage = Usage(prompt_tokens=len(model.tokenizer.encode(prompt)) if prompt else 0,
                   completion_tokens=sum(t.tokens for t in texts))
-    copies = [s.longest_copy.to_dict() if s.longest_copy else None for s in samples]
-    bounded = meter.max_copy is not None
+    extras = [copies.extras(s) for s in samples]
     return GenerateResponse(model=name, prompt=prompt, texts=list(texts),
                             finish_reasons=[t.finish_reason for t in texts],
                             labels=[s.labels for s in samples],
-                            longest_copy=copies if meter.reported else [],
-                            tries=[s.tries for s in samples] if bounded else [],
-                            cut=[s.cut for s in samples] if bounded else [],
+                            longest_copy=[e["longest_copy"] for e in extras]
+                            if copies.reported else [],
+                            tries=[e["tries"] for e in extras] if copies.bounded else [],
+                            cut=[e["cut"] for e in extras] if copies.bounded else [],
                             usage=usage, elapsed=round(job.elapsed(), 4),
                             cancelled=job.cancelled)
 
 
 async def _events(name: str, model: Any, job: Job, labels: list[dict[str, str]],
-                  meter: _Meter) -> AsyncIterator[str]:
+                  copies: CopyCheck) -> AsyncIterator[str]:
     async for index, text in job.pieces():
         yield _sse("token", {"index": index, "text": text})
     try:
@@ -183,8 +140,8 @@ async def _events(name: str, model: Any, job: Job, labels: list[dict[str, str]],
         yield _sse("error", {"detail": "generation failed; see the server log"})
         return
     samples = [Sample(text, row) for text, row in zip(texts, labels, strict=True)]
-    await run_in_threadpool(meter.measure, samples)
-    yield _sse("done", _response(name, model, job, samples, meter).model_dump())
+    await copies.apply(samples, guards=job.request.guards)
+    yield _sse("done", _response(name, model, job, samples, copies).model_dump())
 
 
 @router.post("/tag", response_model=TagResponse, tags=["tag"])

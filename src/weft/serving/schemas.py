@@ -46,8 +46,8 @@ class GenerateRequest(_Strict):
                                                 "verbatim from the training corpus.")
     max_copy: int | None = Field(
         None, ge=1, description="Generate a text again (up to 10 tries, then cut it) while it "
-                                "copies this many characters or more from the corpus; not with "
-                                "stream.")
+                                "copies this many characters or more from the corpus; streamed, "
+                                "a text that reaches it ends before the copy.")
     stream: bool = Field(False, description="Send the text as server-sent events as it comes.")
 
 
