@@ -75,3 +75,25 @@ def test_ctrl_c_while_writing_sets_the_flag_instead_of_raising() -> None:
             if flag.is_set():
                 break
     assert flag.is_set()
+
+
+def test_a_stop_string_is_held_back_never_shown_in_part(copier: Path) -> None:
+    """The copier writes its pangram: a reply stops at "lazy" without showing any of it, and
+    text held back because it began like a stop string is shown once it is not one."""
+    model = weft.load(copier, device="cpu")
+    settings = GenerationConfig(temperature=0, max_new_tokens=60, seed=0,
+                                stop=("lazy", "fox leaps"))
+    session = ChatSession(model, settings)
+    shown: list[str] = []
+    turn = session.turn("The quick", on_text=shown.append)
+    assert "".join(shown) == turn.reply == " brown fox jumps over the "
+    assert turn.ending.startswith("lazy")
+    for i in range(1, len(shown) + 1):  # no moment showed the start of "lazy"
+        assert not "".join(shown[:i]).endswith(("l", "la", "laz"))
+    assert "fox jumps" in turn.reply  # held back while it could be "fox leaps", then shown
+    assert session.transcript() == "The quick" + turn.reply + turn.ending
+    result = CliRunner().invoke(cli, ["chat", str(copier), "--temperature", "0", "--stop",
+                                      "lazy", "--max-new-tokens", "60"],
+                                input="The quick\n/quit\n")
+    assert result.exit_code == 0, result.output
+    assert ">  brown fox jumps over the \n" in result.output and "lazy" not in result.output

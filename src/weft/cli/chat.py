@@ -55,7 +55,8 @@ def _ctrl_c_stops(flag: threading.Event) -> Iterator[None]:
 @click.option("--top-k", type=int, help="Sample from the k likeliest tokens; 0 disables.")
 @click.option("--top-p", type=float, help="Nucleus sampling mass; 1 disables.")
 @click.option("--repetition-penalty", type=float, help="> 1 discourages repeats; 1 disables.")
-@click.option("--stop", multiple=True, help="End a reply at this string (repeatable).")
+@click.option("--stop", multiple=True,
+              help="End a reply at this string (repeatable); the string is not shown.")
 @click.option("--label", "labels", multiple=True, metavar="COLUMN=VALUE",
               help="Write under this label value (repeatable; runs with label columns).")
 @click.option("--seed", type=int, help="Makes the session repeatable.")

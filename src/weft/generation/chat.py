@@ -7,6 +7,12 @@ until ``max_new_tokens``, the end of a record (``<eos>``), a stop string, or ``s
 (Ctrl-C in ``weft chat``): the state then is the state after the last token kept, so stopping a
 reply never breaks the session. Every turn remembers the state before it, which makes undo
 exact. The settings (temperature, top-k, ...) can change between turns.
+
+The reply's text goes through the generation loop's
+:class:`~weft.generation.generate.TextState`, so it streams as ``weft generate`` does: text
+that may be the start of a stop string is held back until it is known not to be, and a stop
+string ends the reply without being shown. The model has read it, though, so the transcript
+keeps it (``Turn.ending``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from weft.config import GenerationConfig
 from weft.data.corpus_index import Copy
 from weft.data.labels import Labels
 from weft.errors import WeftError
-from weft.generation.generate import start_ids
+from weft.generation.generate import TextState, start_ids
 from weft.generation.samples import with_seed
 from weft.generation.sampling import next_tokens
 from weft.models.rnn_lm import State
@@ -40,12 +46,13 @@ SETTINGS: dict[str, Callable[[str], Any]] = {
 @dataclass
 class Turn:
     user: str  # the text the user added (as the model saw it)
-    reply: str  # what the model wrote
+    reply: str  # what the model wrote, as shown (up to a stop string)
     stopped: bool  # the reply was cut short (Ctrl-C)
     # Where the session stood before this turn, for undo:
     state: State | None
     logits: torch.Tensor
     length: int
+    ending: str = ""  # the stop string that ended the reply (and the rest of its token)
 
 
 class ChatSession:
@@ -106,14 +113,13 @@ class ChatSession:
         before = Turn(text, "", False, self.state, self.logits, len(self.ids))
         if text:
             self._feed(tokenizer.encode(text).astype("int64").tolist())
-        decoder = tokenizer.stream_decoder(self.ids[-8:])
+        written = TextState(tokenizer, self.settings.stop, self.ids[-8:])
         banned = torch.zeros(self.logits.size(-1), dtype=torch.bool, device=self.device)
         banned[tokenizer.never_generate] = True
         seen = None
         if self.settings.repetition_penalty != 1.0:
             seen = torch.zeros_like(banned)[None, :]
             seen[0, self.ids] = True
-        reply = ""
         stopped = False
         for _ in range(self.settings.max_new_tokens):
             if should_stop is not None and should_stop():
@@ -126,16 +132,16 @@ class ChatSession:
             self._feed([token])
             if seen is not None:
                 seen[0, token] = True
-            delta = decoder.push(token)
-            reply += delta
-            if on_text is not None and delta:
-                on_text(delta)
-            if any(stop in reply for stop in self.settings.stop):
+            written.push(token, tokenizer.eos_id)
+            if on_text is not None and (chunk := written.flush(final=False)):
+                on_text(chunk)
+            if written.done:
                 break
-        tail = decoder.finish()
-        if tail and on_text is not None:
-            on_text(tail)
-        turn = dataclasses.replace(before, reply=reply + tail, stopped=stopped)
+        written.finish()  # a partial character, and text held back that was no stop string
+        if on_text is not None and (chunk := written.flush(final=True)):
+            on_text(chunk)
+        turn = dataclasses.replace(before, reply=written.text, stopped=stopped,
+                                   ending=written.ending)
         self.turns.append(turn)
         return turn
 
@@ -149,8 +155,9 @@ class ChatSession:
         return last
 
     def transcript(self) -> str:
-        """The story so far: every turn's text and reply, in order."""
-        return "".join(turn.user + turn.reply for turn in self.turns)
+        """The story so far, as the model read it: every turn's text and reply (with the stop
+        string that ended it), in order."""
+        return "".join(turn.user + turn.reply + turn.ending for turn in self.turns)
 
     def copy_meter(self) -> tuple[Copy, Copy] | None:
         """Longest copies from the corpus in the last reply and in all the model wrote; None
