@@ -110,3 +110,23 @@ def test_bad_plateau_settings_are_refused(tmp_path: Path, flag: list[str],
                                       "--max-steps", "1", *flag])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_two_ranks_cut_together_and_follow_one_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rank 0 loads the best weights and every rank takes them: the losses stay those of one
+    # process with the whole batch.
+    from .test_distributed import _flags, _launch_two
+
+    corpus, options = overfitting_corpus(tmp_path)
+    options = {k: v for k, v in options.items() if k not in ("batch_size", "quiet")}
+    exact = dict(options, precision="fp32", max_steps=50)
+    weft.train(corpus, out=tmp_path / "single", batch_size=8, quiet=True, **exact)
+    _launch_two(monkeypatch, "train", str(corpus), "--out", str(tmp_path / "ddp"),
+                *_flags(batch_size=4, **exact))
+    assert load_checkpoint(tmp_path / "ddp")["trainer"]["lr_scale"] < 1.0
+    single, ddp = metrics(tmp_path / "single"), metrics(tmp_path / "ddp")
+    assert [r["step"] for r in ddp] == [r["step"] for r in single]
+    for a, b in zip(ddp, single, strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+        assert a["lr"] == pytest.approx(b["lr"], rel=1e-6)
