@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
+import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
+from torch.distributed import TCPStore
 
 import weft
 from weft.cli.main import cli
@@ -34,6 +39,12 @@ def _flags(**options: Any) -> list[str]:
             for arg in ("--" + key.replace("_", "-"), str(value))] + ["--quiet"]
 
 
+# A two-rank run of the tests takes seconds; past this a rank is taken to hang.
+DEADLINE = 300.0
+# Every rank a client of the launcher's store (torchrun's own arrangement).
+AGENT_STORE = {"TORCHELASTIC_USE_AGENT_STORE": "True"}
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -48,18 +59,55 @@ def _torchrun_env(rank: int, ranks: int, port: int) -> dict[str, str]:
 
 
 def _launch_two(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
-    """Rank 1 as a ``weft`` subprocess, rank 0 as the same command in this process."""
-    port = _free_port()
-    worker = subprocess.Popen(procs.weft(*args), env=procs.env() | _torchrun_env(1, 2, port)
-                              | {"OMP_NUM_THREADS": "1"},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """Rank 1 as a ``weft`` subprocess, rank 0 as the same command in a thread of this process.
+
+    Both join through a store this test holds, as torchrun's workers join through its agent's:
+    a port found free and closed again could be taken (by another process, or by rank 1's own
+    connection attempts) before rank 0 listened on it. Each rank gets :data:`DEADLINE` seconds
+    (Gloo would wait 60 minutes): then rank 1 is killed, which ends a collective rank 0 waits
+    in, and the test fails with where rank 0 was and what rank 1 wrote.
+    """
+    store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False,
+                     timeout=dt.timedelta(seconds=DEADLINE))
+    with tempfile.TemporaryFile("w+") as rank1_log:  # a file: no pipe to leave unread
+        worker = subprocess.Popen(procs.weft(*args), env=procs.env() | AGENT_STORE
+                                  | _torchrun_env(1, 2, store.port) | {"OMP_NUM_THREADS": "1"},
+                                  stdout=rank1_log, stderr=subprocess.STDOUT, text=True)
+        results, where = _rank0(monkeypatch, store.port, args, worker)
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        rank1_log.seek(0)
+        rank1 = rank1_log.read()
+    assert not where, f"rank 0 still running after {DEADLINE}s, at:\n{where}\nrank 1:\n{rank1}"
+    result = results[0]
+    rank0_error = "".join(traceback.format_exception(*result.exc_info)) if result.exc_info \
+        else ""
+    assert result.exit_code == 0, f"rank 0:\n{result.output}{rank0_error}\nrank 1:\n{rank1}"
+    assert worker.returncode == 0, f"rank 1 (exit {worker.returncode}):\n{rank1}"
+
+
+def _rank0(monkeypatch: pytest.MonkeyPatch, port: int, args: tuple[str, ...],
+           worker: subprocess.Popen[str]) -> tuple[list[Result], str]:
+    """Rank 0's CLI result, and where it was if it did not end within the deadline (rank 1
+    is then killed)."""
+    results: list[Result] = []
     with monkeypatch.context() as patch:
-        for key, value in _torchrun_env(0, 2, port).items():
+        for key, value in (_torchrun_env(0, 2, port) | AGENT_STORE).items():
             patch.setenv(key, value)
-        result = CliRunner().invoke(cli, list(args))
-    out, err = worker.communicate(timeout=180)
-    assert result.exit_code == 0, result.output
-    assert worker.returncode == 0, out + err
+        patch.setattr(distributed, "TIMEOUT", dt.timedelta(seconds=DEADLINE))
+        rank0 = threading.Thread(target=lambda: results.append(
+            CliRunner().invoke(cli, list(args))), name="rank 0", daemon=True)
+        rank0.start()
+        rank0.join(DEADLINE)
+        if not rank0.is_alive() or rank0.ident is None:
+            return results, ""
+        where = "".join(traceback.format_stack(sys._current_frames()[rank0.ident]))
+        worker.kill()
+        rank0.join(30)
+    return results, where
 
 
 def _records(run: Path) -> list[dict[str, Any]]:
