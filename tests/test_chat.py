@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ from weft.cli.chat import _ctrl_c_stops
 from weft.cli.main import cli
 from weft.config import GenerationConfig
 from weft.generation.chat import ChatSession
+from weft.runs import COPY_INDEX
 
 
 def test_chat_is_driven_through_its_input(tiny_run: Path, tmp_path: Path) -> None:
@@ -97,3 +99,33 @@ def test_a_stop_string_is_held_back_never_shown_in_part(copier: Path) -> None:
                                 input="The quick\n/quit\n")
     assert result.exit_code == 0, result.output
     assert ">  brown fox jumps over the \n" in result.output and "lazy" not in result.output
+
+
+def test_max_copy_ends_a_reply_before_a_copy_and_takes_its_token_back(
+        copier: Path, tiny_run: Path, tmp_path: Path) -> None:
+    model = weft.load(copier, device="cpu")
+    index = model.copy_index
+    assert index is not None
+    session = ChatSession(model, GenerationConfig(temperature=0, max_new_tokens=60, seed=0),
+                          max_copy=12)
+    shown: list[str] = []
+    turn = session.turn("The quick", on_text=shown.append)
+    assert turn.cut and "".join(shown) == turn.reply
+    assert 0 < index.longest_copy(turn.reply).chars < 12
+    # The story holds what was shown, and the state is the state after exactly that text.
+    assert session.transcript() == "The quick" + turn.reply
+    fresh = ChatSession(model, GenerationConfig(seed=0))
+    fresh._feed(model.tokenizer.encode("The quick" + turn.reply).tolist())
+    assert fresh.ids == session.ids and torch.allclose(fresh.logits, session.logits)
+    session.change("max_copy", "off")
+    assert not session.turn("").cut
+    result = CliRunner().invoke(cli, ["chat", str(copier), "--temperature", "0",
+                                      "--max-copy", "12"],
+                                input="The quick\n/settings\n/set max_copy 3x\n/quit\n")
+    assert result.exit_code == 0, result.output
+    assert "[ended before a copy from the corpus]" in result.output
+    assert "max_copy = 12" in result.output and "max_copy takes a number or off" in result.output
+    old = tmp_path / "old"  # a run trained before the copy meter
+    shutil.copytree(tiny_run, old, ignore=shutil.ignore_patterns(COPY_INDEX))
+    result = CliRunner().invoke(cli, ["chat", str(old), "--max-copy", "5"], input="")
+    assert result.exit_code == 2 and "copy meter is unavailable" in result.output

@@ -22,7 +22,7 @@ from weft.errors import WeftError
 
 HELP = """commands:
   /set NAME VALUE   change a setting: temperature, top_k, top_p, repetition_penalty,
-                    max_new_tokens, seed
+                    max_new_tokens, seed, max_copy (a number, or off)
   /settings         show the settings
   /undo             take back the last turn (your text and the reply)
   /copy             the copy meter: longest spans copied verbatim from the training corpus
@@ -60,8 +60,12 @@ def _ctrl_c_stops(flag: threading.Event) -> Iterator[None]:
 @click.option("--label", "labels", multiple=True, metavar="COLUMN=VALUE",
               help="Write under this label value (repeatable; runs with label columns).")
 @click.option("--seed", type=int, help="Makes the session repeatable.")
+@click.option("--max-copy", type=click.IntRange(min=1), metavar="N",
+              help="End a reply before it copies N characters verbatim from the training "
+                   "corpus (held back until known not to).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
-def chat(run: Path, labels: tuple[str, ...], device: str, **options: Any) -> None:
+def chat(run: Path, labels: tuple[str, ...], device: str, max_copy: int | None,
+         **options: Any) -> None:
     """Write a story in turns with the model in RUN: each line you type is added, then the
     model continues it (type /help for commands)."""
     from weft.api import load
@@ -70,7 +74,7 @@ def chat(run: Path, labels: tuple[str, ...], device: str, **options: Any) -> Non
 
     model = load(run, device=device)
     session = ChatSession(model, model.generation_config(**options),
-                          parse_label_options(labels))
+                          parse_label_options(labels), max_copy)
     tags = "".join(f" {k}={v}" for k, v in session.labels.items())
     click.echo(f"weft chat: {run}{tags}; /help lists the commands, Ctrl-D leaves")
     while True:
@@ -95,7 +99,8 @@ def chat(run: Path, labels: tuple[str, ...], device: str, **options: Any) -> Non
         with _ctrl_c_stops(stop):
             turn = session.turn(line, on_text=lambda text: click.echo(text, nl=False),
                                 should_stop=stop.is_set)
-        click.echo(" [stopped]" if turn.stopped else "")
+        click.echo(" [stopped]" if turn.stopped
+                   else " [ended before a copy from the corpus]" if turn.cut else "")
         sys.stdout.flush()
 
 
@@ -110,11 +115,13 @@ def _command(session: Any, line: str) -> bool:
     elif name == "set":
         setting, _, value = rest.partition(" ")
         session.change(setting, value.strip())
-        click.echo(f"{setting} = {getattr(session.settings, setting)}")
+        click.echo(f"{setting} = " + str(session.max_copy if setting == "max_copy"
+                                         else getattr(session.settings, setting)))
     elif name == "settings":
         for setting in ("temperature", "top_k", "top_p", "repetition_penalty",
                         "max_new_tokens", "seed", "stop"):
             click.echo(f"{setting} = {getattr(session.settings, setting)!r}")
+        click.echo(f"max_copy = {session.max_copy!r}")
     elif name == "undo":
         undone = session.undo()
         click.echo("nothing to undo" if undone is None

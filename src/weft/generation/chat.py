@@ -12,7 +12,9 @@ The reply's text goes through the generation loop's
 :class:`~weft.generation.generate.TextState`, so it streams as ``weft generate`` does: text
 that may be the start of a stop string is held back until it is known not to be, and a stop
 string ends the reply without being shown. The model has read it, though, so the transcript
-keeps it (``Turn.ending``).
+keeps it (``Turn.ending``). With ``max_copy`` a copy guard holds back what may become a copy
+from the corpus, and the token that completes one is taken back (state and all), so the reply
+ends before the copy and the story holds nothing the user was not shown.
 """
 
 from __future__ import annotations
@@ -28,18 +30,25 @@ from weft.config import GenerationConfig
 from weft.data.corpus_index import Copy
 from weft.data.labels import Labels
 from weft.errors import WeftError
+from weft.generation.copy_guard import CopyGuard
 from weft.generation.generate import TextState, start_ids
-from weft.generation.samples import with_seed
+from weft.generation.samples import check_max_copy, with_seed
 from weft.generation.sampling import next_tokens
 from weft.models.rnn_lm import State
 
 if TYPE_CHECKING:
     from weft.language_model import LanguageModel
 
+
+
+def _copy_limit(value: str) -> int | None:
+    return None if value == "off" else int(value)
+
+
 # Settings a session may change with `/set NAME VALUE`, and how each is read.
 SETTINGS: dict[str, Callable[[str], Any]] = {
     "temperature": float, "top_k": int, "top_p": float, "repetition_penalty": float,
-    "max_new_tokens": int, "seed": int,
+    "max_new_tokens": int, "seed": int, "max_copy": _copy_limit,
 }
 
 
@@ -53,14 +62,17 @@ class Turn:
     logits: torch.Tensor
     length: int
     ending: str = ""  # the stop string that ended the reply (and the rest of its token)
+    cut: bool = False  # the reply ended before a copy of max_copy characters
 
 
 class ChatSession:
     """One story written in turns with a loaded :class:`~weft.language_model.LanguageModel`."""
 
     def __init__(self, model: LanguageModel, settings: GenerationConfig,
-                 labels: Labels | None = None) -> None:
+                 labels: Labels | None = None, max_copy: int | None = None) -> None:
         self.lm = model
+        check_max_copy(max_copy, model.copy_index)
+        self.max_copy = max_copy
         self.settings = with_seed(settings)
         seed = self.settings.seed if self.settings.seed is not None else 0
         self.labels = (model.labels.sample(dict(labels or {}), 1, seed)[0]
@@ -97,7 +109,12 @@ class ChatSession:
         try:
             parsed = SETTINGS[name](value)
         except ValueError:
-            raise WeftError(f"{name} takes a number, not {value!r}") from None
+            also = " or off" if name == "max_copy" else ""
+            raise WeftError(f"{name} takes a number{also}, not {value!r}") from None
+        if name == "max_copy":
+            check_max_copy(parsed, self.lm.copy_index)
+            self.max_copy = parsed
+            return
         settings = dataclasses.replace(self.settings, **{name: parsed})
         settings.validate()
         self.settings = settings
@@ -113,7 +130,10 @@ class ChatSession:
         before = Turn(text, "", False, self.state, self.logits, len(self.ids))
         if text:
             self._feed(tokenizer.encode(text).astype("int64").tolist())
-        written = TextState(tokenizer, self.settings.stop, self.ids[-8:])
+        index = self.lm.copy_index
+        guard = (CopyGuard(index, self.max_copy)
+                 if index is not None and self.max_copy is not None else None)
+        written = TextState(tokenizer, self.settings.stop, self.ids[-8:], guard)
         banned = torch.zeros(self.logits.size(-1), dtype=torch.bool, device=self.device)
         banned[tokenizer.never_generate] = True
         seen = None
@@ -129,10 +149,19 @@ class ChatSession:
                                     generator=self.generator)[0])
             if token == tokenizer.eos_id:
                 break
+            kept, before_token = len(written.text), (self.state, self.logits)
             self._feed([token])
             if seen is not None:
                 seen[0, token] = True
             written.push(token, tokenizer.eos_id)
+            if guard is not None and guard.cut:
+                # The token completed a copy: take it back, so the story (state and text)
+                # ends before it. Its text was held back, never shown. (A byte-level model
+                # keeps any bytes of a character not yet complete before it: no text.)
+                self.state, self.logits = before_token
+                del self.ids[-1:]
+                written.text = written.text[:kept]
+                break
             if on_text is not None and (chunk := written.flush(final=False)):
                 on_text(chunk)
             if written.done:
@@ -141,7 +170,7 @@ class ChatSession:
         if on_text is not None and (chunk := written.flush(final=True)):
             on_text(chunk)
         turn = dataclasses.replace(before, reply=written.text, stopped=stopped,
-                                   ending=written.ending)
+                                   ending=written.ending, cut=guard is not None and guard.cut)
         self.turns.append(turn)
         return turn
 
