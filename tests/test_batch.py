@@ -124,3 +124,37 @@ def test_a_request_that_fails_to_start_fails_alone(model: LanguageModel) -> None
         assert len(good.texts()[0]) == 5
     finally:
         batch.close()
+
+
+def test_a_prompt_primed_lately_is_not_primed_again(model: LanguageModel,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from weft.generation import batch as batch_module
+
+    settings = {"seed": 7, "max_new_tokens": 20, "num_return_sequences": 2}
+    alone = generate(model.module, model.tokenizer, "Pack my", GenerationConfig(**settings))
+    monkeypatch.setattr(batch_module, "PRIMED_PROMPTS", 2)
+    batch = BatchedGenerator(model.module, model.tokenizer)
+    passes: list[int] = []
+    forward = batch.model.forward
+    monkeypatch.setattr(batch.model, "forward", lambda ids, *a: passes.append(ids.size(0))
+                        or forward(ids, *a))
+    try:
+        for prompt in ["Pack my", "Pack my", "The", "box", "Pack my"]:
+            texts = submit(batch, prompt, **settings)[1].texts()
+            if prompt == "Pack my":
+                assert texts == alone  # primed or kept, the same text
+    finally:
+        batch.close()
+    # "Pack my" primed, kept, primed again once two other prompts pushed it out.
+    assert len(passes) == 4
+
+
+def test_uniforms_drawn_in_blocks_are_those_drawn_a_step_at_a_time() -> None:
+    import torch
+
+    from weft.generation.batch_rows import Uniforms
+
+    uniforms = Uniforms(torch.Generator().manual_seed(3))
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(150):  # across blocks
+        assert uniforms.take(3) == torch.rand(3, generator=generator).tolist()

@@ -17,11 +17,12 @@ a single row's; a flipped draw needs a uniform within about 1e-7 of a boundary).
 
 from __future__ import annotations
 
-import dataclasses
+import itertools
 import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import torch
 
 from weft.config import GenerationConfig
+from weft.generation.batch_rows import Uniforms, cat_layer, prime_key, select_layer
 from weft.generation.copy_guard import CopyGuard
 from weft.generation.generate import Completion, OnText, TextState, prime_rows
 from weft.generation.plan import choose_plan
@@ -41,6 +43,7 @@ from weft.tokenizers import Tokenizer
 log = logging.getLogger("weft")
 
 OnDone = Callable[[list[Completion] | BaseException], None]
+PRIMED_PROMPTS = 64  # prompts whose state and logits a batch keeps (see BatchedGenerator._join)
 
 
 @dataclass(eq=False)
@@ -48,7 +51,8 @@ class BatchRequest:
     """One request: its prompt (already cleaned), settings, and where its results go.
 
     ``on_text(i, chunk)`` and ``on_done(completions or error)`` are called from the batch's
-    thread. ``cancel()`` may be called from any thread; the rows are freed at the next step.
+    thread. ``cancel()`` may be called from any thread; the rows are freed at the next step,
+    and ``on_cancel`` (set by whoever carries the request to its batch) is called once.
     """
 
     prompt: str
@@ -58,10 +62,14 @@ class BatchRequest:
     prefixes: list[list[int]] | None = None  # per row: label token ids, after <bos>
     guards: list[CopyGuard] | None = None  # per row: max_copy while streaming
     first_token_at: float | None = None  # time.perf_counter() when its first token was drawn
+    on_cancel: Callable[[], None] | None = None
     _cancelled: threading.Event = field(default_factory=threading.Event)
 
     def cancel(self) -> None:
-        self._cancelled.set()
+        if not self._cancelled.is_set():
+            self._cancelled.set()
+            if self.on_cancel is not None:
+                self.on_cancel()
 
     @property
     def cancelled(self) -> bool:
@@ -76,10 +84,10 @@ class _Group:
         config = request.config
         self.request = request
         self.rows = config.num_return_sequences
-        # A seeded request draws from its own generator; the others share the batch's (one
-        # draw for all of them: they promise no repeatable text).
-        self.generator = (torch.Generator(device=device).manual_seed(config.seed)
-                          if config.seed is not None else None)
+        # A seeded request draws from its own generator; the others share the batch's (they
+        # promise no repeatable text).
+        self.uniforms = (Uniforms(torch.Generator(device=device).manual_seed(config.seed))
+                         if config.seed is not None else None)
         guards = request.guards
         if guards is not None and len(guards) != self.rows:
             raise ValueError("give one copy guard per row")
@@ -99,7 +107,9 @@ class _Group:
 class BatchedGenerator:
     """Steps one batch of rows for every request submitted to it, in a thread of its own.
 
-    ``on_step(tokens)`` is called after each step with the tokens it drew (for metrics).
+    ``on_step(tokens)`` is called in the batch's thread after each round of it (requests
+    joined, then one step sampled and its text handed out, before the step's forward pass)
+    with the tokens it drew, 0 when no step ran.
     """
 
     def __init__(self, model: RNNLanguageModel, tokenizer: Tokenizer, *, quantize: str = "auto",
@@ -115,8 +125,8 @@ class BatchedGenerator:
                         else RecurrentStepper(model))
         self._step: Callable[..., Any] = self.stepper.step
         self.on_step = on_step
-        self._shared = torch.Generator(device=self.device).manual_seed(
-            int.from_bytes(os.urandom(4), "little"))
+        self._shared = Uniforms(torch.Generator(device=self.device).manual_seed(
+            int.from_bytes(os.urandom(4), "little")))
         self.banned = torch.zeros(model.config.vocab_size, dtype=torch.bool, device=self.device)
         self.banned[tokenizer.never_generate] = True
         self._pending: list[BatchRequest] = []
@@ -126,6 +136,7 @@ class BatchedGenerator:
         # The batch, touched only by its thread: groups in row order, and per row the logits
         # of its next token, the recurrent state, and the tokens seen (repetition penalty).
         self._groups: list[_Group] = []
+        self._primed: OrderedDict[bytes, tuple[torch.Tensor, Any]] = OrderedDict()
         self._logits = torch.zeros(0, model.config.vocab_size, device=self.device)
         self._states: list[Any] = []
         self._seen = torch.zeros(0, model.config.vocab_size, dtype=torch.bool,
@@ -136,6 +147,10 @@ class BatchedGenerator:
     def use_step(self, step: Callable[..., Any]) -> None:
         """Step with ``step`` (the stepper's ``step`` compiled, for ``weft serve --compile``)."""
         self._step = step
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def submit(self, request: BatchRequest) -> None:
         with self._wake:
@@ -174,10 +189,12 @@ class BatchedGenerator:
                         return
                 if joining:
                     self._join(joining)
-                if not self._groups:
-                    continue
                 try:
-                    self._advance()
+                    tokens, keep = self._advance() if self._groups else (None, [])
+                    if self.on_step is not None:
+                        self.on_step(0 if tokens is None else tokens.size(0))
+                    if tokens is not None and keep:
+                        self._feed(tokens, keep)
                 except Exception as exc:  # e.g. out of memory: every request in it fails
                     log.exception("the generation batch failed")
                     for group in self._groups:
@@ -185,18 +202,32 @@ class BatchedGenerator:
                     self._keep([])
 
     def _join(self, requests: list[BatchRequest]) -> None:
-        """Prime the requests' rows with their prompts and add them to the batch. Prompts of
-        one length prime together, in one forward pass: under load many requests join at
-        once, and a pass per request cost more than the steps themselves."""
+        """Prime the requests' rows with their prompts and add them to the batch.
+
+        A prompt primed lately is not primed again (:data:`PRIMED_PROMPTS` are kept: the
+        state and logits after a prompt depend on nothing else). The others prime together
+        per length, in one forward pass: under load many requests join at once, and a pass
+        per request cost more than the steps themselves."""
         by_length: dict[int, list[tuple[BatchRequest, torch.Tensor]]] = {}
+        again: dict[bytes, list[tuple[BatchRequest, torch.Tensor]]] = {}
         for request in requests:
             try:
                 prime = self._prime_ids(request)
             except Exception as exc:
                 request.on_done(exc)
                 continue
-            if prime is not None:
+            if prime is None:
+                continue
+            key = prime_key(prime)
+            if key in self._primed:
+                again.setdefault(key, []).append((request, prime))
+            else:
                 by_length.setdefault(prime.size(1), []).append((request, prime))
+        for key, same_prompt in again.items():
+            self._primed.move_to_end(key)
+            last_logits, module_state = self._primed[key]
+            self._admit(same_prompt, [0] * len(same_prompt), same_prompt[0][1], last_logits,
+                        module_state)
         for same_length in by_length.values():
             try:
                 primes = torch.cat([p for _, p in same_length])
@@ -205,23 +236,43 @@ class BatchedGenerator:
                 for request, _ in same_length:
                     request.on_done(exc)
                 continue
-            groups: list[_Group] = []
-            rows: list[int] = []  # per new batch row, its primed row
-            first = 0
-            for request, prime in same_length:
-                n = request.config.num_return_sequences
-                try:
-                    # The prompt decides the first token's spacing and open quotes.
-                    groups.append(_Group(request, self.tokenizer, prime[0].tolist(),
-                                         self.device))
-                except Exception as exc:
-                    request.on_done(exc)
-                else:
-                    # One primed row serves every sequence, unless their labels differ.
-                    rows.extend(range(first, first + n) if prime.size(0) > 1 else [first] * n)
-                first += prime.size(0)
-            if groups:
-                self._add(groups, primes, logits[:, -1, :], module_state, rows)
+            firsts = list(itertools.accumulate((p.size(0) for _, p in same_length),
+                                               initial=0))[:-1]
+            last_logits = logits[:, -1, :]
+            for (_, prime), first in zip(same_length, firsts, strict=True):
+                self._keep_primed(prime, first, last_logits, module_state)
+            self._admit(same_length, firsts, primes, last_logits, module_state)
+
+    def _keep_primed(self, prime: torch.Tensor, first: int, last_logits: torch.Tensor,
+                     module_state: Any) -> None:
+        """Keep what priming ``prime`` (rows ``first`` on of a pass) gave, for next time."""
+        key = prime_key(prime)
+        if key in self._primed:
+            return
+        index = torch.arange(first, first + prime.size(0), device=self.device)
+        self._primed[key] = (last_logits.index_select(0, index),
+                             select_state(module_state, index))
+        if len(self._primed) > PRIMED_PROMPTS:
+            self._primed.popitem(last=False)
+
+    def _admit(self, primed: list[tuple[BatchRequest, torch.Tensor]], firsts: list[int],
+               primes: torch.Tensor, last_logits: torch.Tensor, module_state: Any) -> None:
+        """Add primed requests to the batch; ``firsts[i]`` is the first row of request i's
+        prompt in ``primes``, ``last_logits`` and ``module_state``."""
+        groups: list[_Group] = []
+        rows: list[int] = []  # per new batch row, its primed row
+        for (request, prime), first in zip(primed, firsts, strict=True):
+            n = request.config.num_return_sequences
+            try:
+                # The prompt decides the first token's spacing and open quotes.
+                groups.append(_Group(request, self.tokenizer, prime[0].tolist(), self.device))
+            except Exception as exc:
+                request.on_done(exc)
+            else:
+                # One primed row serves every sequence, unless their labels differ.
+                rows.extend(range(first, first + n) if prime.size(0) > 1 else [first] * n)
+        if groups:
+            self._add(groups, primes, last_logits, module_state, rows)
 
     def _prime_ids(self, request: BatchRequest) -> torch.Tensor | None:
         """The request's priming ids ``(1 or n, length)``, or None when it is answered at once
@@ -254,12 +305,12 @@ class BatchedGenerator:
         self._logits = torch.cat([self._logits, last_logits.float().index_select(0, index)])
         self._seen = torch.cat([self._seen, seen])
         self._states = state if not self._states else [
-            _cat_layer(old, new) for old, new in zip(self._states, state, strict=True)]
+            cat_layer(old, new) for old, new in zip(self._states, state, strict=True)]
         self.rows = self._logits.size(0)
 
-    def _advance(self) -> None:
-        """Sample every row's next token, hand out text, retire finished requests, then feed
-        the remaining rows' tokens through the model once."""
+    def _advance(self) -> tuple[torch.Tensor, list[int]]:
+        """Sample every row's next token, hand out text and retire finished requests: the
+        tokens drawn, and the rows that go on."""
         tokens = self._sample()
         self._seen[torch.arange(tokens.size(0), device=self.device), tokens] = True
         values = tokens.tolist()
@@ -282,12 +333,13 @@ class BatchedGenerator:
             else:
                 keep.extend(range(row, row + group.rows))
             row += group.rows
-        if self.on_step is not None:
-            self.on_step(len(values))
         self._keep(keep)
-        if keep:
-            self._logits, self._states = self._step(tokens[keep] if len(keep) < len(values)
-                                                    else tokens, self._states)
+        return tokens, keep
+
+    def _feed(self, tokens: torch.Tensor, keep: list[int]) -> None:
+        """The kept rows' tokens through the model once: the next step's logits and state."""
+        self._logits, self._states = self._step(tokens[keep] if len(keep) < tokens.size(0)
+                                                else tokens, self._states)
 
     def _sample(self) -> torch.Tensor:
         """One token per row: rows with the same settings in one call, each request's
@@ -315,13 +367,10 @@ class BatchedGenerator:
         seen = self._seen if index is None else self._seen.index_select(0, index)
         uniforms = None
         if config.temperature >= MIN_TEMPERATURE:
-            uniforms = torch.rand(logits.size(0), generator=self._shared, device=self.device)
-            row = 0
+            values: list[float] = []
             for group in groups:
-                if group.generator is not None:
-                    uniforms[row : row + group.rows] = torch.rand(
-                        group.rows, generator=group.generator, device=self.device)
-                row += group.rows
+                values += (group.uniforms or self._shared).take(group.rows)
+            uniforms = torch.tensor(values, device=self.device)
         return next_tokens(logits, config, seen=seen if config.repetition_penalty != 1.0
                            else None, banned=self.banned, uniforms=uniforms)
 
@@ -349,25 +398,5 @@ class BatchedGenerator:
         index = torch.tensor(rows, dtype=torch.long, device=self.device)
         self._logits = self._logits.index_select(0, index)
         self._seen = self._seen.index_select(0, index)
-        self._states = [_select_layer(s, index) for s in self._states] if rows else []
+        self._states = [select_layer(s, index) for s in self._states] if rows else []
         self.rows = len(rows)
-
-
-def _map_tensors(fn: Callable[..., torch.Tensor], *states: Any) -> Any:
-    """Apply ``fn`` to the tensors of one layer's state (a tensor, an ``(h, c)`` tuple, or the
-    int8 stepper's dataclass), field by field across ``states``."""
-    first = states[0]
-    if first is None or isinstance(first, torch.Tensor):
-        return None if first is None else fn(*states)
-    if isinstance(first, tuple):
-        return tuple(_map_tensors(fn, *parts) for parts in zip(*states, strict=True))
-    return type(first)(**{f.name: _map_tensors(fn, *(getattr(s, f.name) for s in states))
-                          for f in dataclasses.fields(first)})
-
-
-def _cat_layer(old: Any, new: Any) -> Any:
-    return _map_tensors(lambda a, b: torch.cat([a, b]), old, new)
-
-
-def _select_layer(state: Any, index: torch.Tensor) -> Any:
-    return _map_tensors(lambda t: t.index_select(0, index), state)
