@@ -40,11 +40,14 @@ def served(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_served(tmp_path_factory.mktemp("serve"), tiny_run)
 
 
-@pytest.fixture(scope="module")
-def client(served: Path) -> Iterator[TestClient]:
+@pytest.fixture(scope="module", params=["thread", "process"])
+def client(served: Path, request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    """Every test of the API runs against both places a batch may step in."""
     limits = Limits(max_new_tokens=60, max_prompt_chars=50, max_sequences=3,
                     max_body_bytes=2000, max_rows=4)
-    with TestClient(create_app(served, limits=limits, loader=loader)) as test_client:
+    app = create_app(served, limits=limits, loader=loader,
+                     batch_process=request.param == "process")
+    with TestClient(app) as test_client:
         yield test_client
 
 
@@ -461,7 +464,9 @@ def test_weft_serve_compile_compiles_each_batch_once(tiny_run: Path,
     monkeypatch.setattr(compiled.torch, "compile", counting_compile)
     started: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(app=app))
-    result = CliRunner().invoke(cli, ["serve", str(tiny_run), "--compile"])
+    # In a thread, where the counting stand-in reaches (a batch process compiles its own).
+    result = CliRunner().invoke(cli, ["serve", str(tiny_run), "--compile", "--batch-in",
+                                      "thread"])
     assert result.exit_code == 0, result.output
     with TestClient(started["app"], base_url="http://127.0.0.1:8000") as served:
         for _ in range(3):

@@ -36,7 +36,7 @@ def server(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     # One slot, a short wait: a second generation is turned away while one runs.
     limits = Limits(max_new_tokens=ENDLESS, max_rows=1, max_sequences=1, max_waiting=1,
                     queue_timeout=0.3)
-    app = create_app(served, limits=limits, loader=loader,
+    app = create_app(served, limits=limits, loader=loader, batch_process=True,
                      allowed_hosts=["127.0.0.1", "localhost"])
     with LiveServer(app) as live:
         yield live

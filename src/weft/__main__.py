@@ -2,4 +2,5 @@
 
 from weft.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned process (the serving batch's) imports it
+    main()

@@ -25,6 +25,10 @@ _L = Limits()
 @click.option("--compile/--no-compile", "compile_steps", default=False, show_default=True,
               help="CPU: compile the batched step (torch.compile); the first steps of a model "
                    "compile for tens of seconds.")
+@click.option("--batch-in", type=click.Choice(["process", "thread"]), default="process",
+              show_default=True,
+              help="Where each model's shared batch steps: a process of its own (it never "
+                   "waits for the HTTP side's interpreter lock) or a thread of the server.")
 @click.option("--max-new-tokens", type=int, default=_L.max_new_tokens, show_default=True,
               help="Longest generation a request may ask for.")
 @click.option("--max-prompt-chars", type=int, default=_L.max_prompt_chars, show_default=True,
@@ -43,7 +47,8 @@ _L = Limits()
 @click.option("--max-loaded", type=int, default=_L.max_loaded, show_default=True,
               help="Models kept in memory; the least recently used is dropped.")
 def serve(runs: str, host: str, port: int, device: str, threads: int | None,
-          api_key: str | None, compile_steps: bool, **limit_values: float) -> None:
+          api_key: str | None, compile_steps: bool, batch_in: str,
+          **limit_values: float) -> None:
     """Serve the runs under RUNS (or the run RUNS, or builtin:english) over HTTP: a playground
     page at / and a JSON API under /v1 (see docs/serving.md)."""
     from weft.builtin import resolve_run
@@ -64,8 +69,9 @@ def serve(runs: str, host: str, port: int, device: str, threads: int | None,
     limits = Limits(**limit_values)  # type: ignore[arg-type]  # click gives int and float
     if limits.max_sequences > limits.max_rows:
         raise WeftError("--max-sequences cannot be more than --max-rows")
-    # One thread steps each model's batch; it alone sets how many threads PyTorch uses, and
-    # nothing changes that while serving.
+    # One thread steps each model's batch (in the batch's own process, which takes the count
+    # from here); it alone sets how many threads PyTorch uses, and nothing changes that while
+    # serving.
     if threads is not None:
         set_threads(threads)
     if compile_steps and device != "cpu":
@@ -75,6 +81,7 @@ def serve(runs: str, host: str, port: int, device: str, threads: int | None,
     # reach the server through DNS rebinding.
     app = create_app(root, limits=limits, device=device, api_key=api_key,
                      compile_step=compiled_step if compile_steps else None,
+                     batch_process=batch_in == "process",
                      allowed_hosts=[h.strip("[]") for h in LOOPBACK_HOSTS] if loopback else None)
     count = len(app.state.registry.runs())
     shown = f"[{host}]" if ":" in host else host

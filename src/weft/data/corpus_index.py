@@ -15,6 +15,7 @@ array (each ``log2(corpus bytes)`` comparisons of short byte strings).
 
 from __future__ import annotations
 
+import functools
 import mmap
 import shutil
 import time
@@ -104,10 +105,15 @@ UNAVAILABLE = ("the copy meter is unavailable: this run has no copy index (it wa
 
 
 class CorpusIndex:
-    """Read-only, memory-mapped view of a run's ``copy-index/``."""
+    """Read-only, memory-mapped view of a run's ``copy-index/``.
+
+    It pickles as its run directory: unpickled (in the serving batch's process, with the copy
+    guards of a streamed request), it is opened there, once per process and run.
+    """
 
     def __init__(self, run_dir: str | Path) -> None:
-        folder = Path(run_dir) / COPY_INDEX
+        self.run_dir = Path(run_dir)
+        folder = self.run_dir / COPY_INDEX
         if not has_index(run_dir):
             raise WeftError(UNAVAILABLE)
         try:
@@ -124,6 +130,9 @@ class CorpusIndex:
                 from None
         # memoryview indexing gives Python ints without NumPy's per-element overhead.
         self._sa = np.ascontiguousarray(self.suffixes).data if self.size else None
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return _opened, (str(self.run_dir),)
 
     def close(self) -> None:
         if isinstance(self._text, mmap.mmap):
@@ -188,3 +197,9 @@ def _char_starts(text: str) -> tuple[bytes, list[int]]:
 def open_index(run_dir: str | Path) -> CorpusIndex | None:
     """The run's index, or None when it has none (runs trained before the copy meter)."""
     return CorpusIndex(run_dir) if has_index(run_dir) else None
+
+
+@functools.lru_cache(maxsize=8)
+def _opened(run_dir: str) -> CorpusIndex:
+    """The index of ``run_dir``, opened once per process (what an unpickled index is)."""
+    return CorpusIndex(run_dir)

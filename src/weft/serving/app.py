@@ -3,8 +3,8 @@ OpenAI-compatible API under ``/v1`` (:mod:`~weft.serving.openai_api`), Prometheu
 ``/metrics``, the playground page at ``/`` and the schema at ``/openapi.json``.
 
 Generation runs in one shared batch per model (:mod:`~weft.serving.jobs`), stepped in a thread
-of its own, so the event loop stays free to stream tokens and to notice clients leaving. A
-client that leaves cancels its request; shutting down cancels them all.
+or a process of its own, so the event loop stays free to stream tokens and to notice clients
+leaving. A client that leaves cancels its request; shutting down cancels them all.
 """
 
 from __future__ import annotations
@@ -77,16 +77,19 @@ def create_app(
     loader: Loader | None = None,
     api_key: str | None = None,
     compile_step: Callable[[Any], Callable[..., Any]] | None = None,
+    batch_process: bool = False,
 ) -> FastAPI:
     """The app serving every run under ``root`` (or the one run that ``root`` is).
 
     ``allowed_hosts`` restricts the Host header (``weft serve`` passes the loopback names when
     bound to loopback, which defeats DNS rebinding); ``loader`` replaces :func:`weft.load`;
     ``api_key`` makes every API request need ``Authorization: Bearer <api_key>``;
-    ``compile_step`` turns a stepper into its compiled step (``weft serve --compile``).
+    ``compile_step`` turns a stepper into its compiled step (``weft serve --compile``; a
+    module-level function, as a batch process receives it pickled); ``batch_process`` steps
+    each model's batch in a process of its own (what ``weft serve`` does), not a thread.
     """
     limits = limits or Limits()
-    generations = Generations(limits, step_fn=compile_step)
+    generations = Generations(limits, step_fn=compile_step, batch_process=batch_process)
     metrics = ServerMetrics(lambda: generations.rows.waiting, generations.batch_rows)
     generations.metrics = metrics
     server = Server(RunRegistry(root, device=device, max_loaded=limits.max_loaded,

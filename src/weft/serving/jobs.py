@@ -3,8 +3,9 @@
 Every route that generates goes through :class:`Generations`: it waits for rows (bounded, see
 :class:`~weft.serving.limits.Rows`), submits the request to the batch of its model (one
 :class:`~weft.generation.batch.BatchedGenerator` per model and quantization, stepping in a
-thread of its own, so the event loop stays free), and hands back the texts, or the text as it
-comes for streaming. A request whose client leaves, streamed or not, is cancelled: its rows
+thread of its own, or in a process of its own (:mod:`weft.serving.batch_process`, what
+``weft serve`` does), so the event loop stays free), and hands back the texts, or the text as
+it comes for streaming. A request whose client leaves, streamed or not, is cancelled: its rows
 leave the batch at the next step. Shutting down cancels everything.
 """
 
@@ -24,8 +25,11 @@ from weft.generation import Completion
 from weft.generation.batch import BatchedGenerator, BatchRequest
 from weft.generation.copy_guard import CopyGuard
 from weft.generation.generate import CANCELLED
+from weft.serving.batch_process import BatchProcess
 from weft.serving.limits import Limits, Rows
 from weft.serving.metrics import ServerMetrics
+
+Batch = BatchedGenerator | BatchProcess  # a model's batch: in a thread, or a process of its own
 
 # Seconds between a stream's events after its first: tokens that come meanwhile are sent in
 # one event (50 events a second at most, smooth to read, and a tenth of the writes).
@@ -141,26 +145,32 @@ async def pieces(chunks: asyncio.Queue[tuple[int, str] | None], jobs: int
 class Generations:
     """The batches of the loaded models, the rows they may use, and what they did."""
 
-    def __init__(self, limits: Limits, step_fn: Callable[[Any], Callable[..., Any]] | None = None
-                 ) -> None:
+    def __init__(self, limits: Limits, step_fn: Callable[[Any], Callable[..., Any]] | None = None,
+                 batch_process: bool = False) -> None:
         self.rows = Rows(limits.max_rows, limits.max_waiting, limits.queue_timeout)
         self.stats = Stats()
         self.max_loaded = limits.max_loaded
         self.step_fn = step_fn  # stepper -> its compiled step (weft serve --compile)
+        self.batch_process = batch_process  # each batch in a process of its own, or a thread
         self.metrics: ServerMetrics | None = None
-        self._batches: dict[tuple[int, str], tuple[Any, BatchedGenerator]] = {}
+        self._batches: dict[tuple[int, str], tuple[Any, Batch]] = {}
 
     def batch_rows(self) -> int:
         return sum(batch.rows for _, batch in self._batches.values())
 
-    def batch_for(self, model: Any, quantize: str) -> BatchedGenerator:
+    def batch_for(self, model: Any, quantize: str) -> Batch:
         key = (id(model), quantize)
         entry = self._batches.get(key)
-        if entry is None or entry[0] is not model:
-            batch = BatchedGenerator(model.module, model.tokenizer, quantize=quantize,
-                                     on_step=self._count_tokens(model))
-            if self.step_fn is not None:
-                batch.use_step(self.step_fn(batch.stepper))
+        if entry is None or entry[0] is not model or entry[1].closed:
+            batch: Batch
+            if self.batch_process:
+                batch = BatchProcess(model.module, model.tokenizer, quantize=quantize,
+                                     on_step=self._count_tokens(model), step_fn=self.step_fn)
+            else:
+                batch = BatchedGenerator(model.module, model.tokenizer, quantize=quantize,
+                                         on_step=self._count_tokens(model))
+                if self.step_fn is not None:
+                    batch.use_step(self.step_fn(batch.stepper))
             self._prune()
             self._batches[key] = entry = (model, batch)
         return entry[1]
@@ -169,7 +179,7 @@ class Generations:
         name = model.run_dir.name if hasattr(model, "run_dir") else "model"
 
         def count(tokens: int) -> None:
-            if self.metrics is not None:
+            if tokens and self.metrics is not None:
                 self.metrics.tokens.labels(model=name).inc(tokens)
 
         return count

@@ -171,6 +171,17 @@ class WordTokenizer(SpecialTokenIds):
         self._cache_lock = threading.Lock()
         self._reset_cache()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to the serving batch's process) without its lock and cache."""
+        cache = {"_cache_lock", "_cache", "_slots", "_used", "_flat", "_start", "_len",
+                 "_has_unk"}
+        return {k: v for k, v in self.__dict__.items() if k not in cache}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._cache_lock = threading.Lock()
+        self._reset_cache()
+
     def with_added(self, words: Iterable[str], specials: Iterable[str] = ()) -> WordTokenizer:
         """A copy with the words and special tokens it lacks appended after every id."""
         new_specials = [s for s in specials if s not in self._special_ids]
