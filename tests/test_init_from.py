@@ -72,6 +72,27 @@ def test_grown_rows_start_at_the_mean_and_old_rows_are_copied(
     assert torch.equal(model.state_dict()["rnn.weight_hh_l0"], tensors["rnn.weight_hh_l0"])
 
 
+def test_records_start_and_end_where_the_base_breaks_lines(stream_base: Path) -> None:
+    from weft.models.rnn_lm import RNNLanguageModel
+    from weft.tokenizers import BOS, EOS, PAD
+    from weft.training.init_from import grow_tokenizer, load_base, load_base_weights
+
+    base = load_base(stream_base)
+    tokenizer, _ = grow_tokenizer(base.tokenizer, ["the fox"], specials=[BOS, EOS, PAD])
+    model = RNNLanguageModel(dataclasses.replace(base.config.model,
+                                                 vocab_size=tokenizer.vocab_size))
+    load_base_weights(model, base, tokenizer)
+    weights = model.state_dict()
+    line = int(base.tokenizer.encode("\n")[0])
+    assert torch.equal(weights["embedding.weight"][tokenizer.bos_id],
+                       weights["embedding.weight"][line])
+    assert torch.equal(weights["head.weight"][tokenizer.eos_id], weights["head.weight"][line])
+    assert weights["head.bias"][tokenizer.eos_id] == weights["head.bias"][line]
+    # <pad> is never predicted: it keeps the mean.
+    mean = weights["head.bias"][:base.tokenizer.vocab_size].mean()
+    assert weights["head.bias"][tokenizer.pad_id] == pytest.approx(float(mean), abs=1e-6)
+
+
 def test_init_from_gives_the_base_model_before_any_step(stream_base: Path,
                                                         tmp_path: Path) -> None:
     corpus = tmp_path / "same.txt"

@@ -114,7 +114,7 @@ def _train(
                        weft_version=__version__, init_from=init_from)
     model = RNNLanguageModel(config.model)
     if base is not None:
-        load_base_weights(model, base)
+        load_base_weights(model, base, tokenizer)
     model.to(device)
     distributed.on_main(dist, lambda: check_free_space(out, model, resume))
     task: StreamLMTask | RecordLMTask

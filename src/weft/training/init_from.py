@@ -10,8 +10,10 @@ corpus with a fresh optimizer and schedule, in its own run directory (resumable 
   the ``<bos>``/``<eos>``/``<pad>`` that record training needs, are appended after every known
   id (nothing the base knew is renumbered), with new embedding and output rows initialised to
   the mean of the existing ones: a new token starts as an average token, not as noise that the
-  first steps must undo. With an adaptive softmax the new tokens join its last (rarest)
-  cluster, whose rows grow the same way.
+  first steps must undo. A record starts and ends where a line would: ``<bos>`` takes the
+  newline's input row and ``<eos>`` its output row, when the base has a newline token. With an
+  adaptive softmax the new tokens join its last (rarest) cluster, whose rows grow the same way
+  (the mean only).
 * Unless the user says otherwise, fine-tuning uses :data:`FINETUNE_DEFAULTS`, measured for short
   runs on small corpora (docs/benchmarks.md, "Fine-tuning").
 """
@@ -157,11 +159,13 @@ def describe_growth(added: list[str], limit: int = 8) -> str | None:
     return f"added {len(added)} token(s) the base model lacks: {shown}{more}"
 
 
-def load_base_weights(model: torch.nn.Module, base: BaseRun) -> None:
-    """Copy the base weights into ``model``, whose vocabulary may be larger.
+def load_base_weights(model: torch.nn.Module, base: BaseRun,
+                      tokenizer: Tokenizer | None = None) -> None:
+    """Copy the base weights into ``model``, whose vocabulary (``tokenizer``'s) may be larger.
 
     Rows of the embedding and output layer beyond the base vocabulary get the mean of the
-    base's rows; every other tensor must match in shape.
+    base's rows, but a new ``<bos>`` and ``<eos>`` get the newline's (see the module's
+    docstring); every other tensor must match in shape.
     """
     tensors, _ = load_tensors(base.run_dir / WEIGHTS)  # checks the SHA-256 in its metadata
     old_vocab = base.tokenizer.vocab_size
@@ -188,7 +192,29 @@ def load_base_weights(model: torch.nn.Module, base: BaseRun) -> None:
     missing = set(own) - set(tensors) - ({"head.weight"} if tied else set())
     if missing:
         raise WeftError(f"{base.name} lacks weights {sorted(missing)}: is it damaged?")
+    if tokenizer is not None and not cutoffs:
+        _records_start_like_lines(own, base.tokenizer, tokenizer)
     model.load_state_dict(own)
+
+
+def _records_start_like_lines(own: dict[str, torch.Tensor], base: Tokenizer,
+                              tokenizer: Tokenizer) -> None:
+    """A new ``<bos>`` gets the newline's input row and a new ``<eos>`` its output row, so
+    that from the first step a record starts as a line does and its end is predicted where
+    a line break would be (a stream-trained base has seen lines, never records)."""
+    newline = base.encode("\n").tolist()
+    if len(newline) != 1 or newline[0] == base.unk_id:
+        return
+    line, old_vocab = newline[0], base.vocab_size
+    bos, eos = tokenizer.bos_id, tokenizer.eos_id
+    if bos is not None and bos >= old_vocab:
+        if "embedding.weight" in own:
+            own["embedding.weight"][bos] = own["embedding.weight"][line]
+        else:  # one-hot input: the first layer's columns are the input rows
+            own["rnn.weight_ih_l0"][:, bos] = own["rnn.weight_ih_l0"][:, line]
+    if eos is not None and eos >= old_vocab and "head.weight" in own:
+        own["head.weight"][eos] = own["head.weight"][line]
+        own["head.bias"][eos] = own["head.bias"][line]
 
 
 def _grown(value: torch.Tensor, shape: torch.Size, old_vocab: int) -> torch.Tensor:
