@@ -7,7 +7,8 @@ tokens/s, latency p50/p99, time to first token p50/p99 (when streaming) and erro
 be zero (the script exits 1 otherwise). Then, side by side, offline generation of the same
 model with ``num_return_sequences`` = the client count (what one batch of that many streams
 writes with no server in between). ``--baseline-src`` also loads a server run from another
-source tree (an older commit), for the client counts of ``--baseline-clients``.
+source tree (an older commit, or this one with other ``--baseline-args``), for the client
+counts of ``--baseline-clients``, run by ``--baseline-python`` (another virtual environment).
 
     python -m benchmarks.serve_load                          # trains a small model first
     python -m benchmarks.serve_load --clients 1,8,32,64 --duration 8 --stream
@@ -62,11 +63,13 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 @contextmanager
-def running_server(src: Path, run: Path, server_args: str) -> Iterator[str]:
-    """``weft serve`` from the source tree ``src``, in its own process; yields its URL."""
+def running_server(src: Path, run: Path, server_args: str, python: str = sys.executable
+                   ) -> Iterator[str]:
+    """``weft serve`` from the source tree ``src`` run by ``python``, in its own process;
+    yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "weft", "serve", str(run), "--host", "127.0.0.1",
+    command = [python, "-m", "weft", "serve", str(run), "--host", "127.0.0.1",
                "--port", str(port), *server_args.split()]
     server = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(src)})
     try:
@@ -224,6 +227,10 @@ def main() -> None:
     parser.add_argument("--baseline-src", type=Path,
                         help="the src folder of another weft to load as well (an older commit)")
     parser.add_argument("--baseline-path", default="/api/generate")
+    parser.add_argument("--baseline-args", default="",
+                        help="extra weft serve flags of the baseline server")
+    parser.add_argument("--baseline-python", default=sys.executable,
+                        help="the baseline server's interpreter (its own virtual environment)")
     parser.add_argument("--baseline-clients", default="8")
     parser.add_argument("--no-offline", action="store_true", help="skip the offline figures")
     parser.add_argument("--threads", type=int,
@@ -248,7 +255,8 @@ def main() -> None:
                 print(json.dumps(served[-1]), flush=True)
         baseline = []
         if args.baseline_src:
-            with running_server(args.baseline_src, run, threads) as url:
+            with running_server(args.baseline_src, run, args.baseline_args + threads,
+                                args.baseline_python) as url:
                 for count in (int(c) for c in args.baseline_clients.split(",")):
                     baseline.append(asyncio.run(load(url, args.baseline_path, count,
                                                      args.duration, body, args.stream,
@@ -258,9 +266,13 @@ def main() -> None:
             offline(run, count, args.max_new_tokens, min(args.duration, 5.0), args.threads)
             for count in counts]
 
+    # The results name no path of this machine: the run is RUN, the other tree OLD.
+    paths = {str(args.run): "RUN", str(args.baseline_src): "OLD/src",
+             args.baseline_python: "OLD/python"} if args.run or args.baseline_src else {}
+    command = " ".join(paths.get(arg, arg) for arg in sys.argv[1:])
     result = {
         "benchmark": "serve_load",
-        "command": "python -m benchmarks.serve_load " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.serve_load " + command,
         "max_new_tokens": args.max_new_tokens,
         "stream": args.stream,
         "client": args.client,
@@ -268,7 +280,8 @@ def main() -> None:
         "threads": args.threads,
         "request": json.loads(args.request),
         "served": served,
-        "baseline_src": str(args.baseline_src) if args.baseline_src else None,
+        "baseline_src": "OLD/src" if args.baseline_src else None,
+        "baseline_args": args.baseline_args,
         "baseline": baseline,
         "offline": offline_runs,
         "load_average_1m_at_end": os.getloadavg()[0],

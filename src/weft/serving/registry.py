@@ -54,7 +54,9 @@ class RunRegistry:
         self._runs: dict[str, Path] = {}
         self._scanned_at = -math.inf
         # name -> (weights file version, loaded model, run kind)
-        self._loaded: OrderedDict[str, tuple[int, Any, str]] = OrderedDict()
+        # name -> (weights' mtime, model, run kind, the weights' path as a string: made once,
+        # as building and formatting a Path on every request cost a tenth of the event loop)
+        self._loaded: OrderedDict[str, tuple[int, Any, str, str]] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- finding -------------------------------------------------------------------------
@@ -142,12 +144,11 @@ class RunRegistry:
         """The model of ``name`` and its run kind when it is loaded and its weights have not
         changed since, else None. Cheap enough for the event loop (a lookup and one stat):
         the common request needs no worker thread and no read of ``config.json``."""
-        path = self.runs().get(name)
         entry = self._loaded.get(name)
-        if path is None or entry is None:
+        if entry is None or name not in self.runs():
             return None
         try:
-            version = (path / WEIGHTS).stat().st_mtime_ns
+            version = os.stat(entry[3]).st_mtime_ns
         except OSError:
             return None
         if version != entry[0]:
@@ -174,7 +175,7 @@ class RunRegistry:
                 return cached[1]
             kind = run_kind(self.config(name))
             model = self.loader(path, self.device)
-            self._loaded[name] = (version, model, kind)
+            self._loaded[name] = (version, model, kind, str(weights))
             self._loaded.move_to_end(name)
             while len(self._loaded) > self.max_loaded:
                 self._loaded.popitem(last=False)
