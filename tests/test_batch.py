@@ -158,3 +158,49 @@ def test_uniforms_drawn_in_blocks_are_those_drawn_a_step_at_a_time() -> None:
     generator = torch.Generator().manual_seed(3)
     for _ in range(150):  # across blocks
         assert uniforms.take(3) == torch.rand(3, generator=generator).tolist()
+
+
+@pytest.mark.parametrize("kind", ["byte", "word"])
+def test_text_decoded_at_the_end_is_the_text_decoded_as_it_came(kind: str) -> None:
+    """An unstreamed request in the batch decodes its tokens only when it ends."""
+    from weft.generation.generate import TextState
+    from weft.tokenizers.byte import ByteTokenizer
+    from weft.tokenizers.word import WordTokenizer
+
+    text = 'He said "café, naïve" — then left . ( quietly ) ok'
+    tokenizer = (ByteTokenizer(specials=["<eos>"]) if kind == "byte"
+                 else WordTokenizer.train([text], specials=["<unk>", "<eos>"]))
+    ids = tokenizer.encode(text).tolist()
+    eos = tokenizer.eos_id
+    for cut in (len(ids), 7):  # the whole text; a piece ending inside a character
+        for end_token in (False, True):
+            eager, lazy = TextState(tokenizer, ()), TextState(tokenizer, (), lazy=True)
+            for state in (eager, lazy):
+                for token in ids[:cut] + ([eos] if end_token else []):
+                    state.push(token, eos)
+                state.finish()
+            assert lazy.lazy and lazy.completion(False) == eager.completion(False)
+            assert lazy.completion(False).finish_reason == eager.completion(False).finish_reason
+            assert lazy.tokens == eager.tokens
+    assert not TextState(tokenizer, ("x",), lazy=True).lazy  # a stop string reads the text
+
+
+def test_a_request_joining_as_the_batch_closes_is_cancelled(model: LanguageModel,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """close() cancels what waits and what runs; a request between the two (taken from the
+    queue, not yet in the batch) must not run on to its length."""
+    batch = BatchedGenerator(model.module, model.tokenizer)
+    join = batch._join
+    closing: list[threading.Thread] = []
+
+    def join_as_it_closes(requests: list[BatchRequest]) -> None:
+        closing.append(threading.Thread(target=batch.close))
+        closing[0].start()
+        wait_until(lambda: batch.closed, 10)
+        join(requests)
+
+    monkeypatch.setattr(batch, "_join", join_as_it_closes)
+    _, waiter = submit(batch, "The", max_new_tokens=100_000)
+    assert waiter.texts()[0].finish_reason == "cancelled"
+    closing[0].join(10)

@@ -91,7 +91,8 @@ class _Group:
         guards = request.guards
         if guards is not None and len(guards) != self.rows:
             raise ValueError("give one copy guard per row")
-        self.texts = [TextState(tokenizer, config.stop, context, guards[i] if guards else None)
+        self.texts = [TextState(tokenizer, config.stop, context, guards[i] if guards else None,
+                                lazy=request.on_text is None)
                       for i in range(self.rows)]
         self.steps = 0
         # Rows sample together when these agree (a request's own seed still draws its uniforms).
@@ -137,6 +138,7 @@ class BatchedGenerator:
         # of its next token, the recurrent state, and the tokens seen (repetition penalty).
         self._groups: list[_Group] = []
         self._primed: OrderedDict[bytes, tuple[torch.Tensor, Any]] = OrderedDict()
+        self._penalized = 0  # groups with a repetition penalty (they need self._seen)
         self._logits = torch.zeros(0, model.config.vocab_size, device=self.device)
         self._states: list[Any] = []
         self._seen = torch.zeros(0, model.config.vocab_size, dtype=torch.bool,
@@ -189,6 +191,9 @@ class BatchedGenerator:
                         return
                 if joining:
                     self._join(joining)
+                    if self._closed:  # closed while they joined: close() saw them nowhere
+                        for group in self._groups:
+                            group.request.cancel()
                 try:
                     tokens, keep = self._advance() if self._groups else (None, [])
                     if self.on_step is not None:
@@ -302,6 +307,7 @@ class BatchedGenerator:
                 group.request.on_done(exc)
             return
         self._groups.extend(groups)
+        self._penalized += sum(group.sampling[3] != 1.0 for group in groups)
         self._logits = torch.cat([self._logits, last_logits.float().index_select(0, index)])
         self._seen = torch.cat([self._seen, seen])
         self._states = state if not self._states else [
@@ -312,7 +318,8 @@ class BatchedGenerator:
         """Sample every row's next token, hand out text and retire finished requests: the
         tokens drawn, and the rows that go on."""
         tokens = self._sample()
-        self._seen[torch.arange(tokens.size(0), device=self.device), tokens] = True
+        if self._penalized:  # only rows with a repetition penalty read what they have seen
+            self._seen[torch.arange(tokens.size(0), device=self.device), tokens] = True
         values = tokens.tolist()
         eos = self.tokenizer.eos_id
         keep: list[int] = []
@@ -323,12 +330,14 @@ class BatchedGenerator:
             if request.first_token_at is None:
                 request.first_token_at = now
             group.steps += 1
+            writing = False
             for i, text in enumerate(group.texts):
                 if not text.done:
                     text.push(values[row + i], eos)
                     if request.on_text is not None and (chunk := text.flush(final=False)):
                         request.on_text(i, chunk)
-            if group.done or request.cancelled:
+                    writing = writing or not text.done
+            if not writing or group.steps >= request.config.max_new_tokens or request.cancelled:
                 self._finish(group)
             else:
                 keep.extend(range(row, row + group.rows))
@@ -386,6 +395,8 @@ class BatchedGenerator:
 
     def _keep(self, rows: list[int]) -> None:
         """Keep only these rows (and the groups they belong to) in the batch."""
+        if len(rows) == self._logits.size(0):
+            return  # no request left
         kept = set(rows)
         row, groups = 0, []
         for group in self._groups:
@@ -393,8 +404,7 @@ class BatchedGenerator:
                 groups.append(group)
             row += group.rows
         self._groups = groups
-        if len(rows) == self._logits.size(0):
-            return
+        self._penalized = sum(group.sampling[3] != 1.0 for group in groups)
         index = torch.tensor(rows, dtype=torch.long, device=self.device)
         self._logits = self._logits.index_select(0, index)
         self._seen = self._seen.index_select(0, index)

@@ -60,11 +60,15 @@ class TextState:
     corpus, is held back from :meth:`flush` until it is known not to be, so what is streamed
     is never taken back. ``ending`` is what a stop string cut off: the stop string and any
     text after it in its token.
+
+    ``lazy``: nothing reads the text before it ends (no :meth:`flush`), so without stop
+    strings or a guard the tokens are decoded only then, all at once (the same text: the
+    decoder's pieces join to the whole decode). The serving batch's unstreamed requests are.
     """
 
     def __init__(
         self, tokenizer: Tokenizer, stops: tuple[str, ...], context: Sequence[int] | None = None,
-        guard: CopyGuard | None = None,
+        guard: CopyGuard | None = None, lazy: bool = False,
     ) -> None:
         self.decoder = tokenizer.stream_decoder(context or ())
         self.stops = stops
@@ -76,6 +80,8 @@ class TextState:
         self.done = False
         self.stopped = False  # by the end token, a stop string or the guard
         self.tokens = 0
+        self.lazy = lazy and not stops and guard is None
+        self._undecoded: list[int] = []
 
     def push(self, token: int, eos: int | None) -> None:
         """Take the next token: the end token or a stop string ends the text."""
@@ -83,12 +89,18 @@ class TextState:
         if token == eos:
             self.stopped = True
             self.finish()
+        elif self.lazy:
+            self._undecoded.append(token)
         else:
             self._add(self.decoder.push(token))
 
     def finish(self) -> None:
         """The end of the sequence: text the decoder held back (a partial character) is due."""
         if not self.done:
+            if self._undecoded:
+                push = self.decoder.push
+                self._add("".join([push(token) for token in self._undecoded]))
+                self._undecoded = []
             self._add(self.decoder.finish())
         self.done = True
 
