@@ -24,7 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -63,17 +63,15 @@ class BatchRequest:
     guards: list[CopyGuard] | None = None  # per row: max_copy while streaming
     first_token_at: float | None = None  # time.perf_counter() when its first token was drawn
     on_cancel: Callable[[], None] | None = None
-    _cancelled: threading.Event = field(default_factory=threading.Event)
+    # A flag, not a threading.Event: one is made per request on the event loop, and the batch
+    # reads it every step; setting a bool is atomic, and the next step sees it.
+    cancelled: bool = False
 
     def cancel(self) -> None:
-        if not self._cancelled.is_set():
-            self._cancelled.set()
+        if not self.cancelled:
+            self.cancelled = True
             if self.on_cancel is not None:
                 self.on_cancel()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
 
 
 class _Group:

@@ -3,10 +3,10 @@
 Every route that generates goes through :class:`Generations`: it waits for rows (bounded, see
 :class:`~weft.serving.limits.Rows`), submits the request to the batch of its model (one
 :class:`~weft.generation.batch.BatchedGenerator` per model and quantization, stepping in a
-thread of its own, or in a process of its own (:mod:`weft.serving.batch_process`, what
-``weft serve`` does), so the event loop stays free), and hands back the texts, or the text as
-it comes for streaming. A request whose client leaves, streamed or not, is cancelled: its rows
-leave the batch at the next step. Shutting down cancels everything.
+thread of its own, or in a process of its own (:mod:`weft.serving.batch_process`,
+``weft serve --batch-in process``), so the event loop stays free), and hands back the texts,
+or the text as it comes for streaming. A request whose client leaves, streamed or not, is
+cancelled: its rows leave the batch at the next step. Shutting down cancels everything.
 """
 
 from __future__ import annotations
