@@ -136,11 +136,12 @@ class BatchedGenerator:
         # of its next token, the recurrent state, and the tokens seen (repetition penalty).
         self._groups: list[_Group] = []
         self._primed: OrderedDict[bytes, tuple[torch.Tensor, Any]] = OrderedDict()
-        self._penalized = 0  # groups with a repetition penalty (they need self._seen)
         self._logits = torch.zeros(0, model.config.vocab_size, device=self.device)
         self._states: list[Any] = []
-        self._seen = torch.zeros(0, model.config.vocab_size, dtype=torch.bool,
-                                 device=self.device)
+        # Only while a request has a repetition penalty (rows without one never read theirs).
+        self._seen: torch.Tensor | None = None
+        self._penalized = 0  # groups with a repetition penalty
+        self._classes: list[tuple[list[_Group], torch.Tensor | None]] | None = None
         self.rows = 0  # rows in the batch now (read from other threads for metrics)
 
     # -- from any thread ---------------------------------------------------------------------
@@ -296,27 +297,36 @@ class BatchedGenerator:
         try:
             index = torch.tensor(rows, dtype=torch.long, device=self.device)
             state = self.stepper.from_module_state(select_state(module_state, index))
-            seen = torch.zeros(len(rows), self.model.config.vocab_size, dtype=torch.bool,
-                               device=self.device)
-            seen[torch.arange(len(rows), device=self.device)[:, None],
-                 primes.index_select(0, index)] = True
+            penalized = sum(group.sampling[3] != 1.0 for group in groups)
+            seen = None
+            if penalized or self._seen is not None:
+                seen = self._seen_rows(len(rows))
+                seen[torch.arange(len(rows), device=self.device)[:, None],
+                     primes.index_select(0, index)] = True
+                seen = torch.cat([self._seen_rows(self._logits.size(0))
+                                  if self._seen is None else self._seen, seen])
         except Exception as exc:
             for group in groups:
                 group.request.on_done(exc)
             return
         self._groups.extend(groups)
-        self._penalized += sum(group.sampling[3] != 1.0 for group in groups)
+        self._classes = None
+        self._penalized += penalized
+        self._seen = seen
         self._logits = torch.cat([self._logits, last_logits.float().index_select(0, index)])
-        self._seen = torch.cat([self._seen, seen])
         self._states = state if not self._states else [
             cat_layer(old, new) for old, new in zip(self._states, state, strict=True)]
         self.rows = self._logits.size(0)
+
+    def _seen_rows(self, count: int) -> torch.Tensor:
+        return torch.zeros(count, self.model.config.vocab_size, dtype=torch.bool,
+                           device=self.device)
 
     def _advance(self) -> tuple[torch.Tensor, list[int]]:
         """Sample every row's next token, hand out text and retire finished requests: the
         tokens drawn, and the rows that go on."""
         tokens = self._sample()
-        if self._penalized:  # only rows with a repetition penalty read what they have seen
+        if self._seen is not None:
             self._seen[torch.arange(tokens.size(0), device=self.device), tokens] = True
         values = tokens.tolist()
         eos = self.tokenizer.eos_id
@@ -351,35 +361,44 @@ class BatchedGenerator:
     def _sample(self) -> torch.Tensor:
         """One token per row: rows with the same settings in one call, each request's
         uniforms from its own generator (drawn in row order, as ``generate`` draws them)."""
+        if self._classes is None:  # the batch changed since the last step
+            self._classes = self._sampling_classes()
+        if len(self._classes) == 1:
+            return self._sample_rows(*self._classes[0])
+        tokens = torch.empty(self._logits.size(0), dtype=torch.long, device=self.device)
+        for groups, index in self._classes:
+            tokens[index] = self._sample_rows(groups, index)
+        return tokens
+
+    def _sampling_classes(self) -> list[tuple[list[_Group], torch.Tensor | None]]:
+        """The groups of each sampling setting, and their rows (None: all of them)."""
         classes: dict[tuple[float, int, float, float], list[_Group]] = {}
         for group in self._groups:
             classes.setdefault(group.sampling, []).append(group)
         if len(classes) == 1:
-            groups = self._groups
-            return self._sample_rows(groups, None)
-        tokens = torch.empty(self._logits.size(0), dtype=torch.long, device=self.device)
+            return [(self._groups, None)]
         starts, row = {}, 0
         for group in self._groups:
             starts[id(group)] = row
             row += group.rows
-        for groups in classes.values():
-            index = torch.tensor([starts[id(g)] + i for g in groups for i in range(g.rows)],
-                                 device=self.device)
-            tokens[index] = self._sample_rows(groups, index)
-        return tokens
+        return [(groups, torch.tensor([starts[id(g)] + i for g in groups for i in range(g.rows)],
+                                      device=self.device))
+                for groups in classes.values()]
 
     def _sample_rows(self, groups: list[_Group], index: torch.Tensor | None) -> torch.Tensor:
         config = groups[0].request.config
         logits = self._logits if index is None else self._logits.index_select(0, index)
-        seen = self._seen if index is None else self._seen.index_select(0, index)
+        seen = None
+        if config.repetition_penalty != 1.0:
+            assert self._seen is not None  # kept while a group has a penalty
+            seen = self._seen if index is None else self._seen.index_select(0, index)
         uniforms = None
         if config.temperature >= MIN_TEMPERATURE:
             values: list[float] = []
             for group in groups:
                 values += (group.uniforms or self._shared).take(group.rows)
             uniforms = torch.tensor(values, device=self.device)
-        return next_tokens(logits, config, seen=seen if config.repetition_penalty != 1.0
-                           else None, banned=self.banned, uniforms=uniforms)
+        return next_tokens(logits, config, seen=seen, banned=self.banned, uniforms=uniforms)
 
     def _finish(self, group: _Group) -> None:
         request = group.request
@@ -402,9 +421,11 @@ class BatchedGenerator:
                 groups.append(group)
             row += group.rows
         self._groups = groups
+        self._classes = None
         self._penalized = sum(group.sampling[3] != 1.0 for group in groups)
         index = torch.tensor(rows, dtype=torch.long, device=self.device)
         self._logits = self._logits.index_select(0, index)
-        self._seen = self._seen.index_select(0, index)
+        if self._seen is not None:
+            self._seen = self._seen.index_select(0, index) if self._penalized else None
         self._states = [select_layer(s, index) for s in self._states] if rows else []
         self.rows = len(rows)
