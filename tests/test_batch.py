@@ -128,11 +128,11 @@ def test_a_request_that_fails_to_start_fails_alone(model: LanguageModel) -> None
 
 def test_a_prompt_primed_lately_is_not_primed_again(model: LanguageModel,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from weft.generation import batch as batch_module
+    from weft.generation import batch_rows
 
     settings = {"seed": 7, "max_new_tokens": 20, "num_return_sequences": 2}
     alone = generate(model.module, model.tokenizer, "Pack my", GenerationConfig(**settings))
-    monkeypatch.setattr(batch_module, "PRIMED_PROMPTS", 2)
+    monkeypatch.setattr(batch_rows, "PRIMED_PROMPTS", 2)
     batch = BatchedGenerator(model.module, model.tokenizer)
     passes: list[int] = []
     forward = batch.model.forward

@@ -22,7 +22,6 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,9 +29,16 @@ from typing import Any
 import torch
 
 from weft.config import GenerationConfig
-from weft.generation.batch_rows import Uniforms, cat_layer, prime_key, select_layer
+from weft.generation.batch_rows import (
+    Group,
+    PrimedPrompts,
+    Uniforms,
+    cat_layer,
+    prime_key,
+    select_layer,
+)
 from weft.generation.copy_guard import CopyGuard
-from weft.generation.generate import Completion, OnText, TextState, prime_rows
+from weft.generation.generate import Completion, OnText, prime_rows
 from weft.generation.plan import choose_plan
 from weft.generation.quantized import Int8Stepper
 from weft.generation.sampling import MIN_TEMPERATURE, next_tokens
@@ -43,7 +49,6 @@ from weft.tokenizers import Tokenizer
 log = logging.getLogger("weft")
 
 OnDone = Callable[[list[Completion] | BaseException], None]
-PRIMED_PROMPTS = 64  # prompts whose state and logits a batch keeps (see BatchedGenerator._join)
 
 
 @dataclass(eq=False)
@@ -72,35 +77,6 @@ class BatchRequest:
             self.cancelled = True
             if self.on_cancel is not None:
                 self.on_cancel()
-
-
-class _Group:
-    """The rows of one request in the batch."""
-
-    def __init__(self, request: BatchRequest, tokenizer: Tokenizer, context: list[int],
-                 device: torch.device) -> None:
-        config = request.config
-        self.request = request
-        self.rows = config.num_return_sequences
-        # A seeded request draws from its own generator; the others share the batch's (they
-        # promise no repeatable text).
-        self.uniforms = (Uniforms(torch.Generator(device=device).manual_seed(config.seed))
-                         if config.seed is not None else None)
-        guards = request.guards
-        if guards is not None and len(guards) != self.rows:
-            raise ValueError("give one copy guard per row")
-        self.texts = [TextState(tokenizer, config.stop, context, guards[i] if guards else None,
-                                lazy=request.on_text is None)
-                      for i in range(self.rows)]
-        self.steps = 0
-        # Rows sample together when these agree (a request's own seed still draws its uniforms).
-        self.sampling = (config.temperature, config.top_k, config.top_p,
-                         config.repetition_penalty)
-
-    @property
-    def done(self) -> bool:
-        return (self.steps >= self.request.config.max_new_tokens
-                or all(t.done for t in self.texts))
 
 
 class BatchedGenerator:
@@ -134,14 +110,14 @@ class BatchedGenerator:
         self._thread: threading.Thread | None = None
         # The batch, touched only by its thread: groups in row order, and per row the logits
         # of its next token, the recurrent state, and the tokens seen (repetition penalty).
-        self._groups: list[_Group] = []
-        self._primed: OrderedDict[bytes, tuple[torch.Tensor, Any]] = OrderedDict()
+        self._groups: list[Group] = []
+        self._primed = PrimedPrompts()
         self._logits = torch.zeros(0, model.config.vocab_size, device=self.device)
         self._states: list[Any] = []
         # Only while a request has a repetition penalty (rows without one never read theirs).
         self._seen: torch.Tensor | None = None
         self._penalized = 0  # groups with a repetition penalty
-        self._classes: list[tuple[list[_Group], torch.Tensor | None]] | None = None
+        self._classes: list[tuple[list[Group], torch.Tensor | None]] | None = None
         self.rows = 0  # rows in the batch now (read from other threads for metrics)
 
     # -- from any thread ---------------------------------------------------------------------
@@ -208,10 +184,9 @@ class BatchedGenerator:
     def _join(self, requests: list[BatchRequest]) -> None:
         """Prime the requests' rows with their prompts and add them to the batch.
 
-        A prompt primed lately is not primed again (:data:`PRIMED_PROMPTS` are kept: the
-        state and logits after a prompt depend on nothing else). The others prime together
-        per length, in one forward pass: under load many requests join at once, and a pass
-        per request cost more than the steps themselves."""
+        A prompt primed lately is not primed again (:class:`PrimedPrompts`). The others prime
+        together per length, in one forward pass: under load many requests join at once, and
+        a pass per request cost more than the steps themselves."""
         by_length: dict[int, list[tuple[BatchRequest, torch.Tensor]]] = {}
         again: dict[bytes, list[tuple[BatchRequest, torch.Tensor]]] = {}
         for request in requests:
@@ -228,8 +203,7 @@ class BatchedGenerator:
             else:
                 by_length.setdefault(prime.size(1), []).append((request, prime))
         for key, same_prompt in again.items():
-            self._primed.move_to_end(key)
-            last_logits, module_state = self._primed[key]
+            last_logits, module_state = self._primed.get(key)
             self._admit(same_prompt, [0] * len(same_prompt), same_prompt[0][1], last_logits,
                         module_state)
         for same_length in by_length.values():
@@ -244,32 +218,20 @@ class BatchedGenerator:
                                                initial=0))[:-1]
             last_logits = logits[:, -1, :]
             for (_, prime), first in zip(same_length, firsts, strict=True):
-                self._keep_primed(prime, first, last_logits, module_state)
+                self._primed.keep(prime, first, last_logits, module_state)
             self._admit(same_length, firsts, primes, last_logits, module_state)
-
-    def _keep_primed(self, prime: torch.Tensor, first: int, last_logits: torch.Tensor,
-                     module_state: Any) -> None:
-        """Keep what priming ``prime`` (rows ``first`` on of a pass) gave, for next time."""
-        key = prime_key(prime)
-        if key in self._primed:
-            return
-        index = torch.arange(first, first + prime.size(0), device=self.device)
-        self._primed[key] = (last_logits.index_select(0, index),
-                             select_state(module_state, index))
-        if len(self._primed) > PRIMED_PROMPTS:
-            self._primed.popitem(last=False)
 
     def _admit(self, primed: list[tuple[BatchRequest, torch.Tensor]], firsts: list[int],
                primes: torch.Tensor, last_logits: torch.Tensor, module_state: Any) -> None:
         """Add primed requests to the batch; ``firsts[i]`` is the first row of request i's
         prompt in ``primes``, ``last_logits`` and ``module_state``."""
-        groups: list[_Group] = []
+        groups: list[Group] = []
         rows: list[int] = []  # per new batch row, its primed row
         for (request, prime), first in zip(primed, firsts, strict=True):
             n = request.config.num_return_sequences
             try:
                 # The prompt decides the first token's spacing and open quotes.
-                groups.append(_Group(request, self.tokenizer, prime[0].tolist(), self.device))
+                groups.append(Group(request, self.tokenizer, prime[0].tolist(), self.device))
             except Exception as exc:
                 request.on_done(exc)
             else:
@@ -290,7 +252,7 @@ class BatchedGenerator:
         return torch.as_tensor(prime_rows(self.tokenizer, request.prompt, request.prefixes,
                                           config.num_return_sequences), device=self.device)
 
-    def _add(self, groups: list[_Group], primes: torch.Tensor, last_logits: torch.Tensor,
+    def _add(self, groups: list[Group], primes: torch.Tensor, last_logits: torch.Tensor,
              module_state: Any, rows: list[int]) -> None:
         """Add primed requests' rows to the batch, all at once: ``rows`` gives, per new row,
         its row of ``primes``, ``last_logits`` and ``module_state``."""
@@ -370,9 +332,9 @@ class BatchedGenerator:
             tokens[index] = self._sample_rows(groups, index)
         return tokens
 
-    def _sampling_classes(self) -> list[tuple[list[_Group], torch.Tensor | None]]:
+    def _sampling_classes(self) -> list[tuple[list[Group], torch.Tensor | None]]:
         """The groups of each sampling setting, and their rows (None: all of them)."""
-        classes: dict[tuple[float, int, float, float], list[_Group]] = {}
+        classes: dict[tuple[float, int, float, float], list[Group]] = {}
         for group in self._groups:
             classes.setdefault(group.sampling, []).append(group)
         if len(classes) == 1:
@@ -385,7 +347,7 @@ class BatchedGenerator:
                                       device=self.device))
                 for groups in classes.values()]
 
-    def _sample_rows(self, groups: list[_Group], index: torch.Tensor | None) -> torch.Tensor:
+    def _sample_rows(self, groups: list[Group], index: torch.Tensor | None) -> torch.Tensor:
         config = groups[0].request.config
         logits = self._logits if index is None else self._logits.index_select(0, index)
         seen = None
@@ -400,7 +362,7 @@ class BatchedGenerator:
             uniforms = torch.tensor(values, device=self.device)
         return next_tokens(logits, config, seen=seen, banned=self.banned, uniforms=uniforms)
 
-    def _finish(self, group: _Group) -> None:
+    def _finish(self, group: Group) -> None:
         request = group.request
         cancelled = request.cancelled and not group.done
         for i, text in enumerate(group.texts):

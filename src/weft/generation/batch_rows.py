@@ -1,16 +1,25 @@
-"""The serving batch's rows: their uniforms, drawn in blocks; the key of the prompt that primed
-them; and their states, joined and selected whatever a layer's state is (a tensor, an
-``(h, c)`` pair, the int8 stepper's)."""
+"""The serving batch's rows: each request's group of them; their uniforms, drawn in blocks;
+the prompts that primed them, kept; and their states, joined and selected whatever a layer's
+state is (a tensor, an ``(h, c)`` pair, the int8 stepper's)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from weft.generation.generate import TextState
+from weft.models.rnn_lm import select_state
+from weft.tokenizers import Tokenizer
+
+if TYPE_CHECKING:
+    from weft.generation.batch import BatchRequest
+
 UNIFORM_BLOCK = 64  # steps of uniforms a generator draws at once (see Uniforms)
+PRIMED_PROMPTS = 64  # prompts whose state and logits a batch keeps (see PrimedPrompts)
 
 
 class Uniforms:
@@ -39,9 +48,70 @@ class Uniforms:
         return self._values[self._at - count : self._at]
 
 
+class Group:
+    """The rows of one request in the batch."""
+
+    def __init__(self, request: BatchRequest, tokenizer: Tokenizer, context: list[int],
+                 device: torch.device) -> None:
+        config = request.config
+        self.request = request
+        self.rows = config.num_return_sequences
+        # A seeded request draws from its own generator; the others share the batch's (they
+        # promise no repeatable text).
+        self.uniforms = (Uniforms(torch.Generator(device=device).manual_seed(config.seed))
+                         if config.seed is not None else None)
+        guards = request.guards
+        if guards is not None and len(guards) != self.rows:
+            raise ValueError("give one copy guard per row")
+        self.texts = [TextState(tokenizer, config.stop, context, guards[i] if guards else None,
+                                lazy=request.on_text is None)
+                      for i in range(self.rows)]
+        self.steps = 0
+        # Rows sample together when these agree (a request's own seed still draws its uniforms).
+        self.sampling = (config.temperature, config.top_k, config.top_p,
+                         config.repetition_penalty)
+
+    @property
+    def done(self) -> bool:
+        return (self.steps >= self.request.config.max_new_tokens
+                or all(t.done for t in self.texts))
+
+
 def prime_key(prime: torch.Tensor) -> bytes:
     """A prompt's priming ids ``(rows, length)`` as a dictionary key."""
     return prime.size(0).to_bytes(4, "little") + prime.cpu().numpy().tobytes()
+
+
+class PrimedPrompts:
+    """The last logits and the model's state after the :data:`PRIMED_PROMPTS` latest prompts.
+
+    They depend on the prompt alone, so a prompt sent again joins the batch without a
+    forward pass: under load requests join one or two at a time, and priming a short prompt
+    cost about as much as a whole step of the batch.
+    """
+
+    def __init__(self) -> None:
+        self._kept: OrderedDict[bytes, tuple[torch.Tensor, Any]] = OrderedDict()
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._kept
+
+    def get(self, key: bytes) -> tuple[torch.Tensor, Any]:
+        self._kept.move_to_end(key)
+        return self._kept[key]
+
+    def keep(self, prime: torch.Tensor, first: int, last_logits: torch.Tensor,
+             module_state: Any) -> None:
+        """Keep what priming ``prime`` gave: rows ``first`` on of a pass's ``last_logits``
+        and ``module_state``."""
+        key = prime_key(prime)
+        if key in self._kept:
+            return
+        index = torch.arange(first, first + prime.size(0), device=last_logits.device)
+        self._kept[key] = (last_logits.index_select(0, index),
+                           select_state(module_state, index))
+        if len(self._kept) > PRIMED_PROMPTS:
+            self._kept.popitem(last=False)
 
 
 def _map_tensors(fn: Callable[..., torch.Tensor], *states: Any) -> Any:
