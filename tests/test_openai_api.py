@@ -32,7 +32,7 @@ def served(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(served: Path) -> Iterator[LiveServer]:
     app = create_app(served, limits=Limits(max_new_tokens=60, max_sequences=4), loader=loader,
-                     batch_process=True)  # the thread is what test_serve.py mostly runs
+                     batch_process=True)  # as `weft serve` runs it
     with LiveServer(app) as live:
         yield live
 

@@ -25,11 +25,11 @@ _L = Limits()
 @click.option("--compile/--no-compile", "compile_steps", default=False, show_default=True,
               help="CPU: compile the batched step (torch.compile); the first steps of a model "
                    "compile for tens of seconds.")
-@click.option("--batch-in", type=click.Choice(["thread", "process"]), default="thread",
+@click.option("--batch-in", type=click.Choice(["process", "thread"]), default="process",
               show_default=True,
-              help="Where each model's shared batch steps: a thread of the server, or a "
-                   "process of its own (it never waits for the HTTP side's interpreter lock, "
-                   "but costs more CPU per token: for machines with cores to spare).")
+              help="Where each model's shared batch steps: a process of its own (it never "
+                   "waits for the HTTP side's interpreter lock) or a thread of the server "
+                   "(less CPU per token: for a machine whose cores are all busy).")
 @click.option("--max-new-tokens", type=int, default=_L.max_new_tokens, show_default=True,
               help="Longest generation a request may ask for.")
 @click.option("--max-prompt-chars", type=int, default=_L.max_prompt_chars, show_default=True,

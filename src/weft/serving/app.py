@@ -86,7 +86,7 @@ def create_app(
     ``api_key`` makes every API request need ``Authorization: Bearer <api_key>``;
     ``compile_step`` turns a stepper into its compiled step (``weft serve --compile``; a
     module-level function, as a batch process receives it pickled); ``batch_process`` steps
-    each model's batch in a process of its own (``weft serve --batch-in process``), not a
+    each model's batch in a process of its own (what ``weft serve`` does by default), not a
     thread.
     """
     limits = limits or Limits()
