@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,20 @@ def copier(tmp_path_factory: pytest.TempPathFactory) -> Path:
                batch_size=8, seq_len=32, max_steps=150, eval_every=150, lr=1e-2, threads=1,
                quiet=True)
     return root / "run"
+
+
+@contextlib.contextmanager
+def interrupted_at(step: int) -> Iterator[None]:
+    """Within it, a training run is stopped after ``step`` as Ctrl-C would stop it."""
+    from weft.training.trainer import Trainer
+
+    original = Trainer._limit_reached
+
+    def interrupt(self: Trainer, steps_per_epoch: int) -> str:
+        if self.state.step == step:
+            self.stops.reason = "SIGINT"
+        return original(self, steps_per_epoch)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "_limit_reached", interrupt)
+        yield

@@ -23,7 +23,7 @@ from weft.training.metrics import append_metrics, read_metrics
 from weft.training.stream_task import StreamLMTask
 from weft.training.trainer import Trainer
 
-from .conftest import PANGRAM, TINY
+from .conftest import PANGRAM, TINY, interrupted_at
 
 OPTIONS: dict[str, Any] = dict(TINY, max_steps=30, seed=5)
 
@@ -240,16 +240,8 @@ def test_interrupted_runs_of_every_kind_resume_with_the_same_losses(
                       encoding="utf-8")
     options = dict(OPTIONS, max_steps=40, dropout=0.1, **extra)
     weft.train(corpus, out=tmp_path / "full", **options)
-    original = Trainer._limit_reached
-
-    def stop_at_17(self: Trainer, steps_per_epoch: int) -> str:
-        if self.state.step == 17:
-            self.stops.reason = "SIGINT"
-        return original(self, steps_per_epoch)
-
-    monkeypatch.setattr(Trainer, "_limit_reached", stop_at_17)
-    weft.train(corpus, out=tmp_path / "part", **options)
-    monkeypatch.setattr(Trainer, "_limit_reached", original)
+    with interrupted_at(17):
+        weft.train(corpus, out=tmp_path / "part", **options)
     assert load_state_file(tmp_path / "part" / LAST_STATE)["trainer"]["step"] == 17
     weft.resume(tmp_path / "part", quiet=True)
     assert _losses(tmp_path / "part") == _losses(tmp_path / "full")

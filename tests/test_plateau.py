@@ -18,7 +18,7 @@ from weft.training.checkpoint import load_checkpoint
 from weft.training.progress import ProgressDisplay
 from weft.training.trainer import Trainer
 
-from .conftest import PANGRAM, TINY
+from .conftest import PANGRAM, TINY, interrupted_at
 
 
 def overfitting_corpus(folder: Path) -> tuple[Path, dict[str, Any]]:
@@ -74,20 +74,11 @@ def test_no_cuts_when_disabled(tmp_path: Path) -> None:
     assert json.loads((run / "config.json").read_text())["train"]["plateau_patience"] == 0
 
 
-def test_resume_after_a_cut_continues_exactly(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_after_a_cut_continues_exactly(tmp_path: Path) -> None:
     corpus, options = overfitting_corpus(tmp_path)
     weft.train(corpus, out=tmp_path / "full", max_steps=70, **options)
-    original = Trainer._limit_reached
-
-    def interrupt_at_35(self: Trainer, steps_per_epoch: int) -> str:
-        if self.state.step == 35:
-            self.stops.reason = "SIGINT"
-        return original(self, steps_per_epoch)
-
-    monkeypatch.setattr(Trainer, "_limit_reached", interrupt_at_35)
-    weft.train(corpus, out=tmp_path / "part", max_steps=70, **options)
-    monkeypatch.setattr(Trainer, "_limit_reached", original)
+    with interrupted_at(35):
+        weft.train(corpus, out=tmp_path / "part", max_steps=70, **options)
     assert load_checkpoint(tmp_path / "part")["trainer"]["lr_scale"] == 0.25
     weft.resume(tmp_path / "part", quiet=True)
 

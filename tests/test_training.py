@@ -18,7 +18,7 @@ from weft.training.schedule import learning_rate, progress
 from weft.training.stream_task import StreamLMTask
 from weft.training.trainer import Trainer
 
-from .conftest import PANGRAM, TINY
+from .conftest import PANGRAM, TINY, interrupted_at
 
 
 def test_one_training_step_lowers_the_loss(tmp_path: Path) -> None:
@@ -71,16 +71,8 @@ def test_resume_continues_with_the_same_losses(tmp_path: Path, monkeypatch) -> N
     weft.train(corpus, out=tmp_path / "full", max_steps=40, **options)
 
     # Interrupt the second run after step 25 as Ctrl-C would, then resume it.
-    original = Trainer._limit_reached
-
-    def interrupt_at_25(self: Trainer, steps_per_epoch: int) -> str:
-        if self.state.step == 25:
-            self.stops.reason = "SIGINT"
-        return original(self, steps_per_epoch)
-
-    monkeypatch.setattr(Trainer, "_limit_reached", interrupt_at_25)
-    weft.train(corpus, out=tmp_path / "part", max_steps=40, **options)
-    monkeypatch.setattr(Trainer, "_limit_reached", original)
+    with interrupted_at(25):
+        weft.train(corpus, out=tmp_path / "part", max_steps=40, **options)
     assert len((tmp_path / "part" / "metrics.jsonl").read_text().splitlines()) == 2
     weft.resume(tmp_path / "part", quiet=True)
 
