@@ -49,7 +49,7 @@ log = logging.getLogger("weft")
 
 # Measured: the best held-out bits/char after a 2-minute fine-tune of builtin:english on 2 CPU
 # cores, over small corpora not used to pick them (docs/benchmarks.md, "Fine-tuning").
-FINETUNE_DEFAULTS: dict[str, Any] = {"lr": 2.5e-4, "warmup_steps": 20, "dropout": 0.1}
+FINETUNE_DEFAULTS: dict[str, Any] = {"lr": 5e-4, "warmup_steps": 20, "dropout": 0.1}
 
 # Option -> (section of config.json, field): what the base run fixes.
 SHAPE_OPTIONS: dict[str, tuple[str, str]] = {
