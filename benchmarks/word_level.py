@@ -74,8 +74,9 @@ def split_corpus(name: str, folder: Path) -> tuple[Path, Path]:
 def train_arm(train: Path, out: Path, settings: dict[str, Any], **limits: Any
               ) -> tuple[Any, dict[str, Any]]:
     started = time.perf_counter()
-    model, result = run_training([str(train)], out, quiet=True, level="word",
-                                 **{**settings, **limits})
+    # An arm may set another level ({"level": "bpe", ...}) to compare subword models too.
+    model, result = run_training([str(train)], out, quiet=True,
+                                 **{"level": "word", **settings, **limits})
     assert model is not None
     config = json.loads((out / "config.json").read_text())
     return model, {
