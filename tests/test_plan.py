@@ -140,6 +140,21 @@ def test_fbgemm_generation_runs_and_follows_float32(cell: str) -> None:
     assert isinstance(Int8Stepper(model, "fbgemm").head, FbgemmLinear)
 
 
+@needs_fbgemm
+def test_an_fbgemm_row_does_not_depend_on_the_rest_of_its_batch() -> None:
+    """FBGEMM picks the activation range per call; a served batch must still give each row
+    what it gives alone (a small-valued row beside one that spans [-1, 1])."""
+    torch.manual_seed(0)
+    product = FbgemmLinear(torch.randn(24, 16), torch.randn(24))
+    quiet = 0.05 * torch.rand(1, 16)
+    loud = torch.linspace(-1, 1, 16)[None]
+    alone = product(quiet)
+    torch.testing.assert_close(product(torch.cat([quiet, loud]))[:1], alone, rtol=0, atol=0)
+    torch.testing.assert_close(product(torch.cat([loud, quiet, quiet]))[1:], alone.expand(2, -1),
+                               rtol=0, atol=0)
+    assert alone.shape == (1, 24)
+
+
 def test_an_unknown_int8_product_is_refused() -> None:
     with pytest.raises(WeftError, match="unknown int8 kernel"):
         Int8Stepper(_model(32), "no-such-kernel")

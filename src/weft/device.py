@@ -54,6 +54,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
             raise WeftError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on this device")
         return torch.float16
     if precision == "bf16":
+        if device.type == "cpu" and not cpu_supports_bf16():
+            # oneDNN has no bf16 LSTM/GRU kernel without these instructions: the run would
+            # fail at its first step with an opaque "primitive descriptor" error.
+            raise WeftError("--precision bf16 needs a CPU with AVX512-BF16 or AMX, which this "
+                            "one lacks; use --precision auto or fp32")
         return torch.bfloat16
     raise WeftError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
 
@@ -61,20 +66,31 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 def run_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for a saved run's ``precision`` on ``device``, which need not be the
     device it was trained on. Weights are float32 on disk, so a run trained in fp16 (CUDA only)
-    loads and resumes anywhere: off CUDA it takes the device's own choice, as ``auto`` would."""
-    if precision == "fp16" and device.type != "cuda":
+    or bf16 loads and resumes anywhere: where the device cannot run that precision (fp16 off
+    CUDA, bf16 on a CPU without bf16 instructions) it takes the device's own choice, as
+    ``auto`` would."""
+    if not precision_runs_on(precision, device):
         return resolve_precision("auto", device)
     return resolve_precision(precision, device)
+
+
+def precision_runs_on(precision: str, device: torch.device) -> bool:
+    """Whether ``device`` can train and evaluate recurrent layers in ``precision``."""
+    if precision == "fp16":
+        return device.type == "cuda"
+    if precision == "bf16" and device.type == "cpu":
+        return cpu_supports_bf16()
+    return True
 
 
 def training_precision(precision: str, device: torch.device, *,
                        resume: bool) -> torch.dtype | None:
     """The autocast dtype to train in. A new run must be able to use what it asks for; a
     resumed run moved off CUDA continues in the device's own choice, with a warning."""
-    if resume and precision == "fp16" and device.type != "cuda":
+    if resume and not precision_runs_on(precision, device):
         chosen = run_precision(precision, device)
-        log.warning("this run trained in fp16, which needs a CUDA GPU; it continues in %s on %s",
-                    "bf16" if chosen == torch.bfloat16 else "fp32", device)
+        log.warning("this run trained in %s, which %s cannot run; it continues in %s",
+                    precision, device, "bf16" if chosen == torch.bfloat16 else "fp32")
         return chosen
     return resolve_precision(precision, device)
 

@@ -17,7 +17,8 @@ How each product is quantized:
   stepper is built (never saved, so they cannot drift from the trained weights);
 - activations (``int_mm``): the hidden states of LSTM, GRU and tanh cells lie in [-1, 1], so
   they are quantized with the fixed scale 1/127 and no per-step search for a range; FBGEMM
-  finds each call's range itself;
+  finds each call's range itself, which a row holding -1 and 1 fixes at [-1, 1] (so a row's
+  result never depends on the rest of its batch);
 - layer 0's input is the embedding (or a one-hot row) and stays float32: its product is a
   row lookup in a table made once (or, for a large vocabulary, a small float product);
 - cell arithmetic, the state, an adaptive softmax output layer and the sampling stay float32.
@@ -93,10 +94,16 @@ class FbgemmLinear:
             self.packed = torch.ops.quantized.linear_prepack(q, bias.detach().float())
         finally:
             torch.backends.quantized.engine = previous
+        # FBGEMM quantizes the activations with the range of the whole call, so a row's result
+        # would depend on the other rows of a batch (a served request on who else was served).
+        # Inputs are hidden states in [-1, 1]: one extra row holding -1 and 1 fixes that range.
+        self.range_row = torch.zeros(1, weight.size(1))
+        self.range_row[0, :2] = torch.tensor([-1.0, 1.0])[: weight.size(1)]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        framed = torch.cat([x, self.range_row], 0)
         # reduce_range: 7-bit activations, so AVX2's int16 pair sums cannot saturate.
-        return torch.ops.quantized.linear_dynamic(x, self.packed, True)
+        return torch.ops.quantized.linear_dynamic(framed, self.packed, True)[:-1]
 
 
 def fbgemm_available() -> bool:
