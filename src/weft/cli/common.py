@@ -88,7 +88,9 @@ def training_options(defaults: TrainConfig, *, batch_help: str, eval_help: str,
         click.option("--max-steps", type=int, help="Stop after this many optimizer steps."),
         click.option("--time-budget", help="Stop after this much time, e.g. 90s, 10m, 1h."),
         click.option("--precision", type=click.Choice(PRECISIONS), default=defaults.precision,
-                     show_default=True, help="auto: bf16 where the hardware supports it."),
+                     show_default=True, help="auto: bf16 where the hardware supports it. fp16 "
+                     "needs a CUDA GPU; bf16 on a CPU needs AVX512-BF16 or AMX (a run saved in "
+                     "either resumes elsewhere in the device's own choice)."),
         click.option("--device", default=defaults.device, show_default=True,
                      help="auto, cpu, cuda, cuda:N or mps."),
         click.option("--threads", type=int, help="CPU threads [default: PyTorch's choice]."),
