@@ -25,6 +25,16 @@ def test_word_level_takes_its_defaults_and_given_values_win() -> None:
     assert char.model == ModelConfig() and char.train == TrainConfig()
 
 
+def test_bpe_level_takes_the_wider_embedding_and_dropout() -> None:
+    config = build_run_config(["c.txt"], level="bpe")
+    bpe = LEVEL_DEFAULTS["bpe"]
+    assert (config.model.embedding_dim, config.model.dropout) == (bpe["embedding_dim"],
+                                                                  bpe["dropout"])
+    assert config.data.max_vocab is None  # the word level's cut is not a BPE setting
+    given = build_run_config(["c.txt"], level="bpe", embedding_dim=32, dropout=0.0)
+    assert (given.model.embedding_dim, given.model.dropout) == (32, 0.0)
+
+
 def test_the_cli_records_the_resolved_values(tmp_path: Path) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text("the cat sat on the mat .\n" * 60, encoding="utf-8")
