@@ -249,7 +249,8 @@ class GenerationConfig:
 LEVEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "word": {"embedding_dim": 256, "dropout": 0.3, "max_vocab": 30_000},
     # BPE (2,000 subwords by default) gains from the same wider embedding and dropout: 5.2%
-    # fewer held-out bits/char at 2 minutes on the tuning novels (docs/benchmarks.md, "BPE").
+    # fewer held-out bits/char at 2 minutes on the tuning novels (docs/benchmarks.md, "BPE: the
+    # word level's embedding and dropout").
     "bpe": {"embedding_dim": 256, "dropout": 0.3},
 }
 
