@@ -46,7 +46,7 @@ from benchmarks.common import REPO, data_dir, machine
 from benchmarks.generation_speed import CHARS, naive_stepping
 from benchmarks.shakespeare_quality import train_and_score
 from weft.config import GenerationConfig, ModelConfig, TrainConfig
-from weft.device import autocast, precision_runs_on
+from weft.device import PRECISION_NEEDS, autocast, precision_runs_on
 from weft.generation import generate
 from weft.models.rnn_lm import RNNLanguageModel
 from weft.tokenizers import CharTokenizer
@@ -225,11 +225,8 @@ def training_throughput(device: torch.device, sizes: Sizes) -> dict[str, Any]:
     }
     ids = random_ids(sizes.batch * (sizes.seq_len + 1) * 64, tokenizer.vocab_size)
     for name, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
-        if dtype == torch.float16 and device.type != "cuda":
-            record[name] = {"skipped": "fp16 needs CUDA"}
-            continue
-        if dtype == torch.bfloat16 and not precision_runs_on("bf16", device):
-            record[name] = {"skipped": "bf16 needs a CPU with AVX512-BF16 or AMX"}
+        if not precision_runs_on(name, device):
+            record[name] = {"skipped": f"{name} needs {PRECISION_NEEDS[name]}"}
             continue
         torch.manual_seed(0)
         model = RNNLanguageModel(config).to(device)

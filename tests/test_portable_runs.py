@@ -104,7 +104,8 @@ def test_bf16_on_a_cpu_without_bf16_instructions(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(device_module, "cpu_supports_bf16", lambda: False)
     cpu = torch.device("cpu")
-    with pytest.raises(WeftError, match="--precision bf16 needs a CPU with AVX512-BF16"):
+    with pytest.raises(WeftError, match="--precision bf16 needs a CUDA GPU or a CPU with "
+                                        "AVX512-BF16"):
         device_module.resolve_precision("bf16", cpu)
     assert device_module.resolve_precision("auto", cpu) is None
     assert run_precision("bf16", cpu) is None

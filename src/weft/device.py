@@ -49,17 +49,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
         if device.type == "cpu" and cpu_supports_bf16():
             return torch.bfloat16
         return None
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise WeftError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on this device")
-        return torch.float16
-    if precision == "bf16":
-        if device.type == "cpu" and not cpu_supports_bf16():
-            # oneDNN has no bf16 LSTM/GRU kernel without these instructions: the run would
-            # fail at its first step with an opaque "primitive descriptor" error.
-            raise WeftError("--precision bf16 needs a CPU with AVX512-BF16 or AMX, which this "
-                            "one lacks; use --precision auto or fp32")
-        return torch.bfloat16
+    if precision in PRECISION_NEEDS:
+        if not precision_runs_on(precision, device):
+            raise WeftError(f"--precision {precision} needs {PRECISION_NEEDS[precision]}, which "
+                            "this device is not; use --precision auto or fp32")
+        return torch.float16 if precision == "fp16" else torch.bfloat16
     raise WeftError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
 
 
@@ -72,6 +66,12 @@ def run_precision(precision: str, device: torch.device) -> torch.dtype | None:
     if not precision_runs_on(precision, device):
         return resolve_precision("auto", device)
     return resolve_precision(precision, device)
+
+
+# What a half precision needs. oneDNN has no bf16 LSTM/GRU kernel on a CPU without these
+# instructions: a run there would fail at its first step with an opaque "primitive descriptor"
+# error.
+PRECISION_NEEDS = {"fp16": "a CUDA GPU", "bf16": "a CUDA GPU or a CPU with AVX512-BF16 or AMX"}
 
 
 def precision_runs_on(precision: str, device: torch.device) -> bool:
