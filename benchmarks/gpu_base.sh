@@ -4,8 +4,9 @@
 # tools/train_base_model.py --preset gpu, STAGE1 and STAGE2 minutes (default 4 and 2), and
 # leaves in $OUT (or runs/) base-english.tar (the exported model: config, tokenizer, generation
 # settings, weights, manifest, plus each stage's metrics) and base.log. Back here: untar it
-# into a folder, score it with benchmarks/finetune.py --arm 'gpu={"init_from": "FOLDER"}'
-# beside today's base, and ship it with tools/train_base_model.py --export-only FOLDER.
+# into runs/base-gpu, score it with benchmarks/finetune.py --arm 'gpu={"init_from":
+# "runs/base-gpu"}' beside today's base, and ship it with tools/train_base_model.py
+# --export-only runs/base-gpu (docs/base-model.md, "On a GPU").
 # Arguments after the two budgets go to the tool (e.g. --set batch_size=512).
 set -uo pipefail
 out=${OUT:-runs}
