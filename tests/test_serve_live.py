@@ -4,6 +4,7 @@ playground page in a real headless browser (skipped when Debian's chromium is ab
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 from collections.abc import Iterator
@@ -127,6 +128,15 @@ def test_the_playground_generates_stops_and_shows_errors(browser: Any, server: L
                                                "repetition_penalty": 1}).json()["texts"][0]
     assert page.text_content("#out-text") == expected
     assert page.text_content("#out-prompt") == "The"
+
+    # A copy limit: the text ends before it copies 2 characters of the training corpus.
+    page.fill("#max_copy", "2")
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#status').textContent.startsWith('done')")
+    status = page.text_content("#status") or ""
+    assert "cut before a copy of 2 characters" in status
+    assert re.search(r"longest copy from the corpus 1 character:|nothing copied", status)
+    page.fill("#max_copy", "")
 
     # Stop a generation that would never end by itself.
     before = health(http)["cancelled"]

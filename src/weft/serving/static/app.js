@@ -107,7 +107,8 @@ function selectModel() {
 // The copy meter: the longest span of the text found verbatim in the training corpus.
 function copied(copy) {
   if (!copy) return "";
-  return copy.chars ? `; longest copy from the corpus ${copy.chars} characters: "${copy.text}"`
+  const chars = `${copy.chars} character${copy.chars === 1 ? "" : "s"}`;
+  return copy.chars ? `; longest copy from the corpus ${chars}: "${copy.text}"`
     : "; nothing copied from the corpus";
 }
 
@@ -147,6 +148,7 @@ function request() {
   body.max_new_tokens = Number($("max_new_tokens").value);
   body.repetition_penalty = Number($("repetition_penalty").value);
   if ($("seed").value !== "") body.seed = Number($("seed").value);
+  if ($("max_copy").value !== "") body.max_copy = Number($("max_copy").value);
   const labels = {};
   for (const select of $("labels").querySelectorAll("select")) {
     if (select.value !== "") labels[select.dataset.column] = select.value;
@@ -214,7 +216,8 @@ async function generate() {
       } else if (event === "done") {
         $("out-prompt").textContent = data.prompt;  // as the model saw it (maybe lowercased)
         const { completion_tokens } = data.usage;
-        const ended = data.finish_reasons[0] === "length" ? "cut at the length limit" : "ended";
+        const ended = (data.cut || [])[0] ? `cut before a copy of ${body.max_copy} characters`
+          : data.finish_reasons[0] === "length" ? "cut at the length limit" : "ended";
         const tags = Object.entries((data.labels || [])[0] || {}).map(([k, v]) => `${k}=${v}`);
         $("status").textContent = `done: ${completion_tokens} tokens in ${data.elapsed.toFixed(2)} s`
           + ` (${(completion_tokens / Math.max(data.elapsed, 1e-6)).toFixed(0)} tokens/s), ${ended}`
