@@ -15,9 +15,8 @@ stage2=${2:-2}
 shift $(($# < 2 ? $# : 2))
 python=${PYTHON:-python3}
 mkdir -p "$out"
-export PYTHONPATH="$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONUNBUFFERED=1
-data=${WEFT_DATA:-$PWD/.gpu/data}
+source benchmarks/gpu_env.sh
+data=$WEFT_DATA
 runs=/tmp/weft-base
 rm -rf "$runs" && mkdir -p "$runs"
 # The log keeps weft's lines (settings, evaluations, why it stopped), not the progress bar.

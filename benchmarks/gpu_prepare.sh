@@ -17,9 +17,12 @@ cp "$data"/gutenberg/*.txt "$data/gutenberg/SOURCES.md" .gpu/data/gutenberg/
 # tools/train_base_model.py reads only these comment lines of the CoNLL-U file (14 MB -> 1.5 MB).
 grep -E '^# (newdoc|newpar|text = )' "$data/ud-english-ewt/en_ewt-ud-train.conllu" \
     >.gpu/data/ud-english-ewt/en_ewt-ud-train.conllu
-# A bare GPU image with PyTorch typically has anyio, click, h11 and httpx, not these: FastAPI and what it needs beyond them (prometheus_client is there too, but pinned here).
+# A bare GPU image with PyTorch typically has anyio, click, h11 and httpx, not these: FastAPI and what it needs beyond them (prometheus_client is there too, but pinned here),
+# and pydivsufsort, which every training run needs for its copy index (numpy and wheel, its
+# requirements, are there).
 names='fastapi|starlette|pydantic|pydantic_core|annotated-types|annotated-doc'
 names+='|typing-inspection|typing_extensions|uvicorn|opentelemetry-api|prometheus_client'
+names+='|pydivsufsort'
 mapfile -t pins < <(grep -iE "^($names)==" constraints.txt)
 "$python" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \

@@ -6,14 +6,7 @@
 set -uo pipefail
 out=${OUT:-benchmarks/results}
 mkdir -p "$out"
-site=/tmp/weft-gpu-site
-if compgen -G ".gpu/wheels/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target "$site" .gpu/wheels/*.whl || exit 1
-fi
-export PYTHONPATH="$PWD/src:$PWD:$site${PYTHONPATH:+:$PYTHONPATH}"
-export WEFT_DATA=${WEFT_DATA:-$PWD/.gpu/data}
-export PYTHONUNBUFFERED=1
+source benchmarks/gpu_env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv \
     >"$out/nvidia_smi.csv" 2>&1
 timeout 500 python3 -m benchmarks.gpu_check --out "$out/gpu_check.json" "$@" 2>&1 \
