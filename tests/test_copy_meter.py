@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,27 @@ def test_runs_without_an_index_say_the_meter_is_unavailable(
     assert result.exit_code == 2 and "copy meter is unavailable" in result.output
     with pytest.raises(WeftError, match="unavailable"):
         weft.load(old, device="cpu").samples(max_copy=5)
+
+
+def test_training_without_pydivsufsort_warns_and_resume_builds_the_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat sat on the mat. " * 80 + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    tiny = {"hidden_size": 16, "embedding_dim": 8, "batch_size": 4, "seq_len": 16,
+            "eval_every": 3, "threads": 1, "quiet": True}
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "pydivsufsort", None)  # its import now raises ImportError
+        weft_log = logging.getLogger("weft")
+        weft_log.addHandler(caplog.handler)
+        try:
+            model = weft.train(corpus, out=out, max_steps=3, **tiny)
+        finally:
+            weft_log.removeHandler(caplog.handler)
+    assert "pydivsufsort is not installed" in caplog.text
+    assert model.copy_index is None and not (out / COPY_INDEX).exists()
+    resumed = weft.resume(out, max_steps=5, quiet=True)
+    assert resumed is not None and resumed.copy_index is not None
 
 
 @pytest.mark.parametrize(("level", "cell"), [("word", "gru"), ("bpe", "rnn")])

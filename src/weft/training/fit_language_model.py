@@ -205,6 +205,12 @@ def _build_copy_index(corpus: PreparedCorpus, out: Path) -> None:
         stats = build_index(out, corpus.index_chunks())
     except OSError as exc:
         raise WeftError(f"cannot write the copy index in {out} ({exc.strerror})") from None
+    except ImportError:
+        # An environment that lacks it (an installation with --no-deps, a prepared GPU image)
+        # still trains; a resume with the package installed builds the index then.
+        log.warning("pydivsufsort is not installed: no copy index, so the copy meter is "
+                    "unavailable for this run (pip install pydivsufsort, then --resume)")
+        return
     if stats is None:
         log.warning("the corpus is over %d GiB: no copy index, so the copy meter is "
                     "unavailable for this run", MAX_INDEX_BYTES >> 30)
