@@ -26,6 +26,7 @@ from weft.models.rnn_lm import (
     adaptive_cutoffs,
     resolve_output_layer,
 )
+from weft.training.evaluate import stream_loss
 
 from .test_batch import submit
 
@@ -60,6 +61,31 @@ def test_logits_are_exact_log_probabilities_and_the_loss_their_cross_entropy() -
     expected = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 50)[keep],
                                                  targets.reshape(-1)[keep])
     torch.testing.assert_close(masked, expected)
+
+
+@pytest.mark.parametrize("cutoffs", [(10, 30), ()])
+def test_evaluation_scores_only_the_targets_and_matches_the_full_distribution(
+        cutoffs: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    model = RNNLanguageModel(ModelConfig(vocab_size=50, hidden_size=16, embedding_dim=8,
+                                         adaptive_cutoffs=cutoffs)).eval()
+    ids = torch.randint(0, 50, (3, 9))
+    targets = ids[:, 1:].clone()
+    targets[1, 4:] = -100  # padding scores 0
+    logits, _, state = model(ids[:, :-1])
+    full = -torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0)[..., None])[..., 0]
+    full[targets == -100] = 0.0
+    nats, nats_state = model.target_nats(ids[:, :-1], targets)
+    torch.testing.assert_close(nats, full)
+    torch.testing.assert_close(nats_state, state)
+    # Evaluation never builds the full distribution (with 30,000 words, 10x the work).
+    def full_distribution(hidden: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("target_nats built the full distribution")
+    model.scores = full_distribution  # type: ignore[method-assign]
+    torch.testing.assert_close(model.target_nats(ids[:, :-1], targets)[0], full)
+    stream = ids.reshape(-1).numpy()
+    nats_sum, count = stream_loss(model, stream, batch_size=3, seq_len=4)
+    assert count == len(stream) - 1 and nats_sum > 0
 
 
 def test_steppers_give_the_module_log_probabilities() -> None:

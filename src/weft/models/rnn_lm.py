@@ -146,6 +146,28 @@ class RNNLanguageModel(nn.Module):
             )
         return LMOutput(logits, loss, new_state)
 
+    def target_nats(self, ids: torch.Tensor, targets: torch.Tensor, state: State | None = None
+                    ) -> tuple[torch.Tensor, State]:
+        """Negative log-likelihood of each target (float32, shaped like ``targets``, 0 where a
+        target is padding) and the state after ``ids``: what evaluation sums. Exact either way;
+        an adaptive softmax then scores only each target's own clusters, not the whole
+        vocabulary (at 30,000 words about 10x less work than :meth:`scores`)."""
+        x = self.drop(self.embed(ids))
+        out, new_state = self.rnn(x, state)
+        out = self.drop(out)
+        flat_targets = targets.reshape(-1).long()
+        if self.adaptive is None:
+            assert self.head is not None
+            logits = self.head(out)
+            nats = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), flat_targets,
+                                   ignore_index=IGNORE_INDEX, reduction="none")
+            return nats.view(targets.shape), new_state
+        keep = flat_targets != IGNORE_INDEX
+        nats = torch.zeros(flat_targets.shape, dtype=torch.float32, device=out.device)
+        flat = out.reshape(-1, out.size(-1))[keep]
+        nats[keep] = -self.adaptive(flat, flat_targets[keep]).output.float()
+        return nats.view(targets.shape), new_state
+
     def _adaptive_loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood of the targets that are not padding."""
         assert self.adaptive is not None

@@ -41,20 +41,25 @@ def stream_loss(
     """Total nats and number of predicted tokens over a token stream.
 
     The stream is cut into ``batch_size`` columns read with the state carried across windows
-    (as in training); tokens that do not fill the columns are scored as one more stream, so
-    every token after the first is predicted exactly once.
+    (as in training). Each column ends with the next one's first token, which it predicts, and
+    tokens that do not fill the columns are scored as one more stream (from the last column's
+    last token), so every token after the first is predicted exactly once.
     """
     device = model.device
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     n = len(ids)
+    if n < 2:
+        return 0.0, 0
     columns = max(1, min(batch_size, (n - 1) // max(seq_len, 1)))
-    col_len = n // columns
-    pieces = [ids[: col_len * columns].reshape(columns, col_len)]
-    if n - col_len * columns > 1:
-        # The tail continues the last column's text, so score it with that context.
-        pieces.append(ids[col_len * columns - 1 :][None, :])
+    col_len = (n - 1) // columns  # predictions per column
+    # Overlapping rows of col_len + 1 tokens, a view (``ids`` may be a memory-mapped corpus).
+    step = ids.strides[0]
+    pieces = [np.lib.stride_tricks.as_strided(ids, shape=(columns, col_len + 1),
+                                              strides=(col_len * step, step), writeable=False)]
+    if n - 1 > col_len * columns:
+        pieces.append(ids[col_len * columns:][None, :])
     for piece in pieces:
         state = None
         for start in range(0, piece.shape[1] - 1, seq_len):
@@ -62,11 +67,8 @@ def stream_loss(
             # Widen one window at a time: ``ids`` may be a memory-mapped corpus.
             window = torch.from_numpy(piece[:, start : end + 1].astype(np.int64)).to(device)
             with autocast(device, precision):
-                logits, _, state = model(window[:, :-1], state)
-            nats = torch.nn.functional.cross_entropy(
-                logits.float().reshape(-1, logits.size(-1)), window[:, 1:].reshape(-1),
-                reduction="sum")
-            total += float(nats)
+                nats, state = model.target_nats(window[:, :-1], window[:, 1:], state)
+            total += float(nats.sum())
             count += window.size(0) * (end - start)
     model.train(was_training)
     return total, count

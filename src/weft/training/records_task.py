@@ -37,10 +37,7 @@ def record_nats(
         inputs, targets = batches.make_batch(rows)
         inputs, targets = inputs.to(device), targets.to(device)
         with autocast(device, precision):
-            logits, _, _ = model(inputs)
-        nats = torch.nn.functional.cross_entropy(
-            logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
-            ignore_index=IGNORE_INDEX, reduction="none").view(targets.shape).sum(dim=1)
+            nats = model.target_nats(inputs, targets)[0].sum(dim=1)
         np.add.at(per_record, batches.seg_record[rows], nats.double().cpu().numpy())
     model.train(was_training)
     return per_record
