@@ -4,6 +4,7 @@
     python -m benchmarks.word_level quality --corpora wikitext,dickens --budgets 2m,10m --threads 2
     python -m benchmarks.word_level quality --corpora tune --budgets 2m --threads 1 \\
         --arm big='{"hidden_size": 512}'      # choosing the defaults (not reported)
+    python -m benchmarks.word_level evaluation --threads 2
 
 ``throughput``: word-level training tokens/s over the same steps of three Gutenberg novels
 (vocabulary cut at 30,000 words), for weft's word defaults before this benchmark existed
@@ -15,22 +16,31 @@ arm trains on the training text for each budget, one run after the other with th
 and is scored with ``weft eval`` on the held-out text (bits per character, so tokenizations
 compare). Arms: ``old`` (:data:`OLD_WORD`) and ``new`` (``--level word`` alone: today's
 defaults), plus any ``--arm NAME=JSON`` of settings over today's defaults. The ``tune`` corpus
-(five Gutenberg novels) is for choosing the defaults; ``wikitext`` and ``dickens`` are reported.
+(five Gutenberg novels) is for choosing the defaults; ``wikitext``, ``dickens`` and ``books``
+are reported.
+
+``evaluation``: held-out scoring speed with the adaptive softmax at a 30,000-word vocabulary,
+scoring each target's clusters (weft) against building the full distribution.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from benchmarks.common import data_file, machine, write_result
 from weft.api import load, run_training
 from weft.config import parse_duration
 from weft.data.cleaning import strip_gutenberg
+from weft.training.evaluate import stream_loss
 
 # weft's word level before per-level defaults: the character defaults, all of them spelled out
 # (so this arm stays what it was whatever the defaults become).
@@ -117,6 +127,52 @@ def throughput(args: argparse.Namespace) -> None:
     })
 
 
+def evaluation(args: argparse.Namespace) -> None:
+    """Held-out scoring speed at a 30,000-word vocabulary with the adaptive softmax: weft's
+    evaluation (each target's clusters only) against building the full distribution, as weft
+    did before, on the same model and text, best of 3 each."""
+    with tempfile.TemporaryDirectory() as tmp:
+        train, test = split_corpus("novels", Path(tmp))
+        model, info = train_arm(train, Path(tmp) / "new", {}, max_steps=2, eval_every=10**6,
+                                val_fraction=0.01, threads=args.threads)
+        ids = model.tokenizer.encode(test.read_text(encoding="utf-8")).astype(np.int64)
+        torch.set_num_threads(args.threads)
+        timings: dict[str, Any] = {}
+        for name, score in (("target_clusters", stream_loss), ("full_distribution", _full_loss)):
+            best = math.inf
+            for _ in range(3):
+                started = time.perf_counter()
+                total, count = score(model.module, ids)
+                best = min(best, time.perf_counter() - started)
+            timings[name] = {"tokens_per_s": round(count / best), "nats": round(total, 3)}
+            print(name, timings[name], flush=True)
+    write_result(args.name or "word_evaluation_speed", {
+        "command": f"python -m benchmarks.word_level evaluation --threads {args.threads}",
+        "machine": machine(), "vocab_size": info["vocab_size"], "tokens": int(count),
+        "arms": timings, "speedup": round(timings["target_clusters"]["tokens_per_s"]
+                                          / timings["full_distribution"]["tokens_per_s"], 2)})
+
+
+@torch.no_grad()
+def _full_loss(model: Any, ids: np.ndarray, batch_size: int = 32,
+               seq_len: int = 256) -> tuple[float, int]:
+    """The same columns and windows as weft's stream evaluation, scored from the full
+    distribution (``model.scores``) instead of the targets' clusters."""
+    model.eval()
+    columns = max(1, min(batch_size, (len(ids) - 1) // seq_len))
+    col_len = (len(ids) - 1) // columns
+    rows = np.stack([ids[c * col_len:c * col_len + col_len + 1] for c in range(columns)])
+    total, count, state = 0.0, 0, None
+    for start in range(0, col_len, seq_len):
+        window = torch.from_numpy(rows[:, start:min(start + seq_len, col_len) + 1])
+        logits, _, state = model(window[:, :-1], state)
+        total += float(torch.nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.size(-1)), window[:, 1:].reshape(-1),
+            reduction="sum"))
+        count += window[:, 1:].numel()
+    return total, count
+
+
 def quality(args: argparse.Namespace) -> None:
     arms: dict[str, dict[str, Any]] = {} if args.no_baselines else {"old": OLD_WORD, "new": {}}
     for spec in args.arm or []:
@@ -173,11 +229,12 @@ def main() -> None:
     quality_args.add_argument("--arm", action="append", metavar="NAME=JSON")
     quality_args.add_argument("--no-baselines", action="store_true",
                               help="only the --arm runs (tuning)")
-    for command in (speed, quality_args):
+    scoring = sub.add_parser("evaluation")
+    for command in (speed, quality_args, scoring):
         command.add_argument("--threads", type=int, default=2)
         command.add_argument("--name", help="results file name (benchmarks/results/NAME.json)")
     args = parser.parse_args()
-    throughput(args) if args.command == "throughput" else quality(args)
+    {"throughput": throughput, "quality": quality, "evaluation": evaluation}[args.command](args)
 
 
 if __name__ == "__main__":
