@@ -132,3 +132,16 @@ def test_train_and_tag_train_take_the_same_training_flags() -> None:
     assert shared <= lm.keys() and shared <= tagger.keys()
     differ = {name for name in shared if lm[name] != tagger[name]}
     assert differ == {"batch_size", "eval_every"}  # what a step and an evaluation are
+
+
+def test_eval_takes_threads_and_gives_them_back(tiny_run: Path, pangram_file: Path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    code, output = run("eval", str(tiny_run), str(pangram_file), "--json", "--threads", "1")
+    assert code == 0, output
+    _, default = run("eval", str(tiny_run), str(pangram_file), "--json")
+    assert json.loads(output)["loss"] == pytest.approx(json.loads(default)["loss"], rel=1e-5)
+    assert torch.get_num_threads() == before
+    code, output = run("eval", str(tiny_run), str(pangram_file), "--threads", "0")
+    assert code == 2 and "--threads" in output

@@ -262,13 +262,17 @@ def generate(run: Path, prompt: str, fmt: str, device: str, threads: int | None,
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
-def eval_command(run: Path, file: Path, as_json: bool, device: str) -> None:
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads [default: PyTorch's choice].")
+def eval_command(run: Path, file: Path, as_json: bool, device: str, threads: int | None) -> None:
     """Measure the model in RUN (a run directory, or builtin:english) on held-out text in
     FILE."""
     from weft.api import load
+    from weft.device import cpu_threads
 
     setup_logging(False)
-    result = load(run, device=device).evaluate(Path(file))
+    with cpu_threads(threads):
+        result = load(run, device=device).evaluate(Path(file))
     if as_json:
         click.echo(json.dumps(result.to_dict()))
         return
