@@ -21,7 +21,7 @@ distribution, so evaluation and sampling need no change and ``bits_per_char`` ke
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -131,9 +131,7 @@ class RNNLanguageModel(nn.Module):
         state: State | None = None,
         targets: torch.Tensor | None = None,
     ) -> LMOutput:
-        x = self.drop(self.embed(ids))
-        out, new_state = self.rnn(x, state)
-        out = self.drop(out)
+        out, new_state = self._top_output(ids, state)
         if self.adaptive is not None and targets is not None:
             return LMOutput(None, self._adaptive_loss(out, targets), new_state)
         logits = self.scores(out)
@@ -152,32 +150,42 @@ class RNNLanguageModel(nn.Module):
         target is padding) and the state after ``ids``: what evaluation sums. Exact either way;
         an adaptive softmax then scores only each target's own clusters, not the whole
         vocabulary (at 30,000 words about 10x less work than :meth:`scores`)."""
-        x = self.drop(self.embed(ids))
-        out, new_state = self.rnn(x, state)
-        out = self.drop(out)
-        flat_targets = targets.reshape(-1).long()
+        out, new_state = self._top_output(ids, state)
         if self.adaptive is None:
             assert self.head is not None
             logits = self.head(out)
-            nats = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), flat_targets,
-                                   ignore_index=IGNORE_INDEX, reduction="none")
+            nats = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
+                                   targets.reshape(-1).long(), ignore_index=IGNORE_INDEX,
+                                   reduction="none")
             return nats.view(targets.shape), new_state
-        keep = flat_targets != IGNORE_INDEX
-        nats = torch.zeros(flat_targets.shape, dtype=torch.float32, device=out.device)
-        flat = out.reshape(-1, out.size(-1))[keep]
-        nats[keep] = -self.adaptive(flat, flat_targets[keep]).output.float()
+        scored, keep = self._adaptive_targets(out, targets)
+        nats = -scored.output.float()
+        if keep is not None:  # padding scores 0
+            nats = torch.zeros(keep.shape, dtype=nats.dtype, device=nats.device).masked_scatter(
+                keep, nats)
         return nats.view(targets.shape), new_state
 
-    def _adaptive_loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean negative log-likelihood of the targets that are not padding."""
+    def _top_output(self, ids: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+        """The top layer's output for ``ids`` (dropout applied in training) and the new state."""
+        out, new_state = self.rnn(self.drop(self.embed(ids)), state)
+        return self.drop(out), new_state
+
+    def _adaptive_targets(self, out: torch.Tensor, targets: torch.Tensor
+                          ) -> tuple[Any, torch.Tensor | None]:
+        """The adaptive softmax's result (``output``: log-probabilities; ``loss``: their negated
+        mean) for the targets that are not padding, and which those are (None: all)."""
         assert self.adaptive is not None
         flat = out.reshape(-1, out.size(-1))
         flat_targets = targets.reshape(-1).long()
         keep = flat_targets != IGNORE_INDEX
-        if not bool(keep.all()):
-            flat, flat_targets = flat[keep], flat_targets[keep]
+        if bool(keep.all()):
+            return self.adaptive(flat, flat_targets), None
+        return self.adaptive(flat[keep], flat_targets[keep]), keep
+
+    def _adaptive_loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood of the targets that are not padding."""
         # The cluster products may run in bf16 under autocast; the loss is summed in float32.
-        return self.adaptive(flat, flat_targets).loss.float()
+        return self._adaptive_targets(out, targets)[0].loss.float()
 
     def initial_state(self, batch_size: int, device: torch.device | None = None) -> State:
         shape = (self.config.layers, batch_size, self.config.hidden_size)
