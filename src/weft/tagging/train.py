@@ -42,7 +42,8 @@ from weft.tagging.vocab import TaggerVocab
 from weft.training import distributed
 from weft.training.checkpoint import check_resumable
 from weft.training.safeguards import check_free_space, check_output_dir, exclusive
-from weft.training.trainer import Selection, Trainer, TrainResult
+from weft.training.stopping import Selection
+from weft.training.trainer import Trainer, TrainResult
 
 log = logging.getLogger("weft")
 

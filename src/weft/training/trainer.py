@@ -4,9 +4,10 @@ A :class:`TrainingTask` (task.py) owns the model, its data and any state carried
 batches (the language model's hidden state, say); the :class:`Trainer` owns the loop: the
 optimizer, the warm-up + cosine schedule, gradient clipping, autocast, periodic evaluation with
 best-model selection, going back to the best weights at a lower learning rate when validation
-stalls, early stopping, the stopping limits, when the resumable state is saved and
-the ``metrics.jsonl`` log. What the state holds and how it is written is checkpoint.py's; what
-is shown while training, progress.py's; the collectives between ranks, distributed.py's.
+stalls, early stopping, the stopping limits, when the resumable state is saved and the
+``metrics.jsonl`` log. What the state holds and how it is written is checkpoint.py's; when a
+run stops or steps back, stopping.py's; what is shown while training, progress.py's; the
+collectives between ranks, distributed.py's.
 
 Faults it survives (their signals and messages in faults.py): Ctrl-C / SIGTERM (finish the
 step, save, stop), non-finite losses or gradients (skip the step; stop after too many in a row,
@@ -31,7 +32,7 @@ from weft.config import TrainConfig
 from weft.device import autocast
 from weft.errors import WeftError
 from weft.runs import METRICS, PLOT
-from weft.training import distributed
+from weft.training import distributed, stopping
 from weft.training import metrics as metrics_log
 from weft.training.checkpoint import (
     LAST_STATE,
@@ -57,22 +58,9 @@ from weft.training.task import TrainingTask
 
 log = logging.getLogger("weft")
 
-__all__ = ["LAST_STATE", "Selection", "TrainResult", "Trainer", "TrainerState", "TrainingTask"]
+__all__ = ["LAST_STATE", "TrainResult", "Trainer", "TrainerState", "TrainingTask"]
 
 MAX_BAD_STEPS = 10  # non-finite steps in a row before the run is stopped
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which evaluation metric picks the best model, and whether lower or higher is better."""
-
-    metric: str = "val_loss"
-    mode: str = "min"
-
-    def better(self, value: float, best: float | None) -> bool:
-        if best is None:
-            return True
-        return value < best if self.mode == "min" else value > best
 
 
 @dataclass(frozen=True)
@@ -93,7 +81,7 @@ class Trainer:
         *,
         device: torch.device,
         precision: torch.dtype | None,
-        selection: Selection = Selection(),
+        selection: stopping.Selection = stopping.VALIDATION_LOSS,
         save_best: Callable[[], None] = lambda: None,
         restore_best: Callable[[], None] | None = None,
         quiet: bool = False,
@@ -267,8 +255,8 @@ class Trainer:
                 if st.step % eval_every == 0:
                     self._evaluate(display, last_train_loss, lr, metrics_path)
                     evaluated_at = st.step
-                    if cfg.patience and st.bad_evaluations >= cfg.patience:
-                        reason = f"early stopping: no improvement in {cfg.patience} evaluations"
+                    reason = stopping.early_stopping(cfg, st)
+                    if reason:
                         break
                 elif cfg.checkpoint_every and st.elapsed - self._saved_at >= cfg.checkpoint_every:
                     # Between evaluations too, so that a kill loses little work. The pending
@@ -365,18 +353,15 @@ class Trainer:
         peaks early and overfits while the cosine still holds the rate high; the best weights,
         trained on at a lower rate, improve again (docs/benchmarks.md)."""
         cfg, st = self.config, self.state
-        bad = st.bad_evaluations
-        if (not cfg.plateau_patience or self.restore_best is None or st.best is None
-                or bad == 0 or bad % cfg.plateau_patience
-                or (cfg.patience and bad >= cfg.patience)):
+        if self.restore_best is None or not stopping.plateau_due(cfg, st):
             return
         if self.dist.is_main:
             self.restore_best()
         if self.dist.enabled:
             distributed.broadcast_module(self.module)
         st.lr_scale *= cfg.plateau_factor
-        display.note(f"step {st.step}: no improvement in {bad} evaluations: back to the best "
-                     f"weights, learning rate x{st.lr_scale:.3g}")
+        display.note(f"step {st.step}: no improvement in {st.bad_evaluations} evaluations: "
+                     f"back to the best weights, learning rate x{st.lr_scale:.3g}")
 
     def _evaluate_here(
         self, display: ProgressDisplay, train_loss: float, lr: float, metrics_path: Path
@@ -405,14 +390,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ limits
     def _limit_reached(self, steps_per_epoch: int) -> str:
-        cfg, st = self.config, self.state
-        if cfg.max_steps is not None and st.step >= cfg.max_steps:
-            return f"reached --max-steps {cfg.max_steps}"
-        if cfg.epochs is not None and st.epoch + st.index / steps_per_epoch >= cfg.epochs:
-            return f"reached --epochs {cfg.epochs:g}"
-        if cfg.time_budget is not None and st.elapsed >= cfg.time_budget:
-            return f"reached --time-budget {cfg.time_budget:g}s"
-        return ""
+        return stopping.limit_reached(self.config, self.state, steps_per_epoch)
 
     def _total_steps(self, steps_per_epoch: int, tokens_per_s: float) -> int | None:
         st = self.state
