@@ -125,13 +125,18 @@ def test_copy_guards_cross_and_report_their_cut(copier: Path) -> None:
     assert reopened.run_dir == index.run_dir and reopened.find(b"the") >= 0
     process = BatchProcess(run.module, run.tokenizer, quantize="none")
     try:
-        guards = [CopyGuard(index, 6)]
+        guards = [CopyGuard(index, 6), CopyGuard(index, 1)]
         config = GenerationConfig(max_new_tokens=200, temperature=0, quantize="none")
-        _, answer = ask(process, config, prompt="", streamed=True, guards=guards)
-        text = answer.wait()[0]
+        texts = []
+        for guard in guards:
+            _, answer = ask(process, config, prompt="", streamed=True, guards=[guard])
+            texts.append(answer.wait()[0])
     finally:
         process.close()
-    assert guards[0].cut and index.longest_copy(text).chars < 6
+    # Drawn again where it would copy, so the text goes on; at 1 character every draw copies.
+    assert not guards[0].cut and len(texts[0]) == 200
+    assert index.longest_copy(texts[0]).chars < 6
+    assert guards[1].cut and texts[1] == ""
 
 
 def test_a_word_tokenizer_pickles_without_its_lock() -> None:

@@ -101,30 +101,37 @@ def test_a_stop_string_is_held_back_never_shown_in_part(copier: Path) -> None:
     assert ">  brown fox jumps over the \n" in result.output and "lazy" not in result.output
 
 
-def test_max_copy_ends_a_reply_before_a_copy_and_takes_its_token_back(
+def test_max_copy_draws_a_copying_token_again_or_takes_it_back(
         copier: Path, tiny_run: Path, tmp_path: Path) -> None:
     model = weft.load(copier, device="cpu")
     index = model.copy_index
     assert index is not None
-    session = ChatSession(model, GenerationConfig(temperature=0, max_new_tokens=60, seed=0),
-                          max_copy=12)
+    greedy = GenerationConfig(temperature=0, max_new_tokens=60, seed=0)
+    free = ChatSession(model, greedy).turn("The quick").reply
+    assert index.longest_copy(free).chars >= 12  # the copier copies
+    session = ChatSession(model, greedy, max_copy=12)
     shown: list[str] = []
     turn = session.turn("The quick", on_text=shown.append)
-    assert turn.cut and "".join(shown) == turn.reply
+    assert not turn.cut and "".join(shown) == turn.reply and len(turn.reply) == 60
     assert 0 < index.longest_copy(turn.reply).chars < 12
     # The story holds what was shown, and the state is the state after exactly that text.
     assert session.transcript() == "The quick" + turn.reply
     fresh = ChatSession(model, GenerationConfig(seed=0))
     fresh._feed(model.tokenizer.encode("The quick" + turn.reply).tolist())
     assert fresh.ids == session.ids and torch.allclose(fresh.logits, session.logits)
+    # Every character is a copy of 1: no draw avoids it, so the token is taken back.
+    session.change("max_copy", "1")
+    before = list(session.ids)
+    cut = session.turn("")
+    assert cut.cut and cut.reply == "" and session.ids == before
     session.change("max_copy", "off")
     assert not session.turn("").cut
     result = CliRunner().invoke(cli, ["chat", str(copier), "--temperature", "0",
-                                      "--max-copy", "12"],
+                                      "--max-copy", "1"],
                                 input="The quick\n/settings\n/set max_copy 3x\n/quit\n")
     assert result.exit_code == 0, result.output
     assert "[ended before a copy from the corpus]" in result.output
-    assert "max_copy = 12" in result.output and "max_copy takes a number or off" in result.output
+    assert "max_copy = 1" in result.output and "max_copy takes a number or off" in result.output
     old = tmp_path / "old"  # a run trained before the copy meter
     shutil.copytree(tiny_run, old, ignore=shutil.ignore_patterns(COPY_INDEX))
     result = CliRunner().invoke(cli, ["chat", str(old), "--max-copy", "5"], input="")

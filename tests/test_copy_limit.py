@@ -1,5 +1,6 @@
-"""max_copy everywhere text is generated: streamed texts are bounded as they are written (held
-back, then cut before the copy), unstreamed ones generated again; both HTTP APIs take it."""
+"""max_copy everywhere text is generated: streamed texts are bounded as they are written (a
+token that would complete a copy is drawn again), unstreamed ones generated again; both HTTP
+APIs take it."""
 
 from __future__ import annotations
 
@@ -10,19 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 import weft
 from weft.data.corpus_index import CorpusIndex
-from weft.generation.copy_guard import CopyGuard
+from weft.generation.copy_guard import MAX_REDRAWS, CopyGuard, redraw
 from weft.runs import COPY_INDEX
 
 LIMIT = 12
 
 
-def cut_like_the_last_try(index: CorpusIndex, free: str, limit: int) -> str:
-    """What a text bounded as it is written must be: the same draws, cut before the copy."""
+def first_redraw(index: CorpusIndex, free: str, limit: int) -> int:
+    """Where a text bounded as it is written first differs from the same draws unbounded: the
+    copy's last character is drawn again there."""
     end = index.first_copy_end(free, limit)
-    return free if end is None else free[:end - 1]
+    assert end is not None
+    return end - 1
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +34,39 @@ def model(copier: Path) -> Any:
     return weft.load(copier, device="cpu")
 
 
-def test_the_guard_holds_back_only_what_may_become_a_copy(model: Any) -> None:
+def test_the_guard_watches_only_what_may_become_a_copy(model: Any) -> None:
     index = model.copy_index
     guard = CopyGuard(index, 10)
-    assert guard.take("@@") is None and guard.held == 0  # never in the corpus
-    assert guard.take("The quick") is None and guard.held == 9
+    assert guard.take("@@") is None and guard.end == ""  # never in the corpus
+    assert guard.take("The quick") is None and guard.end == "The quick"
+    assert guard.completes(" brown") and guard.end == "The quick" and not guard.cut
+    assert not guard.completes("@ brown")
     assert guard.take(" brown") == 0 and guard.cut  # "The quick " completes 10 characters
 
 
-def test_a_streamed_text_never_shows_a_copy_nor_takes_text_back(model: Any) -> None:
+def test_redraw_takes_the_first_draw_that_does_not_copy() -> None:
+    logits = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0]])
+    drawn: list[int] = []
+
+    def greedy(masked: torch.Tensor) -> int:
+        drawn.append(int(masked.argmax()))
+        return drawn[-1]
+
+    assert redraw(3, logits, lambda t: False, greedy, None) == 3 and drawn == []
+    assert redraw(0, logits, lambda t: t in (0, 1), greedy, None) == 2 and drawn == [1, 2]
+    assert logits[0, 0] == 5.0  # the caller's logits are left alone
+    # Every token copies: each is tried once, then the last drawn is returned (the guard
+    # cuts the text there); banned tokens are never tried.
+    drawn.clear()
+    banned = torch.tensor([False, False, False, False, True])
+    assert redraw(0, logits, lambda t: True, greedy, banned) == 3 and drawn == [1, 2, 3]
+    many = torch.arange(100.0).flip(0)[None, :]
+    drawn.clear()
+    redraw(0, many, lambda t: True, greedy, None)
+    assert len(drawn) == MAX_REDRAWS
+
+
+def test_a_streamed_text_never_shows_a_copy_and_goes_on_past_it(model: Any) -> None:
     index = model.copy_index
     options = {"max_new_tokens": 80, "num_return_sequences": 3, "seed": 0}
     free = model.samples(**options)
@@ -49,26 +77,38 @@ def test_a_streamed_text_never_shows_a_copy_nor_takes_text_back(model: Any) -> N
         shown[i] += text
 
     bounded = model.samples(max_copy=LIMIT, on_text=show, **options)
-    for sample, before, streamed in zip(bounded, free, shown, strict=True):
-        assert streamed == sample.text == cut_like_the_last_try(index, before.text, LIMIT)
+    for sample, streamed in zip(bounded, shown, strict=True):
+        assert streamed == sample.text and len(sample.text) == 80  # one token, one character
         assert sample.longest_copy == index.longest_copy(sample.text)
-        assert sample.longest_copy.chars < LIMIT and sample.cut and sample.tries == 1
-        assert sample.text.finish_reason == "stop"
+        assert sample.longest_copy.chars < LIMIT and not sample.cut and sample.tries == 1
+        assert sample.text.finish_reason == "length"
+    # The same draws as without the limit, up to the first token that would copy.
+    at = min(first_redraw(index, s.text, LIMIT) for s in free)
+    assert [s.text[:at] for s in bounded] == [s.text[:at] for s in free]
+    assert any(b.text[at] != f.text[at] for b, f in zip(bounded, free, strict=True))
     single = "".join(model.stream(max_copy=LIMIT, max_new_tokens=80, seed=0))
     assert single == model.samples(max_copy=LIMIT, on_text=lambda i, t: None,
                                    max_new_tokens=80, seed=0)[0].text
     assert index.longest_copy(single).chars < LIMIT
 
 
+def test_a_text_ends_before_a_copy_only_when_every_draw_copies(model: Any) -> None:
+    # Every character of the corpus is a copy of 1 character: no draw can avoid it.
+    shown: list[str] = []
+    sample = model.samples(max_copy=1, on_text=lambda i, t: shown.append(t), seed=0,
+                           max_new_tokens=20)[0]
+    assert sample.text == "" and shown == [] and sample.cut
+    assert sample.text.finish_reason == "stop"
+
+
 def test_a_stop_string_and_the_guard_together(model: Any) -> None:
     index = model.copy_index
     options = {"max_new_tokens": 80, "seed": 3, "stop": ["fox"]}
-    free = model.samples(**options)[0].text
     shown: list[str] = []
     bounded = model.samples(max_copy=LIMIT, on_text=lambda i, t: shown.append(t),
                             **options)[0]
-    assert "".join(shown) == bounded.text == cut_like_the_last_try(index, free, LIMIT)
-    assert "fox" not in "".join(shown)
+    assert "".join(shown) == bounded.text and "fox" not in bounded.text
+    assert index.longest_copy(bounded.text).chars < LIMIT
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +148,15 @@ def test_weft_api_streams_under_max_copy(client: Any, model: Any) -> None:
         streamed[data["index"]] += data["text"]
     kind, done = received[-1]
     assert kind == "done" and done["texts"] == streamed
-    assert streamed == [cut_like_the_last_try(index, t, LIMIT) for t in free]
+    # The batch draws what generate draws: the same texts as the Python API streams.
+    assert streamed == [str(s.text) for s in model.samples(
+        max_copy=LIMIT, on_text=lambda i, t: None, max_new_tokens=60, seed=0,
+        num_return_sequences=2)]
+    assert all(len(t) == 60 for t in streamed) and streamed != free
+    at = min(first_redraw(index, t, LIMIT) for t in free)
+    assert [t[:at] for t in streamed] == [t[:at] for t in free]
     assert all(c["chars"] < LIMIT for c in done["longest_copy"])
-    assert done["cut"] == [True, True] and done["tries"] == [1, 1]
+    assert done["cut"] == [False, False] and done["tries"] == [1, 1]
 
 
 def test_openai_api_takes_max_copy_streamed_or_not(client: Any, model: Any) -> None:
@@ -134,10 +180,11 @@ def test_openai_api_takes_max_copy_streamed_or_not(client: Any, model: Any) -> N
             streamed[choice.index] += choice.text
             if choice.finish_reason:
                 finished[choice.index] = choice.model_extra
-    assert streamed == [cut_like_the_last_try(index, t, LIMIT) for t in free]
+    assert streamed != free
     for i, text in enumerate(streamed):
         assert finished[i]["longest_copy"] == index.longest_copy(text).to_dict()
-        assert finished[i]["cut"] == (text != free[i]) and finished[i]["tries"] == 1
+        assert finished[i]["longest_copy"]["chars"] < LIMIT
+        assert not finished[i]["cut"] and finished[i]["tries"] == 1
 
 
 def test_copy_meter_is_reported_in_an_openai_stream(client: Any, model: Any) -> None:

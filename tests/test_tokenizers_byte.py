@@ -70,3 +70,13 @@ def test_byte_model_trains_generates_and_scores_per_character(tmp_path: Path) ->
     assert result.tokens == len(held_out.encode("utf-8")) - 1
     # bits/char divides the same total by characters, not by the (more numerous) bytes
     assert result.bits_per_char > result.loss / np.log(2)
+
+
+def test_peek_shows_what_push_would_and_changes_nothing() -> None:
+    tokenizer = ByteTokenizer()
+    ids = tokenizer.encode("a€b").tolist()  # € is 3 bytes: 2 held back, the 3rd shows it
+    decoder = tokenizer.stream_decoder()
+    for token in ids:
+        peeked = [decoder.peek(token), decoder.peek(token)]
+        assert peeked == [decoder.push(token)] * 2
+    assert decoder.finish() == ""

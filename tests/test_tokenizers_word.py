@@ -161,3 +161,14 @@ def test_concurrent_encodes_share_the_cache_safely() -> None:
             assert got == expected
     finally:
         sys.setswitchinterval(interval)
+
+
+def test_peek_shows_what_push_would_and_changes_nothing() -> None:
+    tokenizer = WordTokenizer.train(['he said " yes , " and left .'] * 3)
+    ids = tokenizer.encode('he said " yes , " and left .').tolist()
+    decoder, pushed = tokenizer.stream_decoder(), []
+    for token in ids:
+        peeked = [decoder.peek(token), decoder.peek(token)]  # opening a quote changes state
+        pushed.append(decoder.push(token))
+        assert peeked == [pushed[-1]] * 2
+    assert "".join(pushed) == tokenizer.decode(ids)

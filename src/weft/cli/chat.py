@@ -61,8 +61,8 @@ def _ctrl_c_stops(flag: threading.Event) -> Iterator[None]:
               help="Write under this label value (repeatable; runs with label columns).")
 @click.option("--seed", type=int, help="Makes the session repeatable.")
 @click.option("--max-copy", type=click.IntRange(min=1), metavar="N",
-              help="End a reply before it copies N characters verbatim from the training "
-                   "corpus (held back until known not to).")
+              help="No reply copies N characters verbatim from the training corpus: a "
+                   "token that would is drawn again (the reply ends only if every draw would).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
 def chat(run: Path, labels: tuple[str, ...], device: str, max_copy: int | None,
          **options: Any) -> None:

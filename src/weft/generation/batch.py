@@ -65,7 +65,7 @@ class BatchRequest:
     on_done: OnDone
     on_text: OnText | None = None
     prefixes: list[list[int]] | None = None  # per row: label token ids, after <bos>
-    guards: list[CopyGuard] | None = None  # per row: max_copy while streaming
+    guards: list[CopyGuard] | None = None  # per row: max_copy as the text is written
     first_token_at: float | None = None  # time.perf_counter() when its first token was drawn
     on_cancel: Callable[[], None] | None = None
     # A flag, not a threading.Event: one is made per request on the event loop, and the batch
@@ -288,8 +288,6 @@ class BatchedGenerator:
         """Sample every row's next token, hand out text and retire finished requests: the
         tokens drawn, and the rows that go on."""
         tokens = self._sample()
-        if self._seen is not None:
-            self._seen[torch.arange(tokens.size(0), device=self.device), tokens] = True
         values = tokens.tolist()
         eos = self.tokenizer.eos_id
         keep: list[int] = []
@@ -301,6 +299,9 @@ class BatchedGenerator:
                 request.first_token_at = now
             group.steps += 1
             writing = False
+            if request.guards is not None:  # max_copy: a token that would copy is drawn again
+                group.avoid_copies(tokens, values, row, self._logits, self._seen, self.banned,
+                                   self._shared, eos)
             for i, text in enumerate(group.texts):
                 if not text.done:
                     text.push(values[row + i], eos)
@@ -312,6 +313,8 @@ class BatchedGenerator:
             else:
                 keep.extend(range(row, row + group.rows))
             row += group.rows
+        if self._seen is not None:
+            self._seen[torch.arange(tokens.size(0), device=self.device), tokens] = True
         self._keep(keep)
         return tokens, keep
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from weft.generation.generate import TextState
+from weft.generation.sampling import MIN_TEMPERATURE, next_tokens
 from weft.models.rnn_lm import select_state
 from weft.tokenizers import Tokenizer
 
@@ -70,6 +71,30 @@ class Group:
         # Rows sample together when these agree (a request's own seed still draws its uniforms).
         self.sampling = (config.temperature, config.top_k, config.top_p,
                          config.repetition_penalty)
+
+    def avoid_copies(self, tokens: torch.Tensor, values: list[int], first_row: int,
+                     logits: torch.Tensor, seen: torch.Tensor | None, banned: torch.Tensor,
+                     shared: Uniforms, eos: int | None) -> None:
+        """Replace in ``tokens`` (drawn for the batch; ``values`` as a list) each of this
+        group's tokens (from ``first_row``) that would complete a copy with one drawn again
+        from its row of ``logits``, with the group's next uniform: the draws ``generate``
+        makes (weft.generation.copy_guard)."""
+        config = self.request.config
+        for row, text in enumerate(self.texts, start=first_row):
+            row_seen = (seen[row:row + 1] if seen is not None
+                        and config.repetition_penalty != 1.0 else None)
+
+            def draw(row_logits: torch.Tensor, row_seen: torch.Tensor | None = row_seen) -> int:
+                uniforms = None
+                if config.temperature >= MIN_TEMPERATURE:
+                    uniforms = torch.tensor((self.uniforms or shared).take(1),
+                                            device=row_logits.device)
+                return int(next_tokens(row_logits, config, seen=row_seen, banned=banned,
+                                       uniforms=uniforms)[0])
+
+            chosen = text.redraw(values[row], logits[row:row + 1], draw, banned, eos)
+            if chosen != values[row]:
+                tokens[row] = values[row] = chosen
 
     @property
     def done(self) -> bool:

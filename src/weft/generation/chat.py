@@ -12,9 +12,10 @@ The reply's text goes through the generation loop's
 :class:`~weft.generation.generate.TextState`, so it streams as ``weft generate`` does: text
 that may be the start of a stop string is held back until it is known not to be, and a stop
 string ends the reply without being shown. The model has read it, though, so the transcript
-keeps it (``Turn.ending``). With ``max_copy`` a copy guard holds back what may become a copy
-from the corpus, and the token that completes one is taken back (state and all), so the reply
-ends before the copy and the story holds nothing the user was not shown.
+keeps it (``Turn.ending``). With ``max_copy`` a token that would complete a copy from the
+corpus is drawn again (:mod:`weft.generation.copy_guard`); only if every draw would is the
+token taken back (state and all), so the reply ends before the copy and the story holds
+nothing the user was not shown.
 """
 
 from __future__ import annotations
@@ -145,8 +146,13 @@ class ChatSession:
             if should_stop is not None and should_stop():
                 stopped = True
                 break
-            token = int(next_tokens(self.logits, self.settings, seen=seen, banned=banned,
-                                    generator=self.generator)[0])
+            def draw(logits: torch.Tensor) -> int:
+                return int(next_tokens(logits, self.settings, seen=seen, banned=banned,
+                                       generator=self.generator)[0])
+
+            # Under max_copy a token that would complete a copy is drawn again (copy_guard.py).
+            token = written.redraw(draw(self.logits), self.logits, draw, banned,
+                                   tokenizer.eos_id)
             if token == tokenizer.eos_id:
                 break
             kept, before_token = len(written.text), (self.state, self.logits)
@@ -155,8 +161,8 @@ class ChatSession:
                 seen[0, token] = True
             written.push(token, tokenizer.eos_id)
             if guard is not None and guard.cut:
-                # The token completed a copy: take it back, so the story (state and text)
-                # ends before it. Its text was held back, never shown. (A byte-level model
+                # Every draw completed a copy: take the token back, so the story (state and
+                # text) ends before it. Its text is not shown yet. (A byte-level model
                 # keeps any bytes of a character not yet complete before it: no text.)
                 self.state, self.logits = before_token
                 del self.ids[-1:]

@@ -21,7 +21,7 @@ from weft.config import GenerationConfig
 from weft.device import cpu_threads
 from weft.errors import WeftError
 from weft.generation.compiled import ChunkedSampler
-from weft.generation.copy_guard import CopyGuard
+from weft.generation.copy_guard import CopyGuard, redraw
 from weft.generation.plan import GenerationPlan, choose_plan
 from weft.generation.quantized import Int8Stepper
 from weft.generation.sampling import next_tokens
@@ -56,10 +56,10 @@ class Completion(str):
 class TextState:
     """One sequence's text so far, with stop-string handling and streaming.
 
-    Text that may be the start of a stop string, or (with a ``guard``) part of a copy from the
-    corpus, is held back from :meth:`flush` until it is known not to be, so what is streamed
-    is never taken back. ``ending`` is what a stop string cut off: the stop string and any
-    text after it in its token.
+    Text that may be the start of a stop string is held back from :meth:`flush` until it is
+    known not to be, so what is streamed is never taken back. A ``guard`` (``max_copy``) has
+    :meth:`redraw` replace a token that would complete a copy before it is kept. ``ending`` is
+    what a stop string cut off: the stop string and any text after it in its token.
 
     ``lazy``: nothing reads the text before it ends (no :meth:`flush`), so without stop
     strings or a guard the tokens are decoded only then, all at once (the same text: the
@@ -93,6 +93,23 @@ class TextState:
             self._undecoded.append(token)
         else:
             self._add(self.decoder.push(token))
+
+    def would_copy(self, token: int, eos: int | None) -> bool:
+        """Whether keeping ``token`` would complete a copy that the guard forbids."""
+        if self.guard is None or self.done or token == eos:
+            return False
+        delta = self.decoder.peek(token)
+        return bool(delta) and self.guard.completes(delta)
+
+    def redraw(self, token: int, logits: torch.Tensor, draw: Callable[[torch.Tensor], int],
+               banned: torch.Tensor | None, eos: int | None) -> int:
+        """``token``, or one drawn again from ``logits`` (this row's) when it would complete a
+        copy (:func:`~weft.generation.copy_guard.redraw`)."""
+        if self.guard is None or self.done:
+            return token
+        chosen = redraw(token, logits, lambda t: self.would_copy(t, eos), draw, banned)
+        self.guard.redraws += chosen != token
+        return chosen
 
     def finish(self) -> None:
         """The end of the sequence: text the decoder held back (a partial character) is due."""
@@ -128,9 +145,8 @@ class TextState:
         return Completion(self.text, reason, self.tokens)
 
     def flush(self, final: bool) -> str:
-        held = max(self.hold, self.guard.held if self.guard is not None else 0)
         end = len(self.text) if (final or self.done) else max(self.emitted,
-                                                              len(self.text) - held)
+                                                              len(self.text) - self.hold)
         chunk = self.text[self.emitted : end]
         self.emitted = end
         return chunk
@@ -196,7 +212,8 @@ def generate(
     stepper (slower; kept to check the fast path against). ``threads`` overrides the CPU
     thread choice. ``chunked`` overrides :func:`chooses_on_device` (None: its choice).
     ``prefixes`` are token ids (labels) each sequence has after ``<bos>``. ``guards`` (one per
-    sequence) end a text before it copies their limit from the corpus, holding back what may.
+    sequence) keep a text from copying their limit from the corpus: a token that would is drawn
+    again (tokens are then chosen on the host, one step at a time).
     ``plan`` is the path to take (:func:`~weft.generation.plan.choose_plan` of ``config`` and
     ``threads`` when None: float32 or int8, threads, compiled or not, for this machine).
     """
@@ -270,18 +287,34 @@ def _generate(
     active = n
     cancelled = False
 
+    vet: Vet | None = None
+    if guards is not None:
+        def vet(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+            """Tokens that would complete a copy, drawn again (see copy_guard.py)."""
+            values = tokens.tolist()
+            for i, text in enumerate(texts):
+                def draw(row: torch.Tensor, i: int = i) -> int:
+                    return int(next_tokens(row, config, banned=banned, generator=generator,
+                                           seen=None if seen is None else seen[i:i + 1])[0])
+                chosen = text.redraw(values[i], logits[i:i + 1], draw, banned, eos)
+                if chosen != values[i]:
+                    tokens[i] = chosen
+            return tokens
+
     first = next_tokens(last, config, seen=seen, banned=banned, generator=generator)
+    if vet is not None:
+        first = vet(last, first)
     if seen is not None:
         seen[torch.arange(n, device=device), first] = True
     if stepper is None:
         steps = _sampled_steps(_module_advance(model, module_state), first, config, seen,
-                               banned, generator)
-    elif plan.compile or chunked:
+                               banned, generator, vet)
+    elif (plan.compile or chunked) and vet is None:
         sampler = ChunkedSampler(stepper, config, banned, generator, compile=plan.compile)
         steps = _chunked_steps(sampler, stepper.from_module_state(module_state), first, seen)
     else:
         advance = _stepper_advance(stepper, stepper.from_module_state(module_state))
-        steps = _sampled_steps(advance, first, config, seen, banned, generator)
+        steps = _sampled_steps(advance, first, config, seen, banned, generator, vet)
     for tokens in itertools.islice(steps, config.max_new_tokens):
         for i, token in enumerate(tokens):
             text = texts[i]
@@ -314,16 +347,19 @@ def _generate(
 # when asked for it, so no work is done after the last token is taken.
 Steps = Iterator[list[int]]
 Advance = Callable[[torch.Tensor], torch.Tensor]  # feeds tokens (batch,), gives next logits
+Vet = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, drawn) -> tokens kept
 
 
 def _sampled_steps(advance: Advance, tokens: torch.Tensor, config: GenerationConfig,
                    seen: torch.Tensor | None, banned: torch.Tensor,
-                   generator: torch.Generator) -> Steps:
+                   generator: torch.Generator, vet: Vet | None = None) -> Steps:
     rows = torch.arange(tokens.size(0), device=tokens.device)
     while True:
         yield tokens.tolist()
-        tokens = next_tokens(advance(tokens), config, seen=seen, banned=banned,
-                             generator=generator)
+        logits = advance(tokens)
+        tokens = next_tokens(logits, config, seen=seen, banned=banned, generator=generator)
+        if vet is not None:
+            tokens = vet(logits, tokens)
         if seen is not None:
             seen[rows, tokens] = True
 

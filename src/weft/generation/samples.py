@@ -7,9 +7,10 @@ measures each text's longest span copied verbatim from the corpus, and with ``ma
 generates again (same labels, a new seed) each text that copies ``max_copy`` characters or more,
 up to :data:`MAX_COPY_TRIES` tries in all; a text still over the limit then is cut before the
 copy completes, and says so. A streamed text cannot be generated again once sent: it is
-bounded as it is written (:mod:`weft.generation.copy_guard`), ending where the last try's cut
-would. The CLI, the Python API and the HTTP API all report from the :class:`Sample` objects
-it returns.
+bounded as it is written (:mod:`weft.generation.copy_guard`: a token that would complete a copy
+is drawn again; only if every draw would does the text end, where the last try's cut would).
+The CLI, the Python API and the HTTP API all report from the :class:`Sample` objects it
+returns.
 """
 
 from __future__ import annotations
@@ -144,7 +145,8 @@ def note_guarded(samples: list[Sample], guards: list[CopyGuard]) -> None:
         sample.cut = guard.cut
         if guard.cut:
             log.warning("text %d reached a copy of %d characters from the corpus as it was "
-                        "streamed: it ends before the copy", i + 1, guard.limit)
+                        "streamed, whatever was drawn: it ends before the copy", i + 1,
+                        guard.limit)
 
 
 def retry_seed(seed: int, tries: int) -> int:

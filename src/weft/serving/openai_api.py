@@ -88,7 +88,7 @@ class CompletionRequest(BaseModel):
     max_copy: int | None = Field(
         None, ge=1, description="weft: no choice copies this many characters from the "
                                 "training corpus (generated again up to 10 times, then cut; "
-                                "streamed, cut as written); each carries tries and cut.")
+                                "streamed, tokens drawn again); each carries tries and cut.")
 
 
 @router.get("/models")

@@ -47,7 +47,7 @@ class GenerateRequest(_Strict):
     max_copy: int | None = Field(
         None, ge=1, description="Generate a text again (up to 10 tries, then cut it) while it "
                                 "copies this many characters or more from the corpus; streamed, "
-                                "a text that reaches it ends before the copy.")
+                                "a token that would complete a copy is drawn again.")
     stream: bool = Field(False, description="Send the text as server-sent events as it comes.")
 
 

@@ -73,6 +73,10 @@ class StreamDecoder(Protocol):
         """The text that ``token`` adds (empty while it is held back)."""
         ...
 
+    def peek(self, token: int) -> str:
+        """What :meth:`push` would return for ``token``, leaving the decoder as it was."""
+        ...
+
     def finish(self) -> str:
         """Whatever is still held back, at the end of the sequence."""
         ...
@@ -90,6 +94,13 @@ class Utf8StreamDecoder:
 
     def push(self, token: int) -> str:
         return str(self.utf8.decode(self.token_bytes(token)))
+
+    def peek(self, token: int) -> str:
+        state = self.utf8.getstate()
+        try:
+            return self.push(token)
+        finally:
+            self.utf8.setstate(state)
 
     def finish(self) -> str:
         return str(self.utf8.decode(b"", final=True))

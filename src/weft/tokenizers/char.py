@@ -170,5 +170,8 @@ class CharStreamDecoder:
     def push(self, token: int) -> str:
         return self.pieces[token]
 
+    def peek(self, token: int) -> str:
+        return self.pieces[token]
+
     def finish(self) -> str:
         return ""

@@ -125,6 +125,14 @@ class WordStreamDecoder:
     def push(self, token: int) -> str:
         return "".join(map(self.joiner.push, self.tokenizer.visible_tokens([token])))
 
+    def peek(self, token: int) -> str:
+        joiner = self.joiner
+        saved = (joiner.attach, set(joiner.open_quotes), joiner.previous)
+        try:
+            return self.push(token)
+        finally:
+            joiner.attach, joiner.open_quotes, joiner.previous = saved
+
     def finish(self) -> str:
         return ""
 
