@@ -129,13 +129,20 @@ def test_the_playground_generates_stops_and_shows_errors(browser: Any, server: L
     assert page.text_content("#out-text") == expected
     assert page.text_content("#out-prompt") == "The"
 
-    # A copy limit: the text ends before it copies 2 characters of the training corpus.
+    # A copy limit: a token that would copy 2 characters of the training corpus is drawn
+    # again, so the text goes on to its length without one...
     page.fill("#max_copy", "2")
     page.click("#run")
     page.wait_for_function("document.querySelector('#status').textContent.startsWith('done')")
     status = page.text_content("#status") or ""
-    assert "cut before a copy of 2 characters" in status
+    assert "done: 40 tokens" in status and "cut at the length limit" in status
     assert re.search(r"longest copy from the corpus 1 character:|nothing copied", status)
+    # ... unless every draw would copy: at 1 character every character of the corpus does.
+    page.fill("#max_copy", "1")
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#status').textContent.startsWith('done')")
+    status = page.text_content("#status") or ""
+    assert "cut before a copy of 1 character;" in status and "nothing copied" in status
     page.fill("#max_copy", "")
 
     # Stop a generation that would never end by itself.

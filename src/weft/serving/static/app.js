@@ -216,7 +216,8 @@ async function generate() {
       } else if (event === "done") {
         $("out-prompt").textContent = data.prompt;  // as the model saw it (maybe lowercased)
         const { completion_tokens } = data.usage;
-        const ended = (data.cut || [])[0] ? `cut before a copy of ${body.max_copy} characters`
+        const limit = `${body.max_copy} character${body.max_copy === 1 ? "" : "s"}`;
+        const ended = (data.cut || [])[0] ? `cut before a copy of ${limit}`
           : data.finish_reasons[0] === "length" ? "cut at the length limit" : "ended";
         const tags = Object.entries((data.labels || [])[0] || {}).map(([k, v]) => `${k}=${v}`);
         $("status").textContent = `done: ${completion_tokens} tokens in ${data.elapsed.toFixed(2)} s`
