@@ -8,6 +8,7 @@ import signal
 import threading
 from pathlib import Path
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -15,6 +16,7 @@ import weft
 from weft.cli.chat import _ctrl_c_stops
 from weft.cli.main import cli
 from weft.config import GenerationConfig
+from weft.errors import WeftError
 from weft.generation.chat import ChatSession
 from weft.runs import COPY_INDEX
 
@@ -136,3 +138,13 @@ def test_max_copy_draws_a_copying_token_again_or_takes_it_back(
     shutil.copytree(tiny_run, old, ignore=shutil.ignore_patterns(COPY_INDEX))
     result = CliRunner().invoke(cli, ["chat", str(old), "--max-copy", "5"], input="")
     assert result.exit_code == 2 and "copy meter is unavailable" in result.output
+
+
+def test_set_refuses_values_that_would_break_the_session(tiny_run: Path) -> None:
+    session = ChatSession(weft.load(tiny_run, device="cpu"), GenerationConfig(seed=0))
+    for name, value, message in [("temperature", "nan", "finite"),
+                                 ("seed", str(2**64), "64-bit"),
+                                 ("repetition_penalty", "inf", "finite")]:
+        with pytest.raises(WeftError, match=message):
+            session.change(name, value)
+    assert session.turn("The").reply is not None  # the session goes on

@@ -90,6 +90,57 @@ def test_bad_generation_options(tiny_run: Path) -> None:
     assert code == 2 and "--temperature" in output
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--temperature", "nan"], "--temperature must be a finite number"),
+    (["--temperature", "inf"], "--temperature must be a finite number"),
+    (["--repetition-penalty", "nan"], "--repetition-penalty must be a finite number"),
+    (["--top-p", "nan"], "--top-p must be a finite number"),
+    (["--stop", ""], "--stop must not be empty"),
+    (["--seed", str(2**64)], "--seed must be a 64-bit integer"),
+    (["--seed", str(-(2**63) - 1)], "--seed must be a 64-bit integer"),
+])
+def test_nonsense_generation_values_are_one_line_errors(tiny_run: Path, flags: list[str],
+                                                        message: str) -> None:
+    code, output = run("generate", str(tiny_run), "--max-new-tokens", "3", *flags)
+    assert code == 2 and message in output and "Traceback" not in output
+
+
+def test_the_widest_seeds_work(tiny_run: Path) -> None:
+    for seed in (2**64 - 1, -(2**63)):
+        code, output = run("generate", str(tiny_run), "--max-new-tokens", "3", "--seed",
+                           str(seed))
+        assert code == 0, output
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    # A negative norm would flip every gradient: the loss climbed (reported).
+    (["--grad-clip", "-1"], "--grad-clip must be >= 0"),
+    (["--grad-clip", "nan"], "--grad-clip must be a finite number"),
+    (["--patience", "-1"], "--patience must be >= 0"),
+    (["--warmup-steps", "-3"], "--warmup-steps must be >= 0"),
+    (["--weight-decay", "-0.1"], "--weight-decay must be >= 0"),
+    (["--lr", "nan"], "--lr must be a finite number"),
+    (["--epochs", "nan"], "--epochs must be > 0"),
+    (["--seed", str(2**64)], "--seed must be a 64-bit integer"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--level", "word", "--max-vocab", "1"], "--max-vocab must be more than the 1 special"),
+])
+def test_nonsense_training_values_are_one_line_errors(pangram_file: Path, tmp_path: Path,
+                                                      flags: list[str], message: str) -> None:
+    code, output = run("train", str(pangram_file), "--out", str(tmp_path / "r"), *SMALL,
+                       *flags)
+    assert code == 2 and message in output and "Traceback" not in output
+
+
+def test_a_short_run_logs_the_training_loss_of_its_last_steps(pangram_file: Path,
+                                                             tmp_path: Path) -> None:
+    code, output = run("train", str(pangram_file), "--out", str(tmp_path / "r"),
+                       "--max-steps", "3", "--hidden-size", "16", "--embedding-dim", "8")
+    assert code == 0, output
+    last = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 3 and last["train_loss"] > 0
+
+
 def test_time_budget_parsing(pangram_file: Path, tmp_path: Path) -> None:
     code, output = run("train", str(pangram_file), "--out", str(tmp_path / "r"),
                        "--time-budget", "ten minutes")

@@ -227,3 +227,13 @@ def test_labels_survive_init_from_with_a_new_value(labelled: tuple[Path, Path],
     assert tuned.tokenizer.special_id("<label=meh>") is not None
     assert tuned.samples(labels={"label": "meh"}, max_new_tokens=5, seed=0)[0].labels[
         "label"] == "meh"
+
+
+def test_negative_seeds_draw_labels_and_shuffle_records(labelled: tuple[Path, Path],
+                                                        tmp_path: Path) -> None:
+    # PyTorch takes any 64-bit seed; NumPy (labels drawn, records shuffled) no negative one.
+    run, data = labelled
+    model = weft.load(run, device="cpu")
+    assert len(model.samples(seed=-5, max_new_tokens=4, num_return_sequences=2)) == 2
+    weft.train(data, out=tmp_path / "r", csv_column="text", hidden_size=16, embedding_dim=8,
+               max_steps=2, seed=-3, threads=1, quiet=True)

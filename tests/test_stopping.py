@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from weft.config import TrainConfig
 from weft.training.checkpoint import TrainerState
+from weft.training.progress import ProgressDisplay
 from weft.training.stopping import Selection, early_stopping, limit_reached, plateau_due
 
 
@@ -41,3 +42,13 @@ def test_selection_direction() -> None:
     accuracy = Selection("dev_accuracy", "max")
     assert accuracy.better(0.95, 0.9) and not accuracy.better(0.8, 0.9)
     assert accuracy.better(0.1, None)
+
+
+def test_the_progress_bar_shows_the_best_of_the_evaluation_just_made() -> None:
+    display = ProgressDisplay(quiet=False, total=30, initial=0, metric="val_loss")
+    display.report(30, 3.7, 3.787, 1000.0)  # drawn before step 30's evaluation
+    display.evaluation(30, {"val_loss": 3.6727}, improved=True, sample=None)
+    assert display.bar is not None and "best val_loss 3.673" in display.bar.postfix
+    display.evaluation(40, {"val_loss": 3.9}, improved=False, sample=None)
+    assert "best val_loss 3.673" in display.bar.postfix
+    display.close()

@@ -157,12 +157,43 @@ def test_treebank_zip_with_map_and_slices(tmp_path: Path) -> None:
         (["tag", "train", "{tmp}/prose.txt", "--out", "{tmp}/r"], "cannot tell the format"),
         (["tag", "eval", "{tmp}/nothing", "{tmp}/bad.txt"], "not a run directory"),
         (["tag", "predict", "{tmp}", "-"], "has no config.json"),
+        (["tag", "train", "{tmp}/good.txt", "--out", "{tmp}/r", "--grad-clip", "-1"],
+         "--grad-clip must be >= 0"),
+        (["tag", "train", "{tmp}/good.txt", "--out", "{tmp}/r", "--patience", "-1"],
+         "--patience must be >= 0"),
+        (["tag", "train", "{tmp}/good.txt", "--out", "{tmp}/r", "--batch-size", "0"],
+         "--batch-size must be >= 1"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "empty.tsv").write_text("\n", encoding="utf-8")
     (tmp_path / "bad.txt").write_text("The/DT dog/NN\nthe dog\n", encoding="utf-8")
     (tmp_path / "prose.txt").write_text("just words\n", encoding="utf-8")
+    (tmp_path / "good.txt").write_text("\n".join(TRAIN) + "\n", encoding="utf-8")
     code, output = _invoke(*[a.replace("{tmp}", str(tmp_path)) for a in args], input="")
     assert code == 2
     assert message in output and "Traceback" not in output
+
+
+@pytest.mark.parametrize("command", [
+    ["generate", "{run}"], ["eval", "{run}", "{train}"], ["chat", "{run}"],
+])
+def test_language_model_commands_refuse_a_tagger_run(run: Path, tagged_files: dict[str, Path],
+                                                     command: list[str]) -> None:
+    args = [a.format(run=run, train=tagged_files["train"]) for a in command]
+    code, output = _invoke(*args, input="hi\n")
+    assert code == 2 and "is a tagger run, not a language model" in output
+    assert "weft tag predict" in output
+    code, output = _invoke("train", "--resume", str(run))
+    assert code == 2 and f"weft tag train --resume {run}" in output
+
+
+def test_info_describes_a_tagger_run(run: Path) -> None:
+    code, output = _invoke("info", str(run))
+    assert code == 0, output
+    assert "tagger, 1 x" in output and "best dev accuracy" in output
+    assert "tags: " in output and "NOUN" in output and "model.safetensors" in output
+    code, output = _invoke("info", str(run), "--json")
+    details = json.loads(output)
+    assert details["kind"] == "tagger" and "NOUN" in details["tags"]
+    assert 0 < details["best_dev_accuracy"] <= 1 and details["parameters"] > 0

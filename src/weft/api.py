@@ -84,6 +84,18 @@ def load(run_dir: PathLike, device: str = "auto") -> Any:
     raise WeftError(f"{run_dir} holds a run of unknown kind {kind!r}")
 
 
+def load_language_model(run_dir: PathLike, device: str = "auto") -> LanguageModel:
+    """:func:`load` for what only a language model does (generate, eval, chat): a tagger
+    run is a one-line error naming the commands that take it."""
+    from weft.language_model import LanguageModel
+
+    model = load(run_dir, device=device)
+    if not isinstance(model, LanguageModel):
+        raise WeftError(f"{run_dir} is a tagger run, not a language model: tag with it using "
+                        "weft tag predict or weft tag eval")
+    return model
+
+
 # ---------------------------------------------------------------------------- language models
 def build_run_config(corpus: Sequence[PathLike], **options: Any) -> RunConfig:
     """A new run's settings: ``options`` (None: not given) over the defaults of their level."""
@@ -148,6 +160,9 @@ def run_training(
     if init_from is not None:
         raise WeftError("--init-from starts a new run; --resume continues one: use one of them")
     run_dir = Path(out)
+    if run_kind(read_run_config(run_dir)) == TAGGER:
+        raise WeftError(f"{run_dir} is a tagger run: continue it with weft tag train --resume "
+                        f"{run_dir}")
     changed = resumed_train_config(run_dir, options)
     config = dataclasses.replace(run_config(read_run_config(run_dir), run_dir), train=changed)
     return fit_language_model(config, run_dir, resume=True, quiet=quiet)

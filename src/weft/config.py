@@ -8,6 +8,7 @@ directory as ``config.json``. CLI flag names are the field names with dashes
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -23,6 +24,20 @@ NORMAL_FORMS = ("NFC", "NFKC")
 RECORD_MODES = ("lines",)
 LONG_RECORDS = ("split", "truncate")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# What a seed may be: PyTorch's generators take any 64-bit value, signed or not.
+SEED_RANGE = (-(2**63), 2**64 - 1)
+
+
+def check_seed(seed: int | None) -> None:
+    if seed is not None and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise WeftError(f"--seed must be a 64-bit integer ({SEED_RANGE[0]} to {SEED_RANGE[1]})")
+
+
+def check_finite(**values: float) -> None:
+    """NaN and infinity pass every comparison a check makes (or fail it misleadingly)."""
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise WeftError(f"--{name.replace('_', '-')} must be a finite number, not {value}")
 ADAPTIVE_CHOICES = ("auto", "on", "off")
 
 
@@ -163,10 +178,26 @@ class TrainConfig:
     threads: int | None = None  # CPU threads; None keeps PyTorch's default
 
     def validate(self) -> None:
-        if self.batch_size < 1 or self.seq_len < 1:
-            raise WeftError("--batch-size and --seq-len must be >= 1")
+        check_finite(lr=self.lr, weight_decay=self.weight_decay, grad_clip=self.grad_clip,
+                     plateau_factor=self.plateau_factor, min_lr_ratio=self.min_lr_ratio)
+        if self.batch_size < 1:
+            raise WeftError("--batch-size must be >= 1")
+        if self.seq_len < 1:
+            raise WeftError("--seq-len must be >= 1")
         if self.lr <= 0:
             raise WeftError("--lr must be > 0")
+        if self.weight_decay < 0:
+            raise WeftError("--weight-decay must be >= 0")
+        if self.warmup_steps < 0:
+            raise WeftError("--warmup-steps must be >= 0 (0: none)")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise WeftError("min_lr_ratio must be between 0 and 1")
+        if self.grad_clip < 0:
+            # A negative norm would flip every gradient: training would climb the loss.
+            raise WeftError("--grad-clip must be >= 0 (0 disables clipping)")
+        if self.patience < 0:
+            raise WeftError("--patience must be >= 0 (0 disables)")
+        check_seed(self.seed)
         if self.plateau_patience < 0:
             raise WeftError("--plateau-patience must be >= 0 (0 disables)")
         if not 0 < self.plateau_factor < 1:
@@ -180,7 +211,7 @@ class TrainConfig:
             raise WeftError(f"--precision must be one of: {', '.join(PRECISIONS)}")
         for name in ("epochs", "max_steps", "time_budget"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
+            if value is not None and not (math.isfinite(value) and value > 0):
                 raise WeftError(f"--{name.replace('_', '-')} must be > 0")
 
     def with_eval_every(self, steps_per_epoch: int) -> TrainConfig:
@@ -225,6 +256,11 @@ class GenerationConfig:
             raise WeftError(f"--quantize must be one of: {', '.join(QUANTIZE)}")
         if not isinstance(self.compile, bool):
             raise WeftError("compile must be true or false")
+        check_finite(temperature=self.temperature, top_p=self.top_p,
+                     repetition_penalty=self.repetition_penalty)
+        check_seed(self.seed)
+        if "" in self.stop:
+            raise WeftError("--stop must not be empty (it would end every text at once)")
         if self.max_new_tokens < 0:
             raise WeftError("--max-new-tokens must be >= 0")
         if self.temperature < 0:

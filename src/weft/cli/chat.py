@@ -68,11 +68,11 @@ def chat(run: Path, labels: tuple[str, ...], device: str, max_copy: int | None,
          **options: Any) -> None:
     """Write a story in turns with the model in RUN: each line you type is added, then the
     model continues it (type /help for commands)."""
-    from weft.api import load
+    from weft.api import load_language_model
     from weft.data.labels import parse_label_options
     from weft.generation.chat import ChatSession
 
-    model = load(run, device=device)
+    model = load_language_model(run, device=device)
     session = ChatSession(model, model.generation_config(**options),
                           parse_label_options(labels), max_copy)
     tags = "".join(f" {k}={v}" for k, v in session.labels.items())

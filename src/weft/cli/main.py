@@ -218,13 +218,13 @@ def generate(run: Path, prompt: str, fmt: str, device: str, threads: int | None,
              explain: bool, **options: Any) -> None:
     """Write text with the model in RUN (a run directory, or builtin:english), streaming it as
     it is generated."""
-    from weft.api import load
+    from weft.api import load_language_model
     from weft.data.corpus_index import UNAVAILABLE
     from weft.data.labels import parse_label_options
     from weft.generation.plan import choose_plan
 
     setup_logging(False)
-    model = load(run, device=device)
+    model = load_language_model(run, device=device)
     chosen = parse_label_options(labels)
     model.labels.check(chosen)  # before any output
     config = model.generation_config(**options)
@@ -267,12 +267,12 @@ def generate(run: Path, prompt: str, fmt: str, device: str, threads: int | None,
 def eval_command(run: Path, file: Path, as_json: bool, device: str, threads: int | None) -> None:
     """Measure the model in RUN (a run directory, or builtin:english) on held-out text in
     FILE."""
-    from weft.api import load
+    from weft.api import load_language_model
     from weft.device import cpu_threads
 
     setup_logging(False)
     with cpu_threads(threads):
-        result = load(run, device=device).evaluate(Path(file))
+        result = load_language_model(run, device=device).evaluate(Path(file))
     if as_json:
         click.echo(json.dumps(result.to_dict()))
         return
@@ -298,12 +298,15 @@ def info(run: Path, as_json: bool) -> None:
     details = model.info()
     run_dir = Path(model.run_dir)
     records = read_metrics(run_dir / METRICS)
+    details["files"] = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
+    if details["kind"] == "tagger":
+        _tagger_info(run, details, records, as_json)
+        return
     if records:
         best = min((r for r in records if r.get("val_loss") is not None),
                    key=lambda r: r["val_loss"], default=None)
         details["last_step"] = records[-1]["step"]
         details["best_val_loss"] = best["val_loss"] if best else None
-    details["files"] = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
     if as_json:
         click.echo(json.dumps(details, indent=2))
         return
@@ -327,6 +330,29 @@ def info(run: Path, as_json: bool) -> None:
     indexed = details.get("copy_index_bytes")
     click.echo(f"copy meter: an index of {indexed:,} bytes of training text" if indexed is not None
                else "copy meter: unavailable (no copy index; resuming the run builds it)")
+    click.echo("files: " + ", ".join(details["files"]))
+
+
+def _tagger_info(run: Path, details: dict[str, Any], records: list[dict[str, Any]],
+                 as_json: bool) -> None:
+    if records:
+        scored = [r["dev_accuracy"] for r in records if r.get("dev_accuracy") is not None]
+        details["last_step"] = records[-1]["step"]
+        details["best_dev_accuracy"] = max(scored, default=None)
+    if as_json:
+        click.echo(json.dumps(details, indent=2))
+        return
+    m, data = details["model"], details.get("data", {})
+    crf = ", CRF" if m["crf"] else ""
+    click.echo(f"{run}: tagger, {m['layers']} x {m['hidden']} BiLSTM over words and a "
+               f"character LSTM ({m['char_hidden']}){crf}, {details['parameters']:,} "
+               f"parameters, {len(details['tags'])} tags ({data.get('column', '?')}), "
+               f"{m['num_words']:,} words")
+    if details.get("best_dev_accuracy") is not None:
+        click.echo(f"trained {details['last_step']} steps; best dev accuracy "
+                   f"{details['best_dev_accuracy']:.2%}")
+    click.echo(f"trained on: {data.get('train')}; dev: {data.get('dev') or 'held out of it'}")
+    click.echo("tags: " + " ".join(details["tags"]))
     click.echo("files: " + ", ".join(details["files"]))
 
 

@@ -126,7 +126,7 @@ class LabelSet:
         """``n`` full assignments: the ``chosen`` values, the other columns drawn with the
         frequencies they had in the training data (repeatable for a seed)."""
         self.check(chosen)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed % 2**64)  # NumPy takes no negative seed; torch does
         drawn: list[dict[str, str]] = [{} for _ in range(n)]
         for column in self.columns:
             if column.name in chosen:

@@ -272,7 +272,7 @@ class RecordBatches:
         if not self.shuffle:
             order = np.argsort(self.seg_len, kind="stable")
             return [order[i:i + bs] for i in range(0, len(order), bs)]
-        rng = np.random.default_rng([self.seed, epoch])
+        rng = np.random.default_rng([self.seed % 2**64, epoch])  # NumPy: no negative seed
         order = rng.permutation(self.num_rows)
         pool = bs * _POOL_BATCHES
         batches: list[np.ndarray] = []

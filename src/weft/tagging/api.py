@@ -7,7 +7,7 @@ runs.py's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,13 @@ class Tagger:
     @property
     def tags(self) -> list[str]:
         return list(self.vocab.tags.itos)
+
+    def info(self) -> dict[str, Any]:
+        """What ``weft info`` shows: sizes, settings, data and the tag set."""
+        params = sum(p.numel() for p in self.model.parameters())
+        return {"run_dir": str(self.run_dir), "kind": TAGGER, "parameters": params,
+                "tags": self.tags, "model": asdict(self.model_config),
+                **{k: self.config[k] for k in ("data", "train", "sizes") if k in self.config}}
 
     def tag(self, text: str | Sequence[str]) -> list[tuple[str, str]]:
         """``(word, tag)`` pairs: raw text is tokenized and split into sentences first; a list

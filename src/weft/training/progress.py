@@ -36,6 +36,7 @@ class ProgressDisplay:
         self.metric = metric  # the selection metric, shown as "best ..."
         self.bar: tqdm[Any] | None = tqdm(total=total, initial=initial, disable=quiet,
                                           unit="step", dynamic_ncols=True, leave=True)
+        self._shown: tuple[float, float | None, float] | None = None  # loss, best, tok/s
 
     def step(self) -> None:
         if self.bar is not None:
@@ -46,17 +47,28 @@ class ProgressDisplay:
         """The recent training loss and speed (every few steps; redrawn with the next step)."""
         if self.bar is None:
             return
+        self.bar.total = total
+        self._shown = (train_loss, best, tokens_per_s)
+        self._postfix(refresh=False)
+
+    def _postfix(self, refresh: bool) -> None:
+        if self.bar is None or self._shown is None:
+            return
+        train_loss, best, tokens_per_s = self._shown
         parts = [f"loss {train_loss:.3f}"]
         if best is not None:
             parts.append(f"best {self.metric} {best:.3f}")
         parts.append(f"{tokens_per_s:,.0f} tok/s")
-        self.bar.total = total
-        self.bar.set_postfix_str(", ".join(parts), refresh=False)
+        self.bar.set_postfix_str(", ".join(parts), refresh=refresh)
 
     def evaluation(self, step: int, results: dict[str, float], improved: bool,
                    sample: str | None) -> None:
         if self.quiet:
             return
+        if improved and self._shown is not None and self.metric in results:
+            # The bar's best was drawn before this evaluation: show the new one.
+            self._shown = (self._shown[0], results[self.metric], self._shown[2])
+            self._postfix(refresh=True)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in results.items())
         lines = [f"step {step}: {shown}" + (" (best)" if improved else "")]
         if sample:
@@ -69,7 +81,7 @@ class ProgressDisplay:
             (self.bar.write if self.bar is not None else print)(line)
 
     def close(self) -> None:
-        """The bar ends; an evaluation after it prints its lines plainly."""
+        """The bar ends (after the run's last evaluation, so that it shows the best)."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None

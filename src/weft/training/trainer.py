@@ -264,10 +264,12 @@ class Trainer:
                     # (st.elapsed is rank 0's clock on every rank: they all save together.)
                     st.loss_sum = float(loss_sum)
                     self.save_state()
-        display.close()
         if st.step > evaluated_at and st.step > 0 and reason != "interrupted":
+            if loss_count:  # the steps since the last report: its loss, not none at all
+                last_train_loss = float(loss_sum) / loss_count
             self._evaluate(display, last_train_loss, self.optimizer.param_groups[0]["lr"],
                            metrics_path)
+        display.close()
         st.finished = "" if reason == "interrupted" else reason
         st.loss_sum = float(loss_sum)
         self.save_state()
