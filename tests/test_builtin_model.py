@@ -46,6 +46,9 @@ def test_the_cli_takes_builtin_names(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(cli, ["info", "builtin:english"])
     assert result.exit_code == 0 and "byte tokenizer" in result.output, result.output
+    # No copy index ships with it, and no resume would build one: say why it is missing.
+    assert "ships without its training text" in result.output
+    assert "resuming" not in result.output
     result = runner.invoke(cli, ["generate", "builtin:english", "--prompt", "Once upon a time",
                                  "--max-new-tokens", "30", "--seed", "1"])
     assert result.exit_code == 0 and result.output.startswith("Once upon a time")

@@ -291,6 +291,7 @@ def eval_command(run: Path, file: Path, as_json: bool, device: str, threads: int
 def info(run: Path, as_json: bool) -> None:
     """Show what is in a run directory (or a built-in model such as builtin:english)."""
     from weft.api import load
+    from weft.builtin import is_builtin
     from weft.runs import METRICS
     from weft.training.metrics import read_metrics
 
@@ -328,8 +329,10 @@ def info(run: Path, as_json: bool) -> None:
         counts = ", ".join(f"{value}: {count:,}" for value, count in column["counts"].items())
         click.echo(f"label column {column['name']}: {counts}")
     indexed = details.get("copy_index_bytes")
+    missing = ("a built-in model ships without its training text" if is_builtin(run)
+               else "no copy index; resuming the run builds it")
     click.echo(f"copy meter: an index of {indexed:,} bytes of training text" if indexed is not None
-               else "copy meter: unavailable (no copy index; resuming the run builds it)")
+               else f"copy meter: unavailable ({missing})")
     click.echo("files: " + ", ".join(details["files"]))
 
 

@@ -100,8 +100,9 @@ def has_index(run_dir: str | Path) -> bool:
     return (Path(run_dir) / COPY_INDEX / SUFFIXES).is_file()
 
 
-UNAVAILABLE = ("the copy meter is unavailable: this run has no copy index (it was trained "
-               "before weft kept one)")
+UNAVAILABLE = ("the copy meter is unavailable: this run has no copy index (a built-in model "
+               "ships without its training text; a run trained before weft kept one builds it "
+               "when resumed)")
 
 
 class CorpusIndex:
