@@ -191,7 +191,7 @@ class TrainConfig:
         if self.warmup_steps < 0:
             raise WeftError("--warmup-steps must be >= 0 (0: none)")
         if not 0 <= self.min_lr_ratio <= 1:
-            raise WeftError("min_lr_ratio must be between 0 and 1")
+            raise WeftError("--min-lr-ratio must be between 0 and 1")
         if self.grad_clip < 0:
             # A negative norm would flip every gradient: training would climb the loss.
             raise WeftError("--grad-clip must be >= 0 (0 disables clipping)")
