@@ -21,7 +21,6 @@ from weft.config import (
     ModelConfig,
     RunConfig,
     TrainConfig,
-    from_fields,
     parse_durations,
     with_level_defaults,
 )
@@ -34,6 +33,7 @@ from weft.runs import (
     run_config,
     run_kind,
 )
+from weft.typed_settings import from_fields
 
 if TYPE_CHECKING:
     from weft.language_model import LanguageModel

@@ -33,9 +33,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from weft.config import GenerationConfig, RunConfig, TrainConfig, from_saved, parse_durations
+from weft.config import GenerationConfig, RunConfig, TrainConfig, parse_durations
 from weft.errors import WeftError
 from weft.io import atomic_write_json, load_tensors, read_json, save_tensors
+from weft.typed_settings import from_saved
 
 if TYPE_CHECKING:
     import torch

@@ -14,12 +14,13 @@ from typing import Any
 import click
 
 from weft.cli.common import setup_logging, training_options, typed_on_command_line
-from weft.config import TrainConfig, from_fields
+from weft.config import TrainConfig
 from weft.device import set_threads
 from weft.errors import WeftError
 from weft.tagging.model import TaggerModelConfig
 from weft.tagging.readers import FORMATS
 from weft.tagging.task import TAGGER_TRAIN_DEFAULTS
+from weft.typed_settings import from_fields
 
 _M = TaggerModelConfig()
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from weft.config import from_saved
 from weft.device import resolve_device
 from weft.errors import WeftError
 from weft.io import read_json
@@ -32,6 +31,7 @@ from weft.tagging.model import BiLSTMTagger, TaggerModelConfig
 from weft.tagging.readers import TaggedSentence
 from weft.tagging.tokenize import tokenize_sentences
 from weft.tagging.vocab import TaggerVocab
+from weft.typed_settings import from_saved
 
 
 @dataclass

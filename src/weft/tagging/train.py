@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 import weft
-from weft.config import TrainConfig, from_fields, from_saved
+from weft.config import TrainConfig
 from weft.device import resolve_device, set_threads, training_precision
 from weft.errors import WeftError
 from weft.io import atomic_write_json, read_json
@@ -44,6 +44,7 @@ from weft.training.checkpoint import check_resumable
 from weft.training.safeguards import check_free_space, check_output_dir, exclusive
 from weft.training.stopping import Selection
 from weft.training.trainer import Trainer, TrainResult
+from weft.typed_settings import from_fields, from_saved
 
 log = logging.getLogger("weft")
 
