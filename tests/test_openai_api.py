@@ -57,6 +57,10 @@ def test_models_lists_the_language_models_that_can_generate(client: Any) -> None
     ids = sorted(m.id for m in client.models.list())
     assert ids == ["exp/tiny2", "tiny"]  # not the tagger, the untrained run, the broken one
     assert client.models.retrieve("tiny").owned_by == "weft"
+    for name in ("tagger", "untrained", "broken", "nope"):  # what the list leaves out: 404
+        with pytest.raises(openai.NotFoundError) as error:
+            client.models.retrieve(name)
+        assert error.value.body["code"] == "model_not_found", name
 
 
 def test_a_completion_is_what_the_python_api_writes(client: Any, model: Any) -> None:
@@ -80,6 +84,7 @@ def test_n_stop_list_and_seed(client: Any, model: Any) -> None:
     assert [c.finish_reason for c in done.choices] == [t.finish_reason for t in want]
     assert "stop" in {c.finish_reason for c in done.choices}
     assert all("o" not in c.text for c in done.choices)
+    assert done.usage.prompt_tokens == 3  # once, not once per choice
 
 
 def test_streaming_sends_data_chunks_then_done(client: Any, server: LiveServer,
@@ -97,6 +102,7 @@ def test_streaming_sends_data_chunks_then_done(client: Any, server: LiveServer,
     assert texts == expected(model, "The", max_new_tokens=25, num_return_sequences=2, seed=2)
     assert reasons == {0: "length", 1: "length"}
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 50
+    assert chunks[-1].usage.prompt_tokens == 3  # the prompt once, not once per choice
     body = {"model": "tiny", "prompt": "The", "max_tokens": 3, "stream": True}
     raw = httpx.post(f"{server.url}/v1/completions", json=body).text
     assert raw.startswith("data: {") and raw.endswith("data: [DONE]\n\n")
@@ -109,6 +115,8 @@ def test_a_list_of_prompts(client: Any, model: Any) -> None:
     assert [c.text for c in done.choices] == (
         expected(model, "The", max_new_tokens=10, num_return_sequences=2, seed=1)
         + expected(model, "Pack", max_new_tokens=10, num_return_sequences=2, seed=1))
+    # Each prompt counted once (as OpenAI counts it), however many choices it has.
+    assert done.usage.prompt_tokens == 3 + 4 and done.usage.completion_tokens == 40
 
 
 @pytest.mark.parametrize(("options", "param"), [
@@ -138,6 +146,18 @@ def test_neutral_values_are_accepted_and_unknown_models_are_404(client: Any) -> 
         client.completions.create(model="nope", prompt="The")
     with pytest.raises(openai.BadRequestError, match="POST /api/tag"):
         client.completions.create(model="tagger", prompt="The")
+
+
+def test_what_is_not_offered_is_an_error_in_openais_shape(client: Any,
+                                                          server: LiveServer) -> None:
+    with pytest.raises(openai.NotFoundError) as error:
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}])
+    assert "POST /v1/completions" in error.value.body["message"]
+    assert "no chat completions" in error.value.body["message"]
+    wrong_method = httpx.get(f"{server.url}/v1/completions")
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert wrong_method.json()["error"]["type"] == "invalid_request_error"
+    assert httpx.get(f"{server.url}/api/nope").json() == {"detail": "Not Found"}  # weft's API
 
 
 def test_the_api_key_guards_every_api(served: Path) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -187,6 +188,8 @@ def test_large_bodies_are_refused(client: TestClient) -> None:
     response = client.post("/api/generate", content=chunks(),
                            headers={"content-type": "application/json"})
     assert response.status_code == 413
+    response = client.post("/v1/completions", json=big)  # in the shape of the API asked
+    assert response.status_code == 413 and "2000 bytes" in response.json()["error"]["message"]
 
 
 def test_tagging(client: TestClient) -> None:
@@ -231,10 +234,17 @@ def test_schema_page_and_health(client: TestClient) -> None:
 
 
 def test_only_allowed_host_headers(served: Path) -> None:
-    app = create_app(served, allowed_hosts=["127.0.0.1", "localhost"])
+    app = create_app(served, allowed_hosts=["127.0.0.1", "localhost", "::1"])
     with TestClient(app, base_url="http://127.0.0.1:8000") as local:
         assert local.get("/api/health").status_code == 200
-        assert local.get("/api/health", headers={"host": "evil.example"}).status_code == 400
+        for host in ("localhost", "LOCALHOST:8000", "[::1]:8000"):
+            assert local.get("/api/health", headers={"host": host}).status_code == 200, host
+        for host in ("evil.example", "127.0.0.1.evil.example:80", "[::2]", ""):
+            refused = local.get("/api/health", headers={"host": host})
+            assert refused.status_code == 400, host
+            assert "Host header" in refused.json()["detail"]  # JSON, as every error is
+        refused = local.get("/v1/models", headers={"host": "evil.example"})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_host"
 
 
 def test_registry_of_a_single_run(tiny_run: Path) -> None:
@@ -242,6 +252,17 @@ def test_registry_of_a_single_run(tiny_run: Path) -> None:
     assert list(registry.runs()) == [tiny_run.name]
     with pytest.raises(UnknownRun):
         registry.path("..")
+
+
+def test_a_built_in_model_is_served_under_its_builtin_name() -> None:
+    assert list(RunRegistry("builtin:english").runs()) == ["builtin:english"]
+    with TestClient(create_app("builtin:english")) as served:
+        assert [m["id"] for m in served.get("/v1/models").json()["data"]] == ["builtin:english"]
+        assert served.get("/v1/models/builtin:english").status_code == 200
+        body = {"model": "builtin:english", "prompt": "The", "max_tokens": 3}
+        done = served.post("/v1/completions", json=body)
+        assert done.status_code == 200 and done.json()["model"] == "builtin:english"
+        assert served.get("/api/runs/builtin%3Aenglish").json()["name"] == "builtin:english"
 
 
 def test_registry_caches_and_reloads_changed_weights(served: Path) -> None:
@@ -358,17 +379,30 @@ def test_an_app_can_be_started_again(served: Path) -> None:
             assert gen(again, max_new_tokens=3).status_code == 200
 
 
-def test_weft_serve_runs_the_app_on_uvicorn(tiny_run: Path, monkeypatch: pytest.MonkeyPatch
-                                            ) -> None:
+def fake_uvicorn(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """What ``weft serve`` hands uvicorn (its app, the address it listens on), served no
+    further."""
     import uvicorn
 
     started: dict[str, Any] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(app=app, **kw))
-    result = CliRunner().invoke(cli, ["serve", str(tiny_run), "--port", "8123",
+
+    def run(server: Any, sockets: list[socket.socket]) -> None:
+        started.update(app=server.config.app, address=sockets[0].getsockname())
+        server.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    return started
+
+
+def test_weft_serve_runs_the_app_on_uvicorn(tiny_run: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    started = fake_uvicorn(monkeypatch)
+    result = CliRunner().invoke(cli, ["serve", str(tiny_run), "--port", "0",
                                       "--max-new-tokens", "7", "--threads", "1"])
     assert result.exit_code == 0, result.output
-    assert "serving 1 run" in result.output and "http://127.0.0.1:8123/" in result.output
-    assert started["host"] == "127.0.0.1" and started["port"] == 8123
+    host, port = started["address"]
+    assert host == "127.0.0.1" and port > 0  # port 0: a free one, which the banner names
+    assert "serving 1 run" in result.output and f"http://127.0.0.1:{port}/" in result.output
     with TestClient(started["app"], base_url="http://127.0.0.1:8123") as served:
         assert served.get("/api/models").json()["limits"]["max_new_tokens"] == 7
         assert served.get("/api/health", headers={"host": "evil.example"}).status_code == 400
@@ -376,10 +410,43 @@ def test_weft_serve_runs_the_app_on_uvicorn(tiny_run: Path, monkeypatch: pytest.
         assert len(text) == 7  # the server's cap, not the run's default of 500
 
     # Beyond loopback: any Host header, and a warning when there is no key.
-    result = CliRunner().invoke(cli, ["serve", str(tiny_run), "--host", "0.0.0.0"])
+    result = CliRunner().invoke(cli, ["serve", str(tiny_run), "--host", "0.0.0.0", "--port",
+                                      "0"])
     assert result.exit_code == 0 and "without --api-key" in result.output
     with TestClient(started["app"]) as served:
         assert served.get("/api/health", headers={"host": "box.lan"}).status_code == 200
+
+
+@pytest.mark.parametrize("port", ["65536", "99999", "-1"])
+def test_weft_serve_refuses_a_port_out_of_range(tiny_run: Path, port: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    started = fake_uvicorn(monkeypatch)
+    result = CliRunner().invoke(cli, ["serve", str(tiny_run), "--port", port])
+    assert result.exit_code == 2 and not started
+    assert result.output == f"error: --port must be from 0 to 65535 (0: any free port), " \
+                            f"not {port}\n"
+
+
+def test_weft_serve_on_a_port_in_use_says_so_before_anything_else(
+        tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started = fake_uvicorn(monkeypatch)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", str(tiny_run), "--port", str(port)])
+    assert result.exit_code == 2 and not started and "serving" not in result.output
+    assert result.output.startswith(f"error: port {port} is in use on 127.0.0.1")
+    assert result.output.count("\n") == 1
+    result = CliRunner().invoke(cli, ["serve", str(tiny_run), "--host", "192.0.2.1"])
+    assert result.exit_code == 2 and result.output.startswith("error: cannot listen on")
+
+
+def test_weft_serve_names_a_built_in_model_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    started = fake_uvicorn(monkeypatch)
+    result = CliRunner().invoke(cli, ["serve", "builtin:english", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    assert list(started["app"].state.registry.runs()) == ["builtin:english"]
 
 
 def test_the_prompt_is_cleaned_like_the_training_text(tiny_run: Path, tmp_path: Path) -> None:
@@ -451,8 +518,6 @@ def test_a_request_cannot_make_the_server_compile(client: TestClient) -> None:
 
 def test_weft_serve_compile_compiles_each_batch_once(tiny_run: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
-
     from weft.generation import compiled
 
     compiled_functions: list[Any] = []
@@ -462,11 +527,10 @@ def test_weft_serve_compile_compiles_each_batch_once(tiny_run: Path,
         return function
 
     monkeypatch.setattr(compiled.torch, "compile", counting_compile)
-    started: dict[str, Any] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(app=app))
+    started = fake_uvicorn(monkeypatch)
     # In a thread, where the counting stand-in reaches (a batch process compiles its own).
     result = CliRunner().invoke(cli, ["serve", str(tiny_run), "--compile", "--batch-in",
-                                      "thread"])
+                                      "thread", "--port", "0"])
     assert result.exit_code == 0, result.output
     with TestClient(started["app"], base_url="http://127.0.0.1:8000") as served:
         for _ in range(3):

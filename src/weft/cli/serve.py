@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+import sys
+from typing import Any
+
 import click
 
 from weft.device import set_threads
@@ -9,13 +14,16 @@ from weft.errors import WeftError
 from weft.serving.limits import Limits
 
 _L = Limits()
+MAX_PORT = 65535
 
 
 @click.command()
 @click.argument("runs")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 exposes the server to your network.")
-@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True,
+              help="Port to listen on, 0 to 65535; 0 takes any free port (the first line "
+                   "printed says which).")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--threads", type=int,
               help="CPU threads for PyTorch [default: PyTorch's choice, the cores].")
@@ -51,11 +59,13 @@ def serve(runs: str, host: str, port: int, device: str, threads: int | None,
           api_key: str | None, compile_steps: bool, batch_in: str,
           **limit_values: float) -> None:
     """Serve the runs under RUNS (or the run RUNS, or builtin:english) over HTTP: a playground
-    page at / and a JSON API under /v1 (see docs/serving.md)."""
+    page at /, weft's JSON API under /api and an OpenAI-compatible one under /v1 (see
+    docs/serving.md)."""
     from weft.builtin import resolve_run
 
-    root = resolve_run(runs)
-    if not root.is_dir():
+    if not 0 <= port <= MAX_PORT:
+        raise WeftError(f"--port must be from 0 to {MAX_PORT} (0: any free port), not {port}")
+    if not resolve_run(runs).is_dir():
         raise WeftError(f"{runs} is not a folder: give a run directory or a folder of runs")
     try:
         import uvicorn
@@ -80,15 +90,49 @@ def serve(runs: str, host: str, port: int, device: str, threads: int | None,
     loopback = host in LOOPBACK_HOSTS
     # Bound to loopback, only loopback Host headers are accepted: a web page elsewhere cannot
     # reach the server through DNS rebinding.
-    app = create_app(root, limits=limits, device=device, api_key=api_key,
+    # The registry names a built-in model as given (builtin:english), a run by its folder.
+    app = create_app(runs, limits=limits, device=device, api_key=api_key,
                      compile_step=compiled_step if compile_steps else None,
                      batch_process=batch_in == "process",
                      allowed_hosts=[h.strip("[]") for h in LOOPBACK_HOSTS] if loopback else None)
+    listening = _listen(host, port)
     count = len(app.state.registry.runs())
-    shown = f"[{host}]" if ":" in host else host
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
     click.echo(f"serving {count} run{'s' if count != 1 else ''} from {runs} at "
-               f"http://{shown}:{port}/  (Ctrl-C stops)")
+               f"http://{shown}:{listening.getsockname()[1]}/  (Ctrl-C stops)")
     if not loopback and not api_key:
         click.echo("warning: listening beyond this machine without --api-key: anyone who can "
                    "reach it can use it", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+    _run(uvicorn, app, listening)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host`` and ``port``. Bound here, before the banner, so that a port in
+    use is one line of error (uvicorn would say it after the banner, and exit with 3)."""
+    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # As uvicorn does: a port that a server just stopped left in TIME_WAIT can be bound again
+    # (a port another server listens on still cannot).
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host.strip("[]"), port))
+    except OSError as exc:
+        listening.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise WeftError(f"port {port} is in use on {host}: stop what listens there, or "
+                            "choose another with --port") from None
+        raise WeftError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+    return listening
+
+
+def _run(uvicorn: Any, app: Any, listening: socket.socket) -> None:
+    """Serve ``app`` on the bound socket until Ctrl-C, as ``uvicorn.run`` would on its own."""
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
+                                           timeout_graceful_shutdown=3))
+    try:
+        server.run(sockets=[listening])
+    except KeyboardInterrupt:  # uvicorn has shut down gracefully, then raised it again
+        pass
+    finally:
+        listening.close()
+    if not server.started:
+        sys.exit(3)  # uvicorn's status for a server that could not start (it logged why)

@@ -8,9 +8,10 @@ Modules: ``app`` assembles the app (errors, API keys, middleware, ``/metrics``, 
 ``/v1``; ``server`` what the routes share; ``jobs`` takes requests to the shared generation
 batch (:mod:`weft.generation.batch`) and streams their text; ``metrics`` the Prometheus
 counters; ``registry`` finds and loads runs (and keeps requests inside the served folder);
-``limits`` holds the protections (sizes, rows); ``schemas`` weft's request and response
-shapes; ``static/`` is the playground page (plain HTML, CSS and JS). FastAPI, uvicorn and
-prometheus-client come with the ``serve`` extra; ``limits`` and ``registry`` need none.
+``limits`` holds the protections (sizes, rows, the Host header); ``errors`` the JSON error
+shapes of both APIs; ``schemas`` weft's request and response shapes; ``static/`` is the
+playground page (plain HTML, CSS and JS). FastAPI, uvicorn and prometheus-client come with the
+``serve`` extra; ``limits``, ``errors`` and ``registry`` need none.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ leaving. A client that leaves cancels its request; shutting down cancels them al
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,16 +19,17 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
 import weft
 from weft.errors import WeftError
 from weft.serving import openai_api, routes
+from weft.serving.errors import error_content, is_openai
 from weft.serving.jobs import Generations
-from weft.serving.limits import BodySizeLimit, Busy, Limits
+from weft.serving.limits import AllowedHosts, BodySizeLimit, Busy, Limits
 from weft.serving.metrics import CountRequests, ServerMetrics
-from weft.serving.openai_api import OpenAIError, error_body
+from weft.serving.openai_api import OpenAIError
 from weft.serving.registry import Loader, RunRegistry, UnknownRun
 from weft.serving.schemas import ErrorResponse
 from weft.serving.server import OverLimit, Server, Unauthorized, require_key
@@ -45,6 +46,7 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
+OPENAI_ENDPOINTS = ("GET /v1/models", "GET /v1/models/{model}", "POST /v1/completions")
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text} for code, text in [
         (400, "Bad parameters (the message says which), or a run that cannot be used."),
@@ -79,7 +81,8 @@ def create_app(
     compile_step: Callable[[Any], Callable[..., Any]] | None = None,
     batch_process: bool = False,
 ) -> FastAPI:
-    """The app serving every run under ``root`` (or the one run that ``root`` is).
+    """The app serving every run under ``root`` (or the one run that ``root`` is, or the
+    built-in model it names, such as ``builtin:english``, served under that name).
 
     ``allowed_hosts`` restricts the Host header (``weft serve`` passes the loopback names when
     bound to loopback, which defeats DNS rebinding); ``loader`` replaces :func:`weft.load`;
@@ -118,14 +121,18 @@ def create_app(
 
     # -- errors: weft's API answers {"detail"}, the OpenAI API {"error": {...}} -------------
     def error(request: Request, status: int, message: str, param: str | None = None,
-              headers: dict[str, str] | None = None, code: str | None = None) -> JSONResponse:
-        if request.url.path.startswith("/v1/"):
-            kind = "invalid_request_error" if status < 500 else "server_error"
-            body = error_body(message, param, code, "authentication_error" if status == 401
-                              else kind)
-        else:
-            body = {"detail": message}
-        return JSONResponse(body, status_code=status, headers=headers)
+              headers: Mapping[str, str] | None = None, code: str | None = None) -> JSONResponse:
+        return JSONResponse(error_content(request.url.path, status, message, param, code),
+                            status_code=status, headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def no_route(request: Request, exc: HTTPException) -> JSONResponse:
+        # No route, or not that method: under /v1 in OpenAI's shape, which its clients parse.
+        message = str(exc.detail)
+        if is_openai(request.url.path) and exc.status_code in (404, 405):
+            message = (f"no {request.method} {request.url.path} here: weft offers "
+                       f"{', '.join(OPENAI_ENDPOINTS)} (no chat completions)")
+        return error(request, exc.status_code, message, headers=exc.headers)
 
     @app.exception_handler(Unauthorized)
     async def unauthorized(request: Request, _: Unauthorized) -> JSONResponse:
@@ -142,8 +149,8 @@ def create_app(
         if isinstance(exc, OpenAIError):
             return error(request, exc.status, str(exc), exc.param, code=exc.code)
         if isinstance(exc, OverLimit):  # weft's API: 422, as for any out-of-range value
-            return error(request, 400 if request.url.path.startswith("/v1/") else 422,
-                         str(exc), exc.param)
+            return error(request, 400 if is_openai(request.url.path) else 422, str(exc),
+                         exc.param)
         return error(request, 400, str(exc))
 
     @app.exception_handler(Busy)
@@ -161,8 +168,7 @@ def create_app(
             return error(request, 415, "send the request as JSON, with content-type: "
                                        "application/json")
         message, param = _readable(exc)
-        return error(request, 400 if request.url.path.startswith("/v1/") else 422, message,
-                     param)
+        return error(request, 400 if is_openai(request.url.path) else 422, message, param)
 
     # -- metrics and the page ------------------------------------------------------------------
     @app.get("/metrics", dependencies=[Depends(require_key)], tags=["server"],
@@ -180,7 +186,7 @@ def create_app(
     app.add_middleware(_SecurityHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
     if allowed_hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+        app.add_middleware(AllowedHosts, hosts=allowed_hosts)
     app.add_middleware(CountRequests, metrics=metrics)
     return app
 

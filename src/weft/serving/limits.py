@@ -1,9 +1,11 @@
-"""What protects the server: size limits, a bound on concurrent work, and a body-size guard.
+"""What protects the server: size limits, a bound on concurrent work, a body-size guard and
+a Host header check.
 
 Generations share one running batch; the rows in it are bounded by :class:`Rows` (a sequence
 is a row). A request waits to join for at most ``queue_timeout`` seconds (and only
 ``max_waiting`` rows may wait), else it gets 503 with ``Retry-After``. Request bodies are refused
-with 413 before they are read into memory when they are too large.
+with 413 before they are read into memory when they are too large. Both middlewares answer in
+the JSON error shape of the API the path belongs to (:mod:`~weft.serving.errors`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from weft.serving.errors import error_content
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -122,7 +126,7 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _too_large(send, self.max_bytes)
+            await _too_large(scope, send, self.max_bytes)
             return
         chunks: list[bytes] = []
         size = 0
@@ -133,7 +137,7 @@ class BodySizeLimit:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_bytes:
-                await _too_large(send, self.max_bytes)
+                await _too_large(scope, send, self.max_bytes)
                 return
             if not message.get("more_body", False):
                 break
@@ -149,9 +153,42 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
 
-async def _too_large(send: Send, max_bytes: int) -> None:
-    body = json.dumps({"detail": f"request body is larger than {max_bytes} bytes"}).encode()
-    await send({"type": "http.response.start", "status": 413,
+class AllowedHosts:
+    """ASGI middleware: 400 for a request whose ``Host`` header names none of ``hosts``
+    (``weft serve`` bound to loopback allows only loopback names, which defeats DNS
+    rebinding). Starlette's ``TrustedHostMiddleware`` does the same, but answers in plain text.
+    """
+
+    def __init__(self, app: ASGIApp, hosts: list[str]) -> None:
+        self.app = app
+        self.hosts = {h.lower().strip("[]") for h in hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or host_name(scope) in self.hosts:
+            await self.app(scope, receive, send)
+            return
+        await send_error(scope, send, 400, "the Host header must name this server: "
+                         + ", ".join(sorted(self.hosts)), code="invalid_host")
+
+
+def host_name(scope: Scope) -> str:
+    """The host of the request's ``Host`` header, lowercased, without port or IPv6 brackets
+    ("" when there is none)."""
+    host = dict(scope.get("headers", [])).get(b"host", b"").decode("latin-1").lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else ""
+    return host.partition(":")[0]
+
+
+async def _too_large(scope: Scope, send: Send, max_bytes: int) -> None:
+    await send_error(scope, send, 413, f"request body is larger than {max_bytes} bytes")
+
+
+async def send_error(scope: Scope, send: Send, status: int, message: str,
+                     code: str | None = None) -> None:
+    """Answer the request with a JSON error, from middleware (no app behind it)."""
+    body = json.dumps(error_content(scope.get("path", ""), status, message, code=code)).encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -17,6 +17,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -27,8 +28,16 @@ from weft.generation import Completion
 from weft.generation.samples import Sample, label_plan
 from weft.runs import CONFIG, LANGUAGE_MODEL, WEIGHTS, run_kind
 from weft.serving.copies import CopyCheck, generate_again
+from weft.serving.errors import error_body
 from weft.serving.jobs import Job, StreamThenCancel, pieces
-from weft.serving.server import ServerDep, check_limits, generation_config, load_run, require_key
+from weft.serving.server import (
+    Server,
+    ServerDep,
+    check_limits,
+    generation_config,
+    load_run,
+    require_key,
+)
 
 log = logging.getLogger("weft.serve")
 
@@ -49,11 +58,6 @@ class OpenAIError(WeftError):
                  code: str | None = None) -> None:
         super().__init__(message)
         self.param, self.status, self.code = param, status, code
-
-
-def error_body(message: str, param: str | None = None, code: str | None = None,
-               kind: str = "invalid_request_error") -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 class StreamOptions(BaseModel):
@@ -94,20 +98,29 @@ class CompletionRequest(BaseModel):
 @router.get("/models")
 def list_models(server: ServerDep) -> dict[str, Any]:
     """The language-model runs that can generate, as OpenAI models."""
-    data = []
-    for name, path in server.registry.runs().items():
-        try:
-            ready = run_kind(server.registry.config(name)) == LANGUAGE_MODEL
-        except WeftError:
-            continue
-        if ready and (path / WEIGHTS).is_file():
-            data.append(_model(name, path))
-    return {"object": "list", "data": data}
+    return {"object": "list", "data": [_model(name, path) for name, path
+                                       in server.registry.runs().items()
+                                       if _generates(server, name, path)]}
 
 
 @router.get("/models/{name:path}")
 def get_model(name: str, server: ServerDep) -> dict[str, Any]:
-    return _model(name, server.registry.path(name))
+    """One of the models ``GET /v1/models`` lists; any other name is a 404."""
+    path = server.registry.path(name)
+    if not _generates(server, name, path):
+        raise OpenAIError(f"{name!r} is not a language model that can generate (a tagger, or "
+                          "no weights yet); GET /v1/models lists those that can", "model",
+                          404, "model_not_found")
+    return _model(name, path)
+
+
+def _generates(server: Server, name: str, path: Path) -> bool:
+    """Whether run ``name`` is a language model with weights."""
+    try:
+        kind = run_kind(server.registry.config(name))
+    except WeftError:
+        return False
+    return kind == LANGUAGE_MODEL and (path / WEIGHTS).is_file()
 
 
 def _model(name: str, path: Any) -> dict[str, Any]:
@@ -195,7 +208,8 @@ class _Extras:
 
 
 def _usage(model: Any, jobs: list[Job], texts: list[Completion]) -> dict[str, int]:
-    prompt_tokens = sum(len(model.tokenizer.encode(job.request.prompt)) * job.rows
+    # Each prompt counts once, however many completions it has (as OpenAI counts it).
+    prompt_tokens = sum(len(model.tokenizer.encode(job.request.prompt))
                         for job in jobs if job.request.prompt)
     completion_tokens = sum(text.tokens for text in texts)
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,

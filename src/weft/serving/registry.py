@@ -1,10 +1,12 @@
 """Finding the runs under the served folder, describing them, and loading them on demand.
 
 Requests name a run by its path relative to the served folder (``shakespeare`` or
-``exp/gru-2``). A name is only ever looked up in the table built by scanning that folder, never
-joined onto a path, so a request cannot reach outside it (``..``, absolute paths and symlinks
-leading out are not in the table). Loaded models are cached, least recently used dropped first,
-and reloaded when their weights file changes (a run still training keeps improving).
+``exp/gru-2``); a served run directory is named by its folder, a built-in model as weft names
+it (``builtin:english``). A name is only ever looked up in the table built by scanning that
+folder, never joined onto a path, so a request cannot reach outside it (``..``, absolute paths
+and symlinks leading out are not in the table). Loaded models are cached, least recently used
+dropped first, and reloaded when their weights file changes (a run still training keeps
+improving).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from weft.builtin import builtin_dir, is_builtin
 from weft.data.labels import load_labels
 from weft.errors import WeftError
 from weft.io import read_json
@@ -38,14 +41,17 @@ def _default_loader(path: Path, device: str) -> Any:
 
 
 class RunRegistry:
-    """The runs under ``root`` (or ``root`` itself when it is one run directory)."""
+    """The runs under ``root`` (or ``root`` itself when it is one run directory, or a built-in
+    model such as ``builtin:english``)."""
 
     def __init__(self, root: str | os.PathLike[str], *, device: str = "cpu",
                  max_loaded: int = 4, loader: Loader | None = None, max_depth: int = 4,
                  rescan_seconds: float = 2.0) -> None:
-        self.root = Path(root).resolve()
+        self.root = (builtin_dir(root) if is_builtin(root) else Path(root)).resolve()
         if not self.root.is_dir():
             raise WeftError(f"{root} is not a folder: give a run directory or a folder of runs")
+        # A request names a built-in model as everything else in weft does.
+        self._single_name = str(root) if is_builtin(root) else self.root.name
         self.device = device
         self.max_loaded = max(1, max_loaded)
         self.loader = loader or _default_loader
@@ -62,7 +68,7 @@ class RunRegistry:
     # -- finding -------------------------------------------------------------------------
     def _scan(self) -> dict[str, Path]:
         if (self.root / CONFIG).is_file():
-            return {self.root.name: self.root}
+            return {self._single_name: self.root}
         found: dict[str, Path] = {}
         for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
             here = Path(dirpath)
