@@ -84,3 +84,24 @@ def test_no_unpickling_anywhere_in_weft() -> None:
                  for n, line in enumerate(path.read_text().splitlines(), 1)
                  if unsafe.search(line)]
     assert offenders == []
+
+
+@pytest.mark.parametrize("missing", ["tokenizer.json", "model.safetensors"])
+def test_a_missing_run_file_is_one_line_everywhere(tiny_run: Path, tmp_path: Path,
+                                                   missing: str) -> None:
+    from click.testing import CliRunner
+
+    from weft.cli.main import cli
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_run, broken)
+    (broken / missing).unlink()
+    with pytest.raises(WeftError, match=r"missing|no model"):
+        weft.load(broken)
+    commands = [["generate", str(broken)], ["info", str(broken)]]
+    if missing == "tokenizer.json":  # resuming needs no best weights: last.safetensors serves
+        commands.append(["train", "--resume", str(broken), "--max-steps", "40"])
+    for args in commands:
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.startswith("error: ") and len(result.output.splitlines()) == 1

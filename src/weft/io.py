@@ -32,6 +32,13 @@ class DamagedFileError(WeftError, ValueError):
     """
 
 
+class MissingFileError(WeftError, FileNotFoundError):
+    """A file a run directory must hold is not there (an incomplete copy, a deleted file).
+
+    Also a FileNotFoundError, as ``open``'s was, for callers that catch those.
+    """
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
     """Write a file through ``write(fileobj)`` to a temporary name, fsync it, then rename it."""
     target = Path(path)
@@ -88,10 +95,14 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    """A JSON file's value; a truncated or corrupted file is a :class:`DamagedFileError`."""
+    """A JSON file's value; a truncated or corrupted file is a :class:`DamagedFileError`, a
+    missing one a :class:`MissingFileError`."""
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
+    except FileNotFoundError:
+        raise MissingFileError(f"{path} is missing: the run directory is incomplete (copy it "
+                               "again whole, or train it again)") from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise DamagedFileError(f"{path} is damaged or not JSON ({exc})") from None
     except RecursionError:
