@@ -98,3 +98,24 @@ def test_a_tagger_run_with_the_first_fingerprint_entry_is_still_checked(tmp_path
     data.write_text("\n".join(TRAIN[:-1]) + "\n", encoding="utf-8")
     with pytest.raises(WeftError, match="has changed since this run started"):
         api.resume_tagger(out, max_steps=20, quiet=True)
+
+
+def test_a_run_started_with_a_relative_corpus_resumes_from_any_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    start.mkdir()
+    elsewhere.mkdir()
+    (start / "c.txt").write_text(PANGRAM * 40, encoding="utf-8")
+    monkeypatch.chdir(start)
+    weft.train("c.txt", out=tmp_path / "run", max_steps=10, **TINY)
+    assert read_run_config(tmp_path / "run")["corpus"] == [str(start / "c.txt")]
+    monkeypatch.chdir(elsewhere)
+    assert weft.resume(tmp_path / "run", max_steps=20) is not None
+    # A run from before paths were kept whole says where to resume from.
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["corpus"] = ["c.txt"]
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeftError, match="relative to the folder it was started in"):
+        weft.resume(tmp_path / "run", max_steps=30)
+    monkeypatch.chdir(start)
+    assert weft.resume(tmp_path / "run", max_steps=30) is not None

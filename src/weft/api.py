@@ -11,6 +11,7 @@ training/'s (language models) and tagging/'s (taggers).
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -104,8 +105,17 @@ def build_run_config(corpus: Sequence[PathLike], **options: Any) -> RunConfig:
         model=from_fields(ModelConfig, sections["model"]),
         data=from_fields(DataConfig, sections["data"]),
         train=from_fields(TrainConfig, sections["train"]),
-        corpus=tuple(str(c) for c in corpus),
+        corpus=tuple(_absolute(c) for c in corpus),
     )
+
+
+def _absolute(source: PathLike) -> str:
+    """A corpus source as config.json keeps it: a path from the root (globs too), so that
+    ``--resume`` finds it from any folder; ``builtin:`` names as given."""
+    from weft.data.corpus import BUILTIN_PREFIX
+
+    name = str(source)
+    return name if name.startswith(BUILTIN_PREFIX) else os.path.abspath(name)
 
 
 def train(
@@ -165,6 +175,11 @@ def run_training(
                         f"{run_dir}")
     changed = resumed_train_config(run_dir, options)
     config = dataclasses.replace(run_config(read_run_config(run_dir), run_dir), train=changed)
+    for source in config.corpus:
+        if source != _absolute(source) and not glob.glob(source):
+            raise WeftError(f"corpus file not found: {source}: this run (made by an older weft) "
+                            "recorded it relative to the folder it was started in; resume "
+                            "from that folder")
     return fit_language_model(config, run_dir, resume=True, quiet=quiet)
 
 
