@@ -148,3 +148,9 @@ def test_set_refuses_values_that_would_break_the_session(tiny_run: Path) -> None
         with pytest.raises(WeftError, match=message):
             session.change(name, value)
     assert session.turn("The").reply is not None  # the session goes on
+
+
+def test_a_label_on_a_run_without_label_columns_is_refused(tiny_run: Path) -> None:
+    result = CliRunner().invoke(cli, ["chat", str(tiny_run), "--label", "label=9"],
+                                input="hi\n")
+    assert result.exit_code == 2 and "unknown label column 'label'" in result.output

@@ -76,6 +76,7 @@ class ChatSession:
         self.max_copy = max_copy
         self.settings = with_seed(settings)
         seed = self.settings.seed if self.settings.seed is not None else 0
+        model.labels.check(dict(labels or {}))  # a run without label columns takes none
         self.labels = (model.labels.sample(dict(labels or {}), 1, seed)[0]
                        if model.labels.columns else {})
         self.device = model.module.device
