@@ -9,6 +9,7 @@ import torch
 
 import weft
 from weft.config import GenerationConfig
+from weft.errors import WeftError
 from weft.generation.sampling import filter_top_k, filter_top_p, next_tokens
 from weft.language_model import LanguageModel
 
@@ -141,3 +142,17 @@ def test_twenty_records_each_end_at_the_end_token() -> None:
     assert len(texts) == 20
     assert all(len(t) < 500 for t in texts) and len({len(t) for t in texts}) > 3
     assert all(set(t) <= set("helo wrd") for t in texts)
+
+
+def test_wrong_python_options_are_one_line_errors(model: LanguageModel) -> None:
+    with pytest.raises(WeftError, match="unknown generation option 'bogus'"):
+        model.generate("x", bogus=3)
+    with pytest.raises(WeftError, match="temperature must be a number"):
+        model.generate("x", temperature="hot")
+    with pytest.raises(WeftError, match="one sequence, without num_return_sequences"):
+        list(model.stream("x", num_return_sequences=2))
+    with pytest.raises(WeftError, match="without copy_meter"):
+        list(model.stream("x", copy_meter=True))
+    assert list(model.stream("x", num_return_sequences=1, max_new_tokens=3))
+    # One stop string given as a str is that string, not each of its characters.
+    assert model.generation_config(stop="ab").stop == ("ab",)

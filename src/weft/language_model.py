@@ -27,6 +27,7 @@ from weft.runs import (
     trained_weights,
 )
 from weft.tokenizers import Tokenizer, load_tokenizer
+from weft.typed_settings import from_fields
 
 if TYPE_CHECKING:
     from weft.generation import Completion
@@ -57,10 +58,18 @@ class LanguageModel:
         return clean_like_training(text, self.config.data)
 
     def generation_config(self, **overrides: Any) -> GenerationConfig:
+        """The run's generation defaults with ``overrides`` (None: unchanged), each checked:
+        an unknown name or a value of the wrong type is a one-line :class:`WeftError`."""
         values = {k: v for k, v in overrides.items() if v is not None}
-        if "stop" in values:
-            values["stop"] = tuple(values["stop"])
-        config = dataclasses.replace(self.generation_defaults, **values)
+        names = [f.name for f in dataclasses.fields(GenerationConfig)]
+        for name in values:
+            if name not in names:
+                raise WeftError(f"unknown generation option {name!r}; options: "
+                                f"{', '.join(names)}")
+        if isinstance(values.get("stop"), str):
+            values["stop"] = (values["stop"],)  # one stop string, not one per character
+        config = from_fields(GenerationConfig,
+                             {**dataclasses.asdict(self.generation_defaults), **values})
         config.validate()
         return config
 
@@ -100,9 +109,16 @@ class LanguageModel:
 
     def stream(self, prompt: str = "", *, labels: Labels | None = None,
                **options: Any) -> Iterator[str]:
-        """Text of the first sequence, piece by piece as it is generated."""
+        """Text of one sequence, piece by piece as it is generated."""
         import queue
         import threading
+
+        for name, alone, use in (
+                ("num_return_sequences", 1, "samples(on_text=...) writes several"),
+                ("copy_meter", False, "samples(...) measures copies")):
+            if options.pop(name, alone) != alone:
+                raise WeftError(f"stream() yields the text of one sequence, without {name}; "
+                                f"{use}")
 
         chunks: queue.Queue[str | None] = queue.Queue()
         errors: list[BaseException] = []
