@@ -46,11 +46,11 @@ def test_round_trip_any_text(bpe: BPETokenizer) -> None:
 def test_unseen_characters_are_bytes_and_reported(bpe: BPETokenizer) -> None:
     report = EncodeReport()
     ids = bpe.encode("fox 🙂🙂", report)
-    assert report.unknown == {"🙂": 2}
+    assert report.unseen == {"🙂": 2} and report.unknown == {}  # kept as bytes, not replaced
     assert bpe.decode(ids) == "fox 🙂🙂"
     clean = EncodeReport()
     bpe.encode("Café fox", clean)
-    assert clean.unknown == {}
+    assert clean.unseen == {} and clean.unknown == {}
 
 
 def test_special_spelling_in_text_is_text(bpe: BPETokenizer) -> None:
@@ -66,7 +66,7 @@ def test_save_load(bpe: BPETokenizer) -> None:
     assert again.vocab_size == bpe.vocab_size
     report = EncodeReport()
     again.encode("🙂", report)
-    assert report.unknown == {"🙂": 1}
+    assert report.unseen == {"🙂": 1}
 
 
 def test_partial_characters_stream_cleanly(bpe: BPETokenizer) -> None:
@@ -93,3 +93,13 @@ def test_long_text_encodes_in_pieces(bpe: BPETokenizer) -> None:
     assert bpe.decode(ids) == text
     assert np.array_equal(ids, np.concatenate([bpe.encode(line + "\n")
                                                for line in text.splitlines()]))
+
+
+def test_a_prompt_with_unseen_characters_says_they_are_kept(
+        bpe: BPETokenizer, caplog: pytest.LogCaptureFixture) -> None:
+    from weft.generation.generate import encode_prompt
+
+    with caplog.at_level("WARNING", logger="weft"):
+        ids = encode_prompt(bpe, "fox 🙂")
+    assert bpe.decode(ids) == "fox 🙂"
+    assert "kept, as their bytes" in caplog.text and "<unk>" not in caplog.text

@@ -159,6 +159,9 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str) -> np.ndarray:
     if report.unknown:
         log.warning("the prompt has text the model never saw, replaced by <unk>: %s",
                     report.describe())
+    if report.unseen:
+        log.warning("the prompt has characters the model never saw in training (kept, as "
+                    "their bytes): %s", report.describe(pieces=report.unseen))
     return ids
 
 

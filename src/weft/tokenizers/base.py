@@ -18,13 +18,18 @@ import numpy as np
 class EncodeReport:
     """What encoding had to do to input it could not represent exactly."""
 
-    unknown: dict[str, int] = field(default_factory=dict)  # unknown piece -> count
+    unknown: dict[str, int] = field(default_factory=dict)  # piece replaced by <unk> -> count
+    # Byte-level tokenizers (BPE) replace nothing: characters never seen in training are
+    # encoded as their bytes, which the model knows little about.
+    unseen: dict[str, int] = field(default_factory=dict)
 
-    def describe(self, limit: int = 10) -> str:
-        shown = sorted(self.unknown.items(), key=lambda kv: -kv[1])[:limit]
+    def describe(self, limit: int = 10, pieces: dict[str, int] | None = None) -> str:
+        """The most frequent ``pieces`` (the unknown ones by default), quoted."""
+        pieces = self.unknown if pieces is None else pieces
+        shown = sorted(pieces.items(), key=lambda kv: -kv[1])[:limit]
         parts = [f"{piece!r} (U+{ord(piece):04X})" if len(piece) == 1 else repr(piece)
                  for piece, _ in shown]
-        more = len(self.unknown) - len(shown)
+        more = len(pieces) - len(shown)
         return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
 
 

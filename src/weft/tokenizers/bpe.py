@@ -164,7 +164,7 @@ class BPETokenizer(SpecialTokenIds):
         points, counts = np.unique(_code_points(text), return_counts=True)
         unseen = ~np.isin(points, self._alphabet_points)
         for point, count in zip(points[unseen].tolist(), counts[unseen].tolist(), strict=True):
-            report.unknown[chr(point)] = report.unknown.get(chr(point), 0) + count
+            report.unseen[chr(point)] = report.unseen.get(chr(point), 0) + count
 
     def _content_ids(self, ids: np.ndarray | list[int]) -> list[int]:
         arr = np.asarray(ids, dtype=np.int64)
