@@ -100,6 +100,8 @@ def test_max_copy_never_returns_a_text_over_the_limit(copier: Path) -> None:
         assert all(s.longest_copy == index.longest_copy(s.text) for s in samples)
         assert any(s.tries > 1 or s.cut for s in samples)
     assert any(s.cut and s.tries == MAX_COPY_TRIES for s in samples)  # 3 is too strict
+    # A cut text ended at the limit, as a streamed one does.
+    assert all(s.text.finish_reason == "stop" for s in samples if s.cut)
     result = CliRunner().invoke(cli, ["generate", str(copier), "--max-copy", "12",
                                       "--max-new-tokens", "60", "--seed", "0"])
     assert result.exit_code == 0, result.output

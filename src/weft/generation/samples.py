@@ -27,7 +27,7 @@ from weft.data.corpus_index import UNAVAILABLE, Copy, CorpusIndex
 from weft.data.labels import Labels, LabelSet
 from weft.errors import WeftError
 from weft.generation.copy_guard import CopyGuard
-from weft.generation.generate import Completion, OnText, generate
+from weft.generation.generate import STOP, Completion, OnText, generate
 from weft.models.rnn_lm import RNNLanguageModel
 from weft.tokenizers import Tokenizer
 
@@ -171,7 +171,8 @@ def bound_copies(samples: list[Sample], index: CorpusIndex, limit: int,
         end = index.first_copy_end(sample.text, limit)
         assert end is not None
         text = sample.text
-        sample.text = Completion(text[:end - 1], text.finish_reason, text.tokens)
+        # It ended at the limit, as a streamed text that reaches it does ("stop").
+        sample.text = Completion(text[:end - 1], STOP, text.tokens)
         sample.cut = True
         sample.longest_copy = index.longest_copy(sample.text)
         log.warning("text %d still copied %d characters from the corpus after %d tries: cut "
