@@ -200,3 +200,15 @@ def test_single_process_needs_no_process_group(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(weft.WeftError, match="integers"):
         distributed.from_environment()
+
+
+def test_a_lost_rank_is_one_line_saying_what_is_kept() -> None:
+    from weft.training.distributed import lost_a_rank
+
+    gloo = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error "
+                        "[127.0.0.1]:11136: Connection reset by peer\nException raised from ...")
+    error = lost_a_rank(gloo, 40, "weft train --resume runs/d")
+    assert error is not None and "\n" not in str(error)
+    assert "another rank stopped or lost its connection" in str(error)
+    assert "step 40 is kept: continue with weft train --resume runs/d" in str(error)
+    assert lost_a_rank(RuntimeError("shape mismatch"), 40, "x") is None

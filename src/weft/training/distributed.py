@@ -140,6 +140,20 @@ class StepAgreement:
     clock: float  # rank 0's training time, which the time budget and schedule follow
 
 
+def lost_a_rank(exc: BaseException, saved_step: int | None,
+                resume_command: str) -> WeftError | None:
+    """A collective that failed because another rank went away (killed, or stopped by
+    torchrun after it failed), as one line saying what is kept; else None."""
+    backend_error = getattr(torch_dist, "DistBackendError", ())
+    text = str(exc).strip()
+    if not (isinstance(exc, backend_error) or any(
+            mark in text for mark in ("gloo", "Connection reset", "Connection closed", "NCCL"))):
+        return None
+    first = text.splitlines()[0][:200] if text else type(exc).__name__
+    return WeftError(f"another rank stopped or lost its connection ({first}); the state saved "
+                     f"at step {saved_step} is kept: continue with {resume_command}")
+
+
 def agree_on_step(dist: Distributed, *, stop_requested: bool, tokens: int, loss: float,
                   clock: float) -> StepAgreement:
     """One small collective per step (see :class:`StepAgreement`)."""

@@ -35,8 +35,13 @@ def is_out_of_memory(exc: BaseException) -> bool:
         and ("can't allocate memory" in str(exc) or "not enough memory" in str(exc)))
 
 
-def out_of_memory(device: torch.device, config: TrainConfig, saved_step: int | None
-                  ) -> WeftError:
+def out_of_memory(device: torch.device, config: TrainConfig, saved_step: int | None,
+                  optimizer: torch.optim.Optimizer) -> WeftError:
+    """The error to raise, after freeing what the failed step held (its gradients, and the
+    GPU's cached blocks), so that whatever runs next in this process has the memory."""
+    optimizer.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     return WeftError(
         f"out of memory on {device} (--batch-size {config.batch_size}, --seq-len "
         f"{config.seq_len}): lower --batch-size, --seq-len or --hidden-size; "
@@ -88,6 +93,8 @@ class StopRequests:
             if self.announce:
                 log.warning("%s: stopping after this step and saving the state (press Ctrl-C "
                             "again to quit at once, without saving)", self.reason)
+                # (Under torchrun a rank that failed gets the others SIGTERMed: they then
+                # find it gone and say so, keeping the last saved state.)
 
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:

@@ -162,12 +162,14 @@ class Trainer:
         try:
             return self._fit(resume)
         except RuntimeError as exc:  # torch.OutOfMemoryError is one too
+            lost = self.dist.enabled and distributed.lost_a_rank(exc, self._saved_step,
+                                                                 self.resume_command)
+            if lost:
+                raise lost from None
             if not is_out_of_memory(exc):
                 raise
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            raise out_of_memory(self.device, self.config, self._saved_step) from None
+            raise out_of_memory(self.device, self.config, self._saved_step,
+                                self.optimizer) from None
 
     def _fit(self, resume: bool) -> TrainResult:
         cfg, st = self.config, self.state
