@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import weft
 
 
@@ -30,12 +32,16 @@ class FakeTagger:
 
 def make_served(root: Path, tiny_run: Path) -> Path:
     """A served folder: two copies of the tiny run (one nested), a tagger, an untrained run, a
-    run with a damaged config.json, a symlink leading out, and a plain file."""
+    trained run that lost its tokenizer.json, a run with a damaged config.json, a symlink
+    leading out, and a plain file."""
     served = root / "served"
     shutil.copytree(tiny_run, served / "tiny")
     shutil.copytree(tiny_run, served / "exp" / "tiny2")
+    shutil.copytree(tiny_run, served / "notokenizer")
+    (served / "notokenizer" / "tokenizer.json").unlink()
     (served / "tagger").mkdir()
     (served / "tagger" / "config.json").write_text(json.dumps({"kind": "tagger"}))
+    (served / "tagger" / "vocab.json").write_text("{}")
     (served / "tagger" / "model.safetensors").write_bytes(b"")
     (served / "untrained").mkdir()
     for name in ("config.json", "tokenizer.json"):  # as before its first evaluation
@@ -53,6 +59,21 @@ def loader(path: Path, device: str) -> Any:
     if path.name == "tagger":
         return FakeTagger()
     return weft.load(path, device=device)
+
+
+def fake_uvicorn(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """What ``weft serve`` hands uvicorn (its app, the address it listens on), served no
+    further."""
+    import uvicorn
+
+    started: dict[str, Any] = {}
+
+    def run(server: Any, sockets: list[socket.socket]) -> None:
+        started.update(app=server.config.app, address=sockets[0].getsockname())
+        server.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    return started
 
 
 class LiveServer:

@@ -55,9 +55,10 @@ def expected(model: Any, prompt: str, **options: Any) -> list[Any]:
 
 def test_models_lists_the_language_models_that_can_generate(client: Any) -> None:
     ids = sorted(m.id for m in client.models.list())
-    assert ids == ["exp/tiny2", "tiny"]  # not the tagger, the untrained run, the broken one
+    # Not the tagger, the untrained run, the one without its tokenizer, the broken one.
+    assert ids == ["exp/tiny2", "tiny"]
     assert client.models.retrieve("tiny").owned_by == "weft"
-    for name in ("tagger", "untrained", "broken", "nope"):  # what the list leaves out: 404
+    for name in ("tagger", "untrained", "notokenizer", "broken", "nope"):  # left out: 404
         with pytest.raises(openai.NotFoundError) as error:
             client.models.retrieve(name)
         assert error.value.body["code"] == "model_not_found", name

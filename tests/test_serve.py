@@ -33,7 +33,7 @@ from weft.serving.jobs import STREAM_INTERVAL, Job
 from weft.serving.limits import Busy, Rows
 from weft.serving.registry import RunRegistry, UnknownRun
 
-from .serve_fixtures import loader, make_served
+from .serve_fixtures import fake_uvicorn, loader, make_served
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +68,15 @@ def test_models_lists_runs_under_the_folder_only(client: TestClient) -> None:
     data = client.get("/api/models").json()
     models = {m["name"]: m for m in data["models"]}
     # Not "escape" (leads outside), nor "broken" (its config.json is damaged).
-    assert set(models) == {"tiny", "exp/tiny2", "tagger", "untrained"}
+    assert set(models) == {"tiny", "exp/tiny2", "tagger", "untrained", "notokenizer"}
     assert models["tiny"]["kind"] == "language-model" and models["tiny"]["ready"]
-    assert models["tagger"]["kind"] == "tagger"
+    assert models["tiny"]["not_ready"] is None
+    assert models["tagger"]["kind"] == "tagger" and models["tagger"]["ready"]
     assert not models["untrained"]["ready"]
+    assert models["untrained"]["not_ready"] == "no model.safetensors yet: train it first"
+    # Any file a run needs to load, missing, makes it not ready (it is never loaded).
+    assert not models["notokenizer"]["ready"]
+    assert models["notokenizer"]["not_ready"] == "missing tokenizer.json"
     assert models["tiny"]["config"]["model"]["hidden_size"] == 32
     assert models["tiny"]["generation"]["max_new_tokens"] == 500
     assert models["tiny"]["steps"] == 30 and models["tiny"]["best_val_loss"] > 0
@@ -150,6 +155,7 @@ def test_streaming_sends_tokens_then_done(client: TestClient) -> None:
     ({"model": "escape"}, 404, "no run named"),
     ({"model": "/etc"}, 404, "no run named"),
     ({"model": "untrained"}, 400, "train it first"),
+    ({"model": "notokenizer"}, 400, "run 'notokenizer' is not ready (missing tokenizer.json)"),
     ({"model": "broken"}, 400, "unreadable config.json"),
     ({"model": "tagger"}, 400, "POST /api/tag"),
     ({"prompt": "x" * 51}, 422, "at most 50"),
@@ -377,21 +383,6 @@ def test_an_app_can_be_started_again(served: Path) -> None:
     for _ in range(2):  # the worker pool is shut down with the app, then made anew
         with TestClient(app) as again:
             assert gen(again, max_new_tokens=3).status_code == 200
-
-
-def fake_uvicorn(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """What ``weft serve`` hands uvicorn (its app, the address it listens on), served no
-    further."""
-    import uvicorn
-
-    started: dict[str, Any] = {}
-
-    def run(server: Any, sockets: list[socket.socket]) -> None:
-        started.update(app=server.config.app, address=sockets[0].getsockname())
-        server.started = True
-
-    monkeypatch.setattr(uvicorn.Server, "run", run)
-    return started
 
 
 def test_weft_serve_runs_the_app_on_uvicorn(tiny_run: Path, monkeypatch: pytest.MonkeyPatch

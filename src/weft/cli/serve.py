@@ -42,8 +42,9 @@ MAX_PORT = 65535
               help="Longest generation a request may ask for.")
 @click.option("--max-prompt-chars", type=int, default=_L.max_prompt_chars, show_default=True,
               help="Longest prompt (or text to tag), in characters.")
-@click.option("--max-sequences", type=int, default=_L.max_sequences, show_default=True,
-              help="Most num_return_sequences per request.")
+@click.option("--max-sequences", type=int,
+              help=f"Most num_return_sequences per request, at most --max-rows "
+                   f"[default: {_L.max_sequences}, or --max-rows if fewer].")
 @click.option("--max-body-bytes", type=int, default=_L.max_body_bytes, show_default=True,
               help="Largest request body; larger ones get 413.")
 @click.option("--max-rows", type=int, default=_L.max_rows, show_default=True,
@@ -57,7 +58,7 @@ MAX_PORT = 65535
               help="Models kept in memory; the least recently used is dropped.")
 def serve(runs: str, host: str, port: int, device: str, threads: int | None,
           api_key: str | None, compile_steps: bool, batch_in: str,
-          **limit_values: float) -> None:
+          **limit_values: Any) -> None:
     """Serve the runs under RUNS (or the run RUNS, or builtin:english) over HTTP: a playground
     page at /, weft's JSON API under /api and an OpenAI-compatible one under /v1 (see
     docs/serving.md)."""
@@ -75,11 +76,7 @@ def serve(runs: str, host: str, port: int, device: str, threads: int | None,
     except ImportError as exc:
         raise WeftError(f"weft serve needs the serve extra ({exc.name} is missing): "
                         "pip install 'weft[serve]'") from None
-    if any(v <= 0 for v in limit_values.values()):
-        raise WeftError("the --max-* limits and --queue-timeout must be > 0")
-    limits = Limits(**limit_values)  # type: ignore[arg-type]  # click gives int and float
-    if limits.max_sequences > limits.max_rows:
-        raise WeftError("--max-sequences cannot be more than --max-rows")
+    limits = _limits(limit_values)
     # One thread steps each model's batch (in the batch's own process, which takes the count
     # from here); it alone sets how many threads PyTorch uses, and nothing changes that while
     # serving.
@@ -104,6 +101,19 @@ def serve(runs: str, host: str, port: int, device: str, threads: int | None,
         click.echo("warning: listening beyond this machine without --api-key: anyone who can "
                    "reach it can use it", err=True)
     _run(uvicorn, app, listening)
+
+
+def _limits(values: dict[str, Any]) -> Limits:
+    """The limits from the flags; --max-sequences left out is 4, or --max-rows if fewer."""
+    if any(v is not None and v <= 0 for v in values.values()):
+        raise WeftError("the --max-* limits and --queue-timeout must be > 0")
+    sequences, rows = values["max_sequences"], values["max_rows"]
+    if sequences is None:
+        values = {**values, "max_sequences": min(_L.max_sequences, rows)}
+    elif sequences > rows:
+        raise WeftError(f"--max-sequences {sequences} cannot be more than --max-rows {rows}: a "
+                        "request's sequences must fit in the batch together")
+    return Limits(**values)
 
 
 def _listen(host: str, port: int) -> socket.socket:

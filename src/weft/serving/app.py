@@ -93,11 +93,13 @@ def create_app(
     thread.
     """
     limits = limits or Limits()
-    generations = Generations(limits, step_fn=compile_step, batch_process=batch_process)
+    registry = RunRegistry(root, device=device, max_loaded=limits.max_loaded, loader=loader)
+    # A batch lives as long as its model is loaded (and its last request has ended).
+    generations = Generations(limits, step_fn=compile_step, batch_process=batch_process,
+                              holds=registry.holds)
     metrics = ServerMetrics(lambda: generations.rows.waiting, generations.batch_rows)
     generations.metrics = metrics
-    server = Server(RunRegistry(root, device=device, max_loaded=limits.max_loaded,
-                                loader=loader), limits, generations, metrics, api_key or None)
+    server = Server(registry, limits, generations, metrics, api_key or None)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

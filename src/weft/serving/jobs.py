@@ -6,7 +6,9 @@ Every route that generates goes through :class:`Generations`: it waits for rows 
 thread of its own, or in a process of its own (:mod:`weft.serving.batch_process`,
 ``weft serve --batch-in process``), so the event loop stays free), and hands back the texts,
 or the text as it comes for streaming. A request whose client leaves, streamed or not, is
-cancelled: its rows leave the batch at the next step. Shutting down cancels everything.
+cancelled: its rows leave the batch at the next step. A batch whose model the registry no
+longer holds (reloaded or dropped) is closed once its last request ends. Shutting down cancels
+everything.
 """
 
 from __future__ import annotations
@@ -142,26 +144,47 @@ async def pieces(chunks: asyncio.Queue[tuple[int, str] | None], jobs: int
             yield piece
 
 
+class _ModelBatch:
+    """A model's batch, and how many jobs are in it or waiting for rows to join it."""
+
+    def __init__(self, model: Any, batch: Batch) -> None:
+        self.model = model
+        self.batch = batch
+        self.jobs = 0
+
+
 class Generations:
-    """The batches of the loaded models, the rows they may use, and what they did."""
+    """The batches of the loaded models, the rows they may use, and what they did.
+
+    ``holds(model)`` says whether the registry still holds a model: a batch whose model it
+    no longer holds (reloaded with new weights, or dropped for another) is closed as soon as
+    its last job ends, so there is never an idle batch (a process, by default) for a model
+    that is not loaded. Without ``holds``, every model is taken to be held.
+    """
 
     def __init__(self, limits: Limits, step_fn: Callable[[Any], Callable[..., Any]] | None = None,
-                 batch_process: bool = False) -> None:
+                 batch_process: bool = False,
+                 holds: Callable[[Any], bool] | None = None) -> None:
         self.rows = Rows(limits.max_rows, limits.max_waiting, limits.queue_timeout)
         self.stats = Stats()
-        self.max_loaded = limits.max_loaded
         self.step_fn = step_fn  # stepper -> its compiled step (weft serve --compile)
         self.batch_process = batch_process  # each batch in a process of its own, or a thread
+        self.holds = holds or (lambda model: True)
         self.metrics: ServerMetrics | None = None
-        self._batches: dict[tuple[int, str], tuple[Any, Batch]] = {}
+        self._batches: dict[tuple[int, str], _ModelBatch] = {}
+        self._closing: list[threading.Thread] = []
 
     def batch_rows(self) -> int:
-        return sum(batch.rows for _, batch in self._batches.values())
+        return sum(entry.batch.rows for entry in self._batches.values())
 
-    def batch_for(self, model: Any, quantize: str) -> Batch:
+    def batches(self) -> list[Batch]:
+        """The open batches (closed ones, and those being closed, are not among them)."""
+        return [entry.batch for entry in self._batches.values()]
+
+    def _entry(self, model: Any, quantize: str) -> _ModelBatch:
         key = (id(model), quantize)
         entry = self._batches.get(key)
-        if entry is None or entry[0] is not model or entry[1].closed:
+        if entry is None or entry.model is not model or entry.batch.closed:
             batch: Batch
             if self.batch_process:
                 batch = BatchProcess(model.module, model.tokenizer, quantize=quantize,
@@ -171,9 +194,13 @@ class Generations:
                                          on_step=self._count_tokens(model))
                 if self.step_fn is not None:
                     batch.use_step(self.step_fn(batch.stepper))
-            self._prune()
-            self._batches[key] = entry = (model, batch)
-        return entry[1]
+            self.sweep()
+            self._batches[key] = entry = _ModelBatch(model, batch)
+        return entry
+
+    def batch_for(self, model: Any, quantize: str) -> Batch:
+        """The batch of ``model`` and ``quantize``, started when there is none."""
+        return self._entry(model, quantize).batch
 
     def _count_tokens(self, model: Any) -> Callable[[int], None]:
         name = model.run_dir.name if hasattr(model, "run_dir") else "model"
@@ -184,14 +211,19 @@ class Generations:
 
         return count
 
-    def _prune(self) -> None:
-        """Drop idle batches beyond what the loaded models can need (their models may have
-        been unloaded or reloaded)."""
-        while len(self._batches) >= 2 * self.max_loaded:
-            idle = [key for key, (_, batch) in self._batches.items() if batch.rows == 0]
-            if not idle:
-                return
-            self._batches.pop(idle[0])[1].close()
+    def sweep(self) -> None:
+        """Close the batches no job uses whose model is no longer held (or that have ended).
+        Called from the event loop: when a batch starts, a job ends, and a model is loaded."""
+        for key, entry in list(self._batches.items()):
+            if entry.jobs == 0 and (entry.batch.closed or not self.holds(entry.model)):
+                del self._batches[key]
+                # Closing waits for the batch's thread or process to end (a process takes
+                # about a second): not in the event loop, which would stall every stream.
+                self._closing = [t for t in self._closing if t.is_alive()]
+                closer = threading.Thread(target=entry.batch.close, name="weft-batch-close",
+                                          daemon=True)
+                closer.start()
+                self._closing.append(closer)
 
     async def start(self, model: Any, prompt: str, config: GenerationConfig,
                     streamed: bool = False,
@@ -201,15 +233,32 @@ class Generations:
         """Wait for rows (:class:`~weft.serving.limits.Busy` when none come), then join the
         model's batch; ``prefixes`` are each row's label token ids, ``guards`` each row's
         copy guard (``max_copy`` while streaming)."""
-        batch = self.batch_for(model, config.quantize)
+        entry = self._entry(model, config.quantize)
         job = Job(prompt, config, streamed, chunks, first_index, prefixes, guards)
-        await self.rows.acquire(job.rows)
-        job.future.add_done_callback(lambda _: self._finished(job))
-        batch.submit(job.request)
+        # Counted from now: the batch stays open while the job waits for rows, even if its
+        # model is reloaded meanwhile.
+        entry.jobs += 1
+        try:
+            await self.rows.acquire(job.rows)
+        except BaseException:
+            self._left(entry)
+            raise
+        try:
+            entry.batch.submit(job.request)
+        except BaseException:
+            self.rows.release(job.rows)
+            self._left(entry)
+            raise
+        job.future.add_done_callback(lambda _: self._finished(job, entry))
         return job
 
-    def _finished(self, job: Job) -> None:
+    def _left(self, entry: _ModelBatch) -> None:
+        entry.jobs -= 1
+        self.sweep()
+
+    def _finished(self, job: Job, entry: _ModelBatch) -> None:
         self.rows.release(job.rows)
+        self._left(entry)
         if job.cancelled:
             self.stats.cancelled += 1
         else:
@@ -234,9 +283,11 @@ class Generations:
             job.cancel()  # also when this handler itself is cancelled
 
     def close(self) -> None:
-        for _, batch in self._batches.values():
-            batch.close()
+        for entry in self._batches.values():
+            entry.batch.close()
         self._batches.clear()
+        for closer in self._closing:
+            closer.join()
 
 
 class StreamThenCancel(StreamingResponse):

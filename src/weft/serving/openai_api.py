@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from weft.errors import WeftError
 from weft.generation import Completion
 from weft.generation.samples import Sample, label_plan
-from weft.runs import CONFIG, LANGUAGE_MODEL, WEIGHTS, run_kind
+from weft.runs import CONFIG, LANGUAGE_MODEL, run_kind
 from weft.serving.copies import CopyCheck, generate_again
 from weft.serving.errors import error_body
 from weft.serving.jobs import Job, StreamThenCancel, pieces
@@ -100,30 +100,30 @@ def list_models(server: ServerDep) -> dict[str, Any]:
     """The language-model runs that can generate, as OpenAI models."""
     return {"object": "list", "data": [_model(name, path) for name, path
                                        in server.registry.runs().items()
-                                       if _generates(server, name, path)]}
+                                       if _generates(server, name)]}
 
 
 @router.get("/models/{name:path}")
 def get_model(name: str, server: ServerDep) -> dict[str, Any]:
     """One of the models ``GET /v1/models`` lists; any other name is a 404."""
     path = server.registry.path(name)
-    if not _generates(server, name, path):
+    if not _generates(server, name):
         raise OpenAIError(f"{name!r} is not a language model that can generate (a tagger, or "
-                          "no weights yet); GET /v1/models lists those that can", "model",
-                          404, "model_not_found")
+                          "not ready: GET /api/models says why); GET /v1/models lists those "
+                          "that can", "model", 404, "model_not_found")
     return _model(name, path)
 
 
-def _generates(server: Server, name: str, path: Path) -> bool:
-    """Whether run ``name`` is a language model with weights."""
+def _generates(server: Server, name: str) -> bool:
+    """Whether run ``name`` is a language model that is ready (has every file it needs)."""
     try:
         kind = run_kind(server.registry.config(name))
+        return kind == LANGUAGE_MODEL and server.registry.not_ready(name, kind) is None
     except WeftError:
         return False
-    return kind == LANGUAGE_MODEL and (path / WEIGHTS).is_file()
 
 
-def _model(name: str, path: Any) -> dict[str, Any]:
+def _model(name: str, path: Path) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": int((path / CONFIG).stat().st_mtime),
             "owned_by": "weft"}
 

@@ -4,9 +4,10 @@ Requests name a run by its path relative to the served folder (``shakespeare`` o
 ``exp/gru-2``); a served run directory is named by its folder, a built-in model as weft names
 it (``builtin:english``). A name is only ever looked up in the table built by scanning that
 folder, never joined onto a path, so a request cannot reach outside it (``..``, absolute paths
-and symlinks leading out are not in the table). Loaded models are cached, least recently used
-dropped first, and reloaded when their weights file changes (a run still training keeps
-improving).
+and symlinks leading out are not in the table). A run is ready when it has the files its kind
+needs to be loaded (:data:`NEEDED`); one that is not is described with the reason and never
+loaded. Loaded models are cached, least recently used dropped first, and reloaded when their
+weights file changes (a run still training keeps improving).
 """
 
 from __future__ import annotations
@@ -24,10 +25,24 @@ from weft.builtin import builtin_dir, is_builtin
 from weft.data.labels import load_labels
 from weft.errors import WeftError
 from weft.io import read_json
-from weft.runs import CONFIG, GENERATION, METRICS, WEIGHTS, run_kind
+from weft.runs import (
+    CONFIG,
+    GENERATION,
+    LANGUAGE_MODEL,
+    METRICS,
+    TAGGER,
+    TOKENIZER,
+    VOCAB,
+    WEIGHTS,
+    run_kind,
+)
 from weft.training.metrics import read_metrics
 
 Loader = Callable[[Path, str], Any]
+
+# The files a run of each kind needs to be loaded (the weights come last: a new run lacks them
+# longest). A run missing any is listed as not ready, and never loaded.
+NEEDED = {LANGUAGE_MODEL: (CONFIG, TOKENIZER, WEIGHTS), TAGGER: (CONFIG, VOCAB, WEIGHTS)}
 
 
 class UnknownRun(WeftError):
@@ -63,6 +78,8 @@ class RunRegistry:
         # name -> (weights' mtime, model, run kind, the weights' path as a string: made once,
         # as building and formatting a Path on every request cost a tenth of the event loop)
         self._loaded: OrderedDict[str, tuple[int, Any, str, str]] = OrderedDict()
+        # The loaded models, replaced whole on each load: read from the event loop unlocked.
+        self._held: tuple[Any, ...] = ()
         self._lock = threading.Lock()
 
     # -- finding -------------------------------------------------------------------------
@@ -125,6 +142,7 @@ class RunRegistry:
             except (OSError, ValueError):
                 generation = {}
         records = read_metrics(path / METRICS)
+        not_ready = self.not_ready(name, run_kind(config))
         vals = [r["val_loss"] for r in records if _finite(r.get("val_loss"))]
         try:
             labels = load_labels(path).to_dict()["columns"]
@@ -133,7 +151,8 @@ class RunRegistry:
         return {
             "name": name,
             "kind": run_kind(config),
-            "ready": (path / WEIGHTS).is_file(),
+            "ready": not_ready is None,
+            "not_ready": not_ready,
             "loaded": name in self._loaded,
             "steps": records[-1].get("step") if records else None,
             "best_val_loss": min(vals) if vals else None,
@@ -141,6 +160,16 @@ class RunRegistry:
             "labels": labels,
             "config": config,
         }
+
+    def not_ready(self, name: str, kind: str) -> str | None:
+        """Why run ``name`` (of ``kind``) cannot be loaded yet, or None when it can: the files
+        it needs that are missing."""
+        path = self.path(name)
+        missing = [file for file in NEEDED.get(kind, (CONFIG, WEIGHTS))
+                   if not (path / file).is_file()]
+        if missing == [WEIGHTS]:
+            return f"no {WEIGHTS} yet: train it first"
+        return f"missing {' and '.join(missing)}" if missing else None
 
     def metrics(self, name: str) -> list[dict[str, Any]]:
         return read_metrics(self.path(name) / METRICS)
@@ -171,21 +200,28 @@ class RunRegistry:
         """The loaded model (language model or tagger) for ``name``; blocking: call in a thread."""
         path = self.path(name)
         weights = path / WEIGHTS
-        if not weights.is_file():
-            raise WeftError(f"run {name!r} has no {WEIGHTS} yet: train it first")
+        kind = run_kind(self.config(name))
+        missing = self.not_ready(name, kind)
+        if missing is not None:
+            raise WeftError(f"run {name!r} is not ready ({missing})")
         version = weights.stat().st_mtime_ns
         with self._lock:  # one load at a time: a second request for it waits and reuses it
             cached = self._loaded.get(name)
             if cached is not None and cached[0] == version:
                 self._loaded.move_to_end(name)
                 return cached[1]
-            kind = run_kind(self.config(name))
             model = self.loader(path, self.device)
             self._loaded[name] = (version, model, kind, str(weights))
             self._loaded.move_to_end(name)
             while len(self._loaded) > self.max_loaded:
                 self._loaded.popitem(last=False)
+            self._held = tuple(entry[1] for entry in self._loaded.values())
             return model
+
+    def holds(self, model: Any) -> bool:
+        """Whether ``model`` is one of the loaded models (not replaced by newer weights, nor
+        dropped for another model)."""
+        return any(held is model for held in self._held)
 
 
 def _finite(value: Any) -> bool:

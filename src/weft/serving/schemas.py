@@ -97,7 +97,11 @@ class TagResponse(BaseModel):
 class ModelSummary(BaseModel):
     name: str
     kind: str = Field(description="language-model or tagger.")
-    ready: bool = Field(description="Has weights (model.safetensors) to serve.")
+    ready: bool = Field(description="Has every file it needs to be served (config.json, "
+                                    "model.safetensors, and tokenizer.json or, for a tagger, "
+                                    "vocab.json).")
+    not_ready: str | None = Field(None, description="Why it is not ready (null when it is), "
+                                                    "e.g. 'missing tokenizer.json'.")
     loaded: bool
     steps: int | None = None
     best_val_loss: float | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -78,12 +79,24 @@ async def load_run(server: Server, name: str, kind: str) -> Any:
     if cached is not None:
         return cached[0]
     try:
-        return await run_in_threadpool(server.registry.get, name)
-    except WeftError:
-        raise
+        model = await run_in_threadpool(server.registry.get, name)
+    except (WeftError, OSError) as exc:  # the run's files, which its owner can fix: one line
+        error = exc if isinstance(exc, WeftError) else WeftError(
+            f"run {name!r} could not be loaded: {_file_error(exc)}")
+        log.warning("%s", error)
+        raise error from None
     except Exception as exc:  # a damaged run is the run's problem, reported as such
         log.exception("loading %s failed", name)
         raise WeftError(f"run {name!r} could not be loaded: {exc}") from None
+    server.generations.sweep()  # closes the idle batch of a model this load replaced
+    return model
+
+
+def _file_error(exc: OSError) -> str:
+    """What went wrong with which file, naming the file but not where the server keeps it."""
+    if exc.filename is None or exc.strerror is None:
+        return str(exc)
+    return f"{Path(exc.filename).name}: {exc.strerror}"
 
 
 def check_limits(limits: Limits, *, prompts: list[str], max_new_tokens: int | None,

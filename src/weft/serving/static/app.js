@@ -69,7 +69,7 @@ async function loadModels() {
     const option = document.createElement("option");
     option.value = model.name;
     option.textContent = model.kind === "language-model" ? model.name : `${model.name} (${model.kind})`;
-    if (!model.ready) option.textContent += " — no weights yet";
+    if (!model.ready) option.textContent += ` — ${model.not_ready || "not ready"}`;
     select.append(option);
   }
   if (!data.models.length) showError("No runs found in the served folder: train one with `weft train`.");
