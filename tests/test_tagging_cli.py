@@ -122,7 +122,7 @@ def test_crf_run_and_dev_fraction(tagged_files: dict[str, Path]) -> None:
     assert code == 0, output
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 50
-    code, output = _invoke("tag", "train", "x", "--out", str(out), "--resume", "--lr", "0.1")
+    code, output = _invoke("tag", "train", "--out", str(out), "--resume", "--lr", "0.1")
     assert code == 2 and "cannot change: --lr" in output
 
 
@@ -197,3 +197,29 @@ def test_info_describes_a_tagger_run(run: Path) -> None:
     details = json.loads(output)
     assert details["kind"] == "tagger" and "NOUN" in details["tags"]
     assert 0 < details["best_dev_accuracy"] <= 1 and details["parameters"] > 0
+
+
+def test_resume_takes_the_run_as_printed_and_nothing_it_would_ignore(
+        tagged_files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import interrupted_at
+
+    out = tmp_path / "run"
+    monkeypatch.chdir(tagged_files["root"])  # relative paths, kept whole in config.json
+    with interrupted_at(20):
+        code, output = _invoke("tag", "train", "train.txt", "--dev", "dev.tsv", "--out",
+                               str(out), "--max-steps", "60", *TINY_FLAGS)
+    # Interrupted is not finished: 130, and the command to continue, as `weft train` does.
+    assert code == 130 and f"Continue with: weft tag train --resume {out}" in output
+    data = json.loads((out / "config.json").read_text())["data"]
+    assert data["train"] == str(tagged_files["train"]) and data["dev"] == str(tagged_files["dev"])
+    monkeypatch.chdir(tmp_path)
+    code, output = _invoke("tag", "train", "--resume", str(out), "--max-steps", "30", "--quiet")
+    assert code == 0, output
+    for args, message in [
+        (["other.txt", "--resume", str(out)], "--resume reads it from there"),
+        (["--resume", str(out), "--dev", str(tagged_files["train"])], "cannot change: --dev"),
+        (["--resume", str(out), "--out", str(tmp_path / "b")], "name two runs"),
+        ([], "needs TRAIN_FILE and --out"),
+    ]:
+        code, output = _invoke("tag", "train", *args, "--max-steps", "40")
+        assert code == 2 and message in output, output

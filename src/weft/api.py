@@ -221,12 +221,17 @@ def run_tagger_training(
 
     run_dir = Path(out)
     if train is None:
-        return fit_tagger(run_dir, train=resumed_train_config(run_dir, options), quiet=quiet,
+        # The dev file is the run's too: a new one is refused like any other data setting.
+        changes = options if dev is None else {**options, "dev": dev}
+        return fit_tagger(run_dir, train=resumed_train_config(run_dir, changes), quiet=quiet,
                           resume=True)
 
     sections = _split_options(options, {"data": TaggerDataConfig, "model": TaggerModelConfig,
                                         "train": TrainConfig})
-    files = {"train": str(train), "dev": None if dev is None else str(dev)}
+    # Kept whole in config.json, so that the run resumes and evaluates from any folder.
+    files = {"train": os.path.abspath(train), "dev": None if dev is None else os.path.abspath(dev)}
+    if sections["data"].get("tagset_map"):
+        sections["data"]["tagset_map"] = os.path.abspath(sections["data"]["tagset_map"])
     data = from_fields(TaggerDataConfig, sections["data"] | files)
     model = from_fields(TaggerModelConfig, sections["model"])
     return fit_tagger(run_dir, data, model, tagger_train_config(**sections["train"]),

@@ -6,6 +6,7 @@ Every flag and its default is listed in docs/cli.md; docs/tagging.md explains th
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -49,12 +50,14 @@ def _read_options(func: Any) -> Any:
 
 
 @tag.command("train")
-@click.argument("train_file", type=click.Path(path_type=Path))
+@click.argument("train_file", type=click.Path(path_type=Path), required=False)
 @click.option("--dev", "dev_file", type=click.Path(path_type=Path),
               help="Dev file for model selection [default: hold out --dev-fraction].")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Run directory to create (with --resume: the run to continue).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last state.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory to create.")
+@click.option("--resume", "resume", is_flag=False, flag_value="", default=None, metavar="RUN",
+              help="Continue RUN from its last saved state (its files and settings come from "
+                   "it; `--out RUN --resume` also works).")
 @click.option("--dev-fraction", type=float, default=0.1, show_default=True,
               help="Without --dev: share of the training sentences, from the end, held out.")
 @_read_options
@@ -83,7 +86,8 @@ def _read_options(func: Any) -> Any:
                   eval_help="Steps between dev evaluations and checkpoints.")
 @click.option("--quiet", is_flag=True, help="No progress bar or evaluation lines.")
 def train_command(
-    train_file: Path, dev_file: Path | None, out: Path, resume: bool, dev_fraction: float,
+    train_file: Path | None, dev_file: Path | None, out: Path | None, resume: str | None,
+    dev_fraction: float,
     fmt: str | None, column: str | None, tagset_map: str | None, no_traces: bool | None,
     sentences: str | None, case_sensitive_words: bool, word_dim: int, char_dim: int,
     char_hidden: int, case_dim: int, hidden: int, layers: int, dropout: float,
@@ -93,7 +97,8 @@ def train_command(
     from weft import api
 
     setup_logging(quiet)
-    if resume:
+    if resume is not None:
+        out = _resumed_run(resume, out, train_file)
         # Only what was typed: the rest comes from the run, and the resume policy refuses
         # a change to anything but the limits, saves and placement.
         typed = typed_on_command_line({
@@ -106,6 +111,8 @@ def train_command(
         changes = typed | {k: v for k, v in given.items() if v is not None}
         _report(api.run_tagger_training(None, out, quiet=quiet, **changes), out, quiet)
         return
+    if train_file is None or out is None:
+        raise WeftError("weft tag train needs TRAIN_FILE and --out RUN (or --resume RUN)")
     result = api.run_tagger_training(
         train_file, out, dev=dev_file, quiet=quiet, dev_fraction=dev_fraction,
         format=fmt or "auto", column=column or "upos", tagset_map=tagset_map,
@@ -116,11 +123,33 @@ def train_command(
     _report(result, out, quiet)
 
 
+def _resumed_run(resume: str, out: Path | None, train_file: Path | None) -> Path:
+    """The run ``--resume [RUN]`` continues; a training file, if given, must be the run's."""
+    from weft.runs import read_run_config
+
+    if resume and out is not None and Path(resume) != out:
+        raise WeftError(f"--resume {resume} and --out {out} name two runs: give one")
+    run = Path(resume) if resume else out
+    if run is None:
+        raise WeftError("--resume needs the run to continue: --resume RUN")
+    if train_file is not None:
+        recorded = read_run_config(run).get("data", {}).get("train", "")
+        if os.path.abspath(train_file) != os.path.abspath(recorded):
+            raise WeftError(f"{run} was trained on {recorded}; --resume reads it from there "
+                            "(leave the training file out)")
+    return run
+
+
 def _report(result: Any, out: Path, quiet: bool) -> None:
     if not quiet:
         best = f"{100 * result.best:.2f}%" if result.best is not None else "n/a"
         click.echo(f"done: {result.steps} steps in {result.elapsed:.0f}s "
                    f"({result.stopped_because}); best dev accuracy {best}; saved in {out}")
+    if result.stopped_because.startswith("interrupted"):
+        # As `weft train`: a script must not take an interrupted run for a finished one.
+        click.echo(f"weft: {result.stopped_because} at step {result.steps}; state saved. "
+                   f"Continue with: weft tag train --resume {out}", err=True)
+        sys.exit(143 if "SIGTERM" in result.stopped_because else 130)
 
 
 @tag.command("eval")
