@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 import weft
 from weft.cli.main import cli
+from weft.errors import WeftError
 from weft.tagging.api import Tagger, load_tagger
 
 TRAIN = [
@@ -223,3 +224,22 @@ def test_resume_takes_the_run_as_printed_and_nothing_it_would_ignore(
     ]:
         code, output = _invoke("tag", "train", *args, "--max-steps", "40")
         assert code == 2 and message in output, output
+
+
+def test_tag_odd_inputs_are_one_line(run: Path, tagged_files: dict[str, Path]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    closed = subprocess.run([sys.executable, "-m", "weft", "tag", "predict", str(run)],
+                            preexec_fn=lambda: os.close(0), capture_output=True, text=True,
+                            timeout=120)
+    assert closed.returncode == 2 and "standard input is closed" in closed.stderr + closed.stdout
+    code, output = _invoke("tag", "eval", str(run), str(tagged_files["dev"]),
+                           "--top-confusions", "-1")
+    assert code == 2 and "--top-confusions" in output
+    tagger = load_tagger(run)
+    words = (s for s in [["The", "dog", "barks", "."]])  # a generator is read once
+    assert tagger.tag_sentences(words)[0].tags == ["DET", "NOUN", "VERB", "PUNCT"]
+    with pytest.raises(WeftError, match="lists of words"):
+        tagger.tag_sentences(["The dog barks ."])

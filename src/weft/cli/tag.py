@@ -157,7 +157,7 @@ def _report(result: Any, out: Path, quiet: bool) -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 @_read_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--top-confusions", type=int, default=10, show_default=True,
+@click.option("--top-confusions", type=click.IntRange(min=0), default=10, show_default=True,
               help="How many of the most frequent confusions to list.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--threads", type=int, help="CPU threads [default: PyTorch's choice].")
@@ -216,6 +216,8 @@ def predict_command(run: Path, file: str, tokenized: bool, as_json: bool, device
     set_threads(threads)
     tagger = load_tagger(run, device=device)
     if file == "-":
+        if sys.stdin is None:  # started with standard input closed (`<&-`)
+            raise WeftError("standard input is closed: give a FILE, or pipe text in")
         text = decode_text(sys.stdin.buffer.read(), "standard input")
     else:
         path = Path(file)

@@ -98,6 +98,10 @@ class Tagger:
         batch_size: int = 256,
     ) -> list[TaggedOutput]:
         """Tag tokenized sentences (empty ones give empty results), batched by length."""
+        sentences = list(sentences)  # read twice below: a generator would be empty the 2nd time
+        if any(isinstance(s, str) for s in sentences):
+            raise WeftError("tag_sentences takes sentences as lists of words; tag a plain "
+                            "string with tag() or tag_text()")
         outputs = [TaggedOutput([], [], [] if probabilities else None) for _ in sentences]
         todo = [i for i, s in enumerate(sentences) if len(s)]
         if not todo:
