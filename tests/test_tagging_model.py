@@ -183,3 +183,15 @@ def test_metrics() -> None:
     assert m["per_tag"]["Y"]["recall"] == 0.5
     assert m["confusions"] == [{"gold": "Y", "predicted": "X", "count": 1}]
     assert "accuracy        75.00%" in format_report(m)
+
+
+def test_crf_marginals_are_distributions_on_a_very_long_sentence() -> None:
+    torch.manual_seed(0)
+    crf = CRF(17)
+    with torch.no_grad():
+        for parameter in (crf.transitions, crf.start, crf.end):
+            parameter.normal_()
+    emissions = torch.randn(1, 20_000, 17) * 3
+    sums = crf.marginals(emissions, torch.ones(1, 20_000, dtype=torch.bool)).sum(-1)
+    # In float32 log Z (~10^5 here) left rows summing to 0.90-1.15.
+    assert torch.allclose(sums, torch.ones_like(sums), atol=1e-4)
