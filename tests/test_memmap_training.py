@@ -43,3 +43,25 @@ def test_memmap_flag_and_its_limits(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--memmap" in result.output
     with pytest.raises(WeftError, match="built-in"):
         weft.train("builtin:pydoc-topics", out=tmp_path / "b", memmap=True, quiet=True)
+
+
+def test_memmap_checks_each_file_and_joins_them_as_the_in_memory_path(tmp_path: Path) -> None:
+    good = tmp_path / "good.txt"
+    good.write_text(PANGRAM * 60, encoding="utf-8")
+    (tmp_path / "empty.txt").write_text("  \n", encoding="utf-8")
+    (tmp_path / "utf16.txt").write_bytes(("some text " * 40).encode("utf-16-le"))
+    for other, message in [("missing.txt", "corpus file not found"),
+                           ("empty.txt", "is empty"), ("utf16.txt", "looks like binary")]:
+        with pytest.raises(WeftError, match=message):
+            weft.train([good, tmp_path / other], out=tmp_path / f"run-{other}", memmap=True,
+                       max_steps=2, **TINY)
+    # Files without a final newline are joined with one, as without --memmap: same corpus.
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text(PANGRAM * 30 + "no newline at the end", encoding="utf-8")
+    second.write_text("second file\n" + PANGRAM * 30, encoding="utf-8")
+    options = dict(TINY, max_steps=2)
+    weft.train([first, second], out=tmp_path / "mm", memmap=True, **options)
+    weft.train([first, second], out=tmp_path / "mem", **options)
+    fingerprints = [json.loads((tmp_path / run / "config.json").read_text())["corpus_fingerprint"]
+                    for run in ("mm", "mem")]
+    assert fingerprints[0] == fingerprints[1]

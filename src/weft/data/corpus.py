@@ -41,7 +41,7 @@ def decode_text(data: bytes, source: str) -> str:
             f"{data[exc.start:exc.start + 4]!r}). Convert it first, for example with "
             f"`iconv -f latin1 -t utf-8 {source} > fixed.txt`."
         ) from None
-    _reject_binary(text, source)
+    reject_binary(text, source)
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -49,7 +49,7 @@ def decode_text(data: bytes, source: str) -> str:
 _CONTROL = {c: None for c in range(32) if chr(c) not in "\t\n\r\f\v"}
 
 
-def _reject_binary(text: str, source: str) -> None:
+def reject_binary(text: str, source: str) -> None:
     """Binary data that happens to decode (or UTF-16 text) would explode the vocabulary."""
     sample = text[: 1 << 20]
     controls = len(sample) - len(sample.translate(_CONTROL))
@@ -71,15 +71,25 @@ def read_text(source: str | os.PathLike[str]) -> str:
                 + ", ".join(BUILTIN_PREFIX + k for k in BUILTIN_CORPORA)
             )
         return BUILTIN_CORPORA[key]()
+    path = check_corpus_file(name)
+    text = decode_text(path.read_bytes(), name)
+    if not text.strip():
+        raise WeftError(empty_corpus(name))
+    return text
+
+
+def check_corpus_file(name: str) -> Path:
+    """The path of a corpus file that exists and is not a directory (else a one-line error)."""
     path = Path(name)
     if not path.exists():
         raise WeftError(f"corpus file not found: {name}")
     if path.is_dir():
         raise WeftError(f"{name} is a directory; pass the text files inside it")
-    text = decode_text(path.read_bytes(), name)
-    if not text.strip():
-        raise WeftError(f"{name} is empty: a corpus needs some text to learn from")
-    return text
+    return path
+
+
+def empty_corpus(name: str) -> str:
+    return f"{name} is empty: a corpus needs some text to learn from"
 
 
 def _is_glob(name: str) -> bool:

@@ -28,7 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from weft.config import DataConfig
-from weft.data.corpus import BUILTIN_PREFIX, expand_sources
+from weft.data.corpus import (
+    BUILTIN_PREFIX,
+    check_corpus_file,
+    empty_corpus,
+    expand_sources,
+    reject_binary,
+)
 from weft.data.labels import NO_LABELS, LabelSet, load_labels
 from weft.data.memmap import encode_to_npy, iter_text_chunks
 from weft.data.prepare import clean_like_training, load_labelled_records, load_text
@@ -168,10 +174,22 @@ def _record_corpus(data: DataConfig, sources: Sequence[str], run_dir: Path, resu
 
 
 def cleaned_chunks(data: DataConfig, sources: Sequence[str]) -> Iterator[str]:
-    """The files' text in chunks, each cleaned as the corpus is (case, Unicode form)."""
+    """The files' text in chunks, each cleaned as the corpus is (case, Unicode form), each
+    file checked as a corpus file is (found, text, not empty) and ending in a newline, as
+    the corpus read whole joins them."""
     for source in expand_sources(sources):
+        check_corpus_file(source)
+        last, has_text = "", False
         for chunk in iter_text_chunks(source):
+            if not last:
+                reject_binary(chunk, source)
+            has_text = has_text or not chunk.isspace()
+            last = chunk
             yield clean_like_training(chunk, data)
+        if not has_text:
+            raise WeftError(empty_corpus(source))
+        if not last.endswith("\n"):
+            yield "\n"
 
 
 def _memmap_corpus(data: DataConfig, sources: Sequence[str], run_dir: Path,
