@@ -192,3 +192,12 @@ def test_tokenizer() -> None:
         ["new", "line"],
     ]
     assert tokenize_sentences("") == []
+
+
+def test_a_tag_map_applies_to_every_format(tmp_path: Path) -> None:
+    tag_map = tmp_path / "my.map"
+    tag_map.write_text("DT\tDET\nNN\tNOUN\n", encoding="utf-8")
+    wordtag = tmp_path / "w.txt"
+    wordtag.write_text("The/DT dog/NN barks/VBZ\n", encoding="utf-8")
+    sentences = read_tagged(wordtag, ReadOptions(tagset_map=str(tag_map)))
+    assert sentences[0].tags == ("DET", "NOUN", "X")  # unlisted tags become X, as for ptb

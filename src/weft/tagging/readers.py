@@ -51,7 +51,7 @@ class ReadOptions:
 
     format: str = "auto"
     column: str = "upos"  # CoNLL-U: upos or xpos
-    tagset_map: str | None = None  # ptb: a .map file or a zip holding one
+    tagset_map: str | None = None  # a .map file or a zip holding one (any format)
     keep_traces: bool = True  # ptb: keep -NONE- tokens
     sentences: str | None = None  # a fraction slice such as ":0.9" or "0.9:"
 
@@ -81,6 +81,9 @@ def read_tagged(path: str | Path, options: ReadOptions | None = None) -> list[Ta
             sentences = parse_wordtag(text, source)
         else:
             sentences = parse_tsv(text, source)
+        if options.tagset_map:  # any format's tags map as the Penn Treebank's do
+            mapping = load_tag_map(options.tagset_map)
+            sentences = [_map_sentence(s, mapping, keep_traces=True) for s in sentences]
     if not sentences:
         raise WeftError(f"{source} holds no tagged sentences (read as {fmt})")
     if options.sentences:
