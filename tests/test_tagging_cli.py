@@ -243,3 +243,15 @@ def test_tag_odd_inputs_are_one_line(run: Path, tagged_files: dict[str, Path]) -
     assert tagger.tag_sentences(words)[0].tags == ["DET", "NOUN", "VERB", "PUNCT"]
     with pytest.raises(WeftError, match="lists of words"):
         tagger.tag_sentences(["The dog barks ."])
+
+
+def test_eval_warns_about_gold_tags_the_model_cannot_predict(
+        run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from weft.tagging.readers import TaggedSentence
+
+    tagger = load_tagger(run)
+    with caplog.at_level("WARNING", logger="weft"):
+        tagger.evaluate([TaggedSentence(("The", "dog"), ("DT", "NN"))])
+    assert "not in the model's tag set" in caplog.text and "DT, NN" in caplog.text
+    with pytest.raises(WeftError, match="nothing to evaluate"):
+        tagger.evaluate([])

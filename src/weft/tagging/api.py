@@ -6,6 +6,7 @@ runs.py's.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from weft.tagging.readers import TaggedSentence
 from weft.tagging.tokenize import tokenize_sentences
 from weft.tagging.vocab import TaggerVocab
 from weft.typed_settings import from_saved
+
+log = logging.getLogger("weft")
 
 
 @dataclass
@@ -131,7 +134,15 @@ class Tagger:
 
     def evaluate(self, sentences: Sequence[TaggedSentence], top_confusions: int = 10
                  ) -> dict[str, Any]:
-        """Accuracy (overall, seen and unseen words), per-tag P/R/F1 and confusions."""
+        """Accuracy (overall, seen and unseen words), per-tag P/R/F1 and confusions. Gold tags
+        the model cannot predict are named in a warning (another tag set or column, likely)."""
+        if not sentences:
+            raise WeftError("nothing to evaluate: no tagged sentences")
+        foreign = {t for s in sentences for t in s.tags} - set(self.tags)
+        if foreign:
+            log.warning("%d tag(s) of the evaluation file are not in the model's tag set and "
+                        "can never be predicted: %s (another tag set? check --column and "
+                        "--tagset-map)", len(foreign), ", ".join(sorted(foreign)[:10]))
         predicted = self.tag_sentences([s.words for s in sentences])
         return evaluate_tags(
             [s.words for s in sentences], [s.tags for s in sentences],
