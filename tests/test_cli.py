@@ -196,3 +196,9 @@ def test_eval_takes_threads_and_gives_them_back(tiny_run: Path, pangram_file: Pa
     assert torch.get_num_threads() == before
     code, output = run("eval", str(tiny_run), str(pangram_file), "--threads", "0")
     assert code == 2 and "--threads" in output
+
+
+def test_info_of_a_run_without_a_validation_set(pangram_file: Path, tmp_path: Path) -> None:
+    run("train", str(pangram_file), "--out", str(tmp_path / "r"), "--val-fraction", "0", *SMALL)
+    code, output = run("info", str(tmp_path / "r"))
+    assert code == 0 and "no validation set" in output and "None" not in output

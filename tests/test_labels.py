@@ -237,3 +237,11 @@ def test_negative_seeds_draw_labels_and_shuffle_records(labelled: tuple[Path, Pa
     assert len(model.samples(seed=-5, max_new_tokens=4, num_return_sequences=2)) == 2
     weft.train(data, out=tmp_path / "r", csv_column="text", hidden_size=16, embedding_dim=8,
                max_steps=2, seed=-3, threads=1, quiet=True)
+
+
+def test_a_label_column_given_twice_is_refused() -> None:
+    from weft.data.labels import parse_label_options
+
+    assert parse_label_options(["label=4", "topic=a=b"]) == {"label": "4", "topic": "a=b"}
+    with pytest.raises(WeftError, match="--label label given twice"):
+        parse_label_options(["label=4", "label=0"])

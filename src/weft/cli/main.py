@@ -318,8 +318,9 @@ def info(run: Path, as_json: bool) -> None:
                f"{details['parameters']:,} parameters, {details['tokenizer']} tokenizer "
                f"({details['vocab_size']} tokens)")
     if records:
-        click.echo(f"trained {details['last_step']} steps; best validation loss "
-                   f"{details['best_val_loss']}")
+        best = details["best_val_loss"]
+        click.echo(f"trained {details['last_step']} steps; " + (
+            f"best validation loss {best}" if best is not None else "no validation set"))
     click.echo("corpus: " + ", ".join(details["corpus"]))
     if details.get("init_from"):
         base = details["init_from"]

@@ -174,5 +174,8 @@ def parse_label_options(options: Sequence[str]) -> dict[str, str]:
         name, sep, value = option.partition("=")
         if not sep or not name:
             raise WeftError(f"--label takes COLUMN=VALUE (e.g. --label label=4), not {option!r}")
+        if name in labels and labels[name] != value:
+            raise WeftError(f"--label {name} given twice ({labels[name]!r} and {value!r}): a "
+                            "text has one value per column")
         labels[name] = value
     return labels
