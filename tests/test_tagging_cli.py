@@ -27,7 +27,7 @@ TINY_FLAGS = ["--word-dim", "16", "--char-dim", "8", "--char-hidden", "8", "--hi
               "--eval-every", "10", "--quiet", "--seed", "3", "--dropout", "0.1"]
 
 
-def _invoke(*args: str, input: str | None = None) -> tuple[int, str]:
+def _invoke(*args: str, input: str | bytes | None = None) -> tuple[int, str]:
     result = CliRunner().invoke(cli, list(args), input=input)
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
@@ -255,3 +255,8 @@ def test_eval_warns_about_gold_tags_the_model_cannot_predict(
     assert "not in the model's tag set" in caplog.text and "DT, NN" in caplog.text
     with pytest.raises(WeftError, match="nothing to evaluate"):
         tagger.evaluate([])
+
+
+def test_non_utf8_standard_input_says_how_to_convert_it(run: Path) -> None:
+    code, output = _invoke("tag", "predict", str(run), input="caf\xe9\n".encode("latin-1"))
+    assert code == 2 and "pipe it through `iconv -f latin1 -t utf-8`" in output

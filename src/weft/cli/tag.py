@@ -208,7 +208,7 @@ def eval_command(
 def predict_command(run: Path, file: str, tokenized: bool, as_json: bool, device: str,
                     threads: int | None) -> None:
     """Tag FILE (raw text; '-' reads standard input) with RUN, one sentence per line."""
-    from weft.data.corpus import decode_text
+    from weft.data.corpus import STDIN, decode_text
     from weft.tagging.api import load_tagger
     from weft.tagging.tokenize import tokenize_sentences
 
@@ -218,7 +218,7 @@ def predict_command(run: Path, file: str, tokenized: bool, as_json: bool, device
     if file == "-":
         if sys.stdin is None:  # started with standard input closed (`<&-`)
             raise WeftError("standard input is closed: give a FILE, or pipe text in")
-        text = decode_text(sys.stdin.buffer.read(), "standard input")
+        text = decode_text(sys.stdin.buffer.read(), STDIN)
     else:
         path = Path(file)
         if not path.is_file():

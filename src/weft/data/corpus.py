@@ -17,6 +17,7 @@ from pathlib import Path
 from weft.errors import WeftError
 
 BUILTIN_PREFIX = "builtin:"
+STDIN = "standard input"  # the name decode_text is given for text read from stdin
 
 
 def _pydoc_topics() -> str:
@@ -36,10 +37,11 @@ def decode_text(data: bytes, source: str) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
+        convert = ("pipe it through `iconv -f latin1 -t utf-8`" if source == STDIN else
+                   f"with `iconv -f latin1 -t utf-8 {source} > fixed.txt`")
         raise WeftError(
             f"{source} is not valid UTF-8 (byte {exc.start}, line {line}: "
-            f"{data[exc.start:exc.start + 4]!r}). Convert it first, for example with "
-            f"`iconv -f latin1 -t utf-8 {source} > fixed.txt`."
+            f"{data[exc.start:exc.start + 4]!r}). Convert it first, for example {convert}."
         ) from None
     reject_binary(text, source)
     return text.replace("\r\n", "\n").replace("\r", "\n")
