@@ -62,7 +62,8 @@ def main() -> None:
     best = {arm: max(values) for arm, values in rates.items()}
     write_result(f"copy_guard_cost_{args.max_copy}", {
         "benchmark": "copy_guard_cost", "corpus": args.corpus,
-        "run": str(args.run) if args.run else f"char defaults, trained {args.train}",
+        # A run's folder name only: the result names no path of this machine.
+        "run": args.run.name if args.run else f"char defaults, trained {args.train}",
         "max_copy": args.max_copy, "tokens": args.tokens, "rows": args.rows, "threads": 1,
         "machine": info, "tokens_per_s": rates, "best": best,
         "ratio": round(best["max_copy"] / best["free"], 3), "last_round": copies})

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import machine, matmul_peak, write_result
+from benchmarks.common import data_file, machine, matmul_peak, write_result
 from weft.api import load
 from weft.config import GenerationConfig, ModelConfig
 from weft.device import cpu_threads
@@ -217,7 +217,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--run", help="a trained run, to measure int8's held-out loss")
-    parser.add_argument("--text", help="held-out text for --run (its last --characters)")
+    parser.add_argument("--text", help="held-out text for --run (its last --characters): a "
+                        "file, or a path under $WEFT_DATA")
     parser.add_argument("--characters", type=int, default=100_000)
     parser.add_argument("--kinds", help="compare paths on these CPU kinds: "
                         + ", ".join(CPU_KINDS) + " (comma-separated)")
@@ -232,6 +233,11 @@ def main() -> None:
     if args.kinds:
         compare_kinds(args.kinds.split(","), args.rounds, args.seconds, args.run, args.threads)
         return
+    text_file = None
+    if args.run:  # checked before minutes of measuring, not after
+        if not args.text:
+            raise SystemExit("--run needs --text (held-out text for the model)")
+        text_file = Path(args.text) if Path(args.text).is_file() else data_file(args.text)
     # Compile times are reported cold: Inductor's on-disk cache starts empty.
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="weft-inductor-")
     info = machine()
@@ -283,10 +289,8 @@ def main() -> None:
                     "64_streams": ">= 30000 tokens/s"},
         "machine": info,
     }
-    if args.run:
-        if not args.text:
-            raise SystemExit("--run needs --text (held-out text for the model)")
-        result["int8_quality"] = int8_quality(args.run, args.text, args.characters)
+    if args.run and text_file is not None:
+        result["int8_quality"] = int8_quality(args.run, str(text_file), args.characters)
     write_result("generation_speed", result)
 
 

@@ -177,7 +177,9 @@ def cuda_tests(timeout: float, out_dir: Path) -> dict[str, Any]:
                               env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)})
     except subprocess.TimeoutExpired:
         return {"error": f"the CUDA tests ran past {timeout:.0f} s"}
-    record: dict[str, Any] = {"command": " ".join(command[1:]), "exit_code": done.returncode,
+    # The report's folder is this machine's: the result names the file alone.
+    shown = [*command[1:-1], f"--junitxml={report.name}"]
+    record: dict[str, Any] = {"command": " ".join(shown), "exit_code": done.returncode,
                               "output_tail": done.stdout.splitlines()[-5:]}
     if not report.exists():
         record["error"] = (done.stdout + done.stderr)[-2000:]

@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--signals", default="KILL", help="comma list of KILL, INT, TERM")
     parser.add_argument("--seed", type=int, default=0, help="seeds the kill moments")
     args = parser.parse_args()
+    started = machine()  # the load average before the work, as it is named
     rng = random.Random(args.seed)
     sigs = [getattr(signal, "SIG" + name.strip().upper()) for name in args.signals.split(",")]
     env = environment()
@@ -126,7 +127,7 @@ def main() -> None:
                                capture_output=True, text=True, check=False)
         same = losses(run) == losses(reference)
         result = {
-            "machine": machine(),
+            "machine": started,
             "cycles": len(cycles),
             "signals": sorted({c["signal"] for c in cycles if c["signal"]}),
             "steps": args.steps,

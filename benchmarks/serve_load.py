@@ -239,6 +239,7 @@ def main() -> None:
                         help="the load clients' HTTP library (raw: benchmarks/raw_http.py)")
     parser.add_argument("--name", default="serve_load")
     args = parser.parse_args()
+    started = machine()  # the load average before the work, as it is named
     counts = [int(c) for c in args.clients.split(",")]
     start_load = os.getloadavg()[0]
 
@@ -269,7 +270,7 @@ def main() -> None:
     # The results name no path of this machine: the run is RUN, the other tree OLD.
     paths = {str(args.run): "RUN", str(args.baseline_src): "OLD/src",
              args.baseline_python: "OLD/python"} if args.run or args.baseline_src else {}
-    command = " ".join(paths.get(arg, arg) for arg in sys.argv[1:])
+    command = " ".join(_without_paths(arg, paths) for arg in sys.argv[1:])
     result = {
         "benchmark": "serve_load",
         "command": "python -m benchmarks.serve_load " + command,
@@ -286,12 +287,19 @@ def main() -> None:
         "offline": offline_runs,
         "load_average_1m_at_end": os.getloadavg()[0],
         "load_average_1m_at_start": start_load,
-        "machine": machine(),
+        "machine": started,
     }
     write_result(args.name, result)
     if any(s["errors"] for s in served + baseline):
         sys.exit(1)
 
+
+
+def _without_paths(arg: str, paths: dict[str, str]) -> str:
+    """A command-line word with this machine's paths named (``--run=PATH``, ``PATH/`` too)."""
+    flag, sep, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+    value = paths.get(value.rstrip("/"), value) if value.rstrip("/") in paths else value
+    return f"{flag}{sep}{value}"
 
 if __name__ == "__main__":
     main()

@@ -122,7 +122,7 @@ def throughput(args: argparse.Namespace) -> None:
     write_result(args.name or "word_throughput", {
         "command": f"python -m benchmarks.word_level throughput --threads {args.threads} "
                    f"--steps {args.steps}",
-        "machine": machine(), "arms": results,
+        "machine": args.machine, "arms": results,
         "speedup_vs_old": {k: round(v["tokens_per_s"] / old, 2) for k, v in results.items()},
     })
 
@@ -154,7 +154,7 @@ def evaluation(args: argparse.Namespace) -> None:
                         rel_tol=1e-4), timings
     write_result(args.name or "word_evaluation_speed", {
         "command": f"python -m benchmarks.word_level evaluation --threads {args.threads}",
-        "machine": machine(), "vocab_size": info["vocab_size"],
+        "machine": args.machine, "vocab_size": info["vocab_size"],
         "arms": timings, "speedup": round(timings["target_clusters"]["tokens_per_s"]
                                           / timings["full_distribution"]["tokens_per_s"], 2)})
 
@@ -220,7 +220,7 @@ def _quality_record(args: argparse.Namespace, results: dict[str, Any]) -> dict[s
                        f"--corpora {args.corpora} --budgets {args.budgets} "
                        f"--threads {args.threads}"
                        + "".join(f" --arm '{a}'" for a in args.arm or []),
-            "machine": machine(), "held_out_chars": HELD_OUT_CHARS, "results": results,
+            "machine": args.machine, "held_out_chars": HELD_OUT_CHARS, "results": results,
             "fewer_bits_per_char_new_vs_old": gains}
 
 
@@ -240,6 +240,7 @@ def main() -> None:
         command.add_argument("--threads", type=int, default=2)
         command.add_argument("--name", help="results file name (benchmarks/results/NAME.json)")
     args = parser.parse_args()
+    args.machine = machine()  # the load average before the work, as it is named
     {"throughput": throughput, "quality": quality, "evaluation": evaluation}[args.command](args)
 
 

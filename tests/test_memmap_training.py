@@ -65,3 +65,17 @@ def test_memmap_checks_each_file_and_joins_them_as_the_in_memory_path(tmp_path: 
     fingerprints = [json.loads((tmp_path / run / "config.json").read_text())["corpus_fingerprint"]
                     for run in ("mm", "mem")]
     assert fingerprints[0] == fingerprints[1]
+
+
+def test_a_memmap_corpus_over_its_index_limit_gets_no_copy_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from weft.training import fit_language_model
+
+    # Building an index holds 5 bytes per byte of text: --memmap must keep memory flat.
+    monkeypatch.setattr(fit_language_model, "MEMMAP_INDEX_BYTES", 1000)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(PANGRAM * 60, encoding="utf-8")
+    mapped = weft.train(corpus, out=tmp_path / "mm", memmap=True, max_steps=2, **TINY)
+    assert mapped is not None and mapped.copy_index is None
+    whole = weft.train(corpus, out=tmp_path / "mem", max_steps=2, **TINY)
+    assert whole is not None and whole.copy_index is not None

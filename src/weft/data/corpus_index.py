@@ -35,6 +35,9 @@ BLOCK_BITS = 16  # 64 KiB blocks for byte -> character offsets
 # Building holds the text and its suffix array in memory (5 bytes per byte of text, 9 above
 # 2 GiB): past this a corpus gets no index, and its runs report the meter unavailable.
 MAX_INDEX_BYTES = 2 << 30
+# A --memmap run promises memory that does not grow with the corpus: its index is built only
+# up to this size (at most ~320 MB while building), so a larger streamed corpus gets none.
+MEMMAP_INDEX_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import torch
 
 from weft import __version__
 from weft.config import GenerationConfig, RunConfig
-from weft.data.corpus_index import MAX_INDEX_BYTES, build_index, has_index
+from weft.data.corpus_index import MAX_INDEX_BYTES, MEMMAP_INDEX_BYTES, build_index, has_index
 from weft.data.labels import save_labels
 from weft.data.pipeline import PreparedCorpus, prepare_corpus
 from weft.device import resolve_device, set_threads, training_precision
@@ -153,7 +153,8 @@ def _train(
 
     distributed.on_main(dist, write_run_files)
     if not has_index(out):  # runs from before the copy meter get theirs when resumed
-        distributed.on_main(dist, lambda: _build_copy_index(corpus, out))
+        limit = MEMMAP_INDEX_BYTES if config.data.memmap else MAX_INDEX_BYTES
+        distributed.on_main(dist, lambda: _build_copy_index(corpus, out, limit))
     if not quiet:
         params = sum(p.numel() for p in model.parameters())
         print(f"weft: {summary} "
@@ -199,10 +200,11 @@ def _grow_from(base: BaseRun, min_count: int) -> Callable[[Sequence[str], Sequen
     return grow
 
 
-def _build_copy_index(corpus: PreparedCorpus, out: Path) -> None:
-    """The copy meter's index of the corpus: records one per line, else the cleaned text."""
+def _build_copy_index(corpus: PreparedCorpus, out: Path, limit: int) -> None:
+    """The copy meter's index of the corpus (records one per line, else the cleaned text), for
+    a corpus of at most ``limit`` bytes."""
     try:
-        stats = build_index(out, corpus.index_chunks())
+        stats = build_index(out, corpus.index_chunks(), limit)
     except OSError as exc:
         raise WeftError(f"cannot write the copy index in {out} ({exc.strerror})") from None
     except ImportError:
@@ -212,7 +214,9 @@ def _build_copy_index(corpus: PreparedCorpus, out: Path) -> None:
                     "unavailable for this run (pip install pydivsufsort, then --resume)")
         return
     if stats is None:
-        log.warning("the corpus is over %d GiB: no copy index, so the copy meter is "
-                    "unavailable for this run", MAX_INDEX_BYTES >> 30)
+        # Building holds 5 bytes per byte of text in memory: past the limit, none is built.
+        log.warning("the corpus is over %d MiB%s: no copy index, so the copy meter is "
+                    "unavailable for this run", limit >> 20,
+                    " (--memmap keeps memory flat)" if limit == MEMMAP_INDEX_BYTES else "")
         return
     log.debug("copy index: %d bytes of text in %.2f s", stats.text_bytes, stats.seconds)
