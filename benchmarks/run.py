@@ -20,8 +20,8 @@ SUITE: list[tuple[str, list[str], list[str]]] = [
     # (module, full arguments, quick arguments)
     ("benchmarks.generation_speed", [], ["--tokens", "400", "--repeats", "1"]),
     ("benchmarks.train_overhead", [], ["--steps", "8", "--repeats", "1"]),
-    ("benchmarks.memory", [], ["--steps", "5"]),
-    ("benchmarks.tokenize_throughput", [], ["--megabytes", "10"]),
+    ("benchmarks.memory", [], ["--steps", "5", "--memmap-gb", "0.05"]),
+    ("benchmarks.tokenize_throughput", [], ["--megabytes", "10", "--memmap-mb", "50"]),
     ("benchmarks.tagger_speed", [], []),
     ("benchmarks.shakespeare_quality", [], ["--budget", "20"]),
     ("benchmarks.serve_load", [], ["--clients", "4", "--duration", "5"]),
@@ -33,6 +33,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", nargs="*", help="module names to run (e.g. generation_speed)")
     args = parser.parse_args()
+    names = [module.rsplit(".", 1)[1] for module, _, _ in SUITE]
+    unknown = sorted(set(args.only or ()) - set(names))
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s): {', '.join(unknown)}; "
+                         f"choose from: {', '.join(names)}")
     summary = {}
     for module, full, quick in SUITE:
         name = module.rsplit(".", 1)[1]
