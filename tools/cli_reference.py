@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import sys
 from pathlib import Path
@@ -74,8 +75,12 @@ def render() -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 when docs/cli.md is out of date, writing nothing")
+    args = parser.parse_args()  # a typo or --help must not rewrite the file
     text = render()
-    if "--check" in sys.argv:
+    if args.check:
         if not DOC.exists() or DOC.read_text() != text:
             print(f"{DOC.name} is out of date: run python tools/cli_reference.py")
             sys.exit(1)
