@@ -38,7 +38,6 @@ class CopyGuard:
         self.limit = limit
         self.end = ""  # the longest end of the text so far found in the corpus (< limit)
         self.cut = False  # the text reached a copy of ``limit`` characters and was cut
-        self.redraws = 0  # tokens drawn again because they would have completed a copy
         # The last scan (end, added) -> (kept, new end): a token is looked at before it is
         # kept (completes) and again as it is kept (take); the second costs no search.
         self._scanned: tuple[str, str, int | None, str] | None = None
@@ -61,10 +60,9 @@ class CopyGuard:
     def _scan(self, added: str) -> tuple[int | None, str]:
         if self._scanned is not None and self._scanned[:2] == (self.end, added):
             return self._scanned[2:]
-        end = self.end
-        kept = self._search(added)
-        self._scanned = (end, added, *kept)
-        return kept
+        found = self._search(added)
+        self._scanned = (self.end, added, *found)
+        return found
 
     def _search(self, added: str) -> tuple[int | None, str]:
         end = self.end

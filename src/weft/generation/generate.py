@@ -107,9 +107,7 @@ class TextState:
         copy (:func:`~weft.generation.copy_guard.redraw`)."""
         if self.guard is None or self.done:
             return token
-        chosen = redraw(token, logits, lambda t: self.would_copy(t, eos), draw, banned)
-        self.guard.redraws += chosen != token
-        return chosen
+        return redraw(token, logits, lambda t: self.would_copy(t, eos), draw, banned)
 
     def finish(self) -> None:
         """The end of the sequence: text the decoder held back (a partial character) is due."""
