@@ -4,7 +4,16 @@ import json
 from pathlib import Path
 
 import pytest
-from tools.train_base_model import GPU_PRESET, SETTINGS, main, stage_settings
+from tools.train_base_model import (
+    EWT_TEXT,
+    GPU_PRESET,
+    GUTENBERG,
+    MODERN_MIX,
+    SETTINGS,
+    main,
+    split_held_out,
+    stage_settings,
+)
 
 import weft
 from weft.io import sha256_file
@@ -20,7 +29,7 @@ CONLLU = """# newdoc id = one
 
 
 def test_gpu_preset_changes_how_it_trains_not_the_shape() -> None:
-    stage1, stage2 = stage_settings("gpu", "3,1.5", {"seed": 7})
+    stage1, stage2, _ = stage_settings("gpu", "3,1.5", {"seed": 7})
     assert stage1["batch_size"] == GPU_PRESET["stage1"]["batch_size"] != SETTINGS["batch_size"]
     for shape in ("layers", "hidden_size", "embedding_dim", "level"):
         assert stage1[shape] == SETTINGS[shape]
@@ -29,8 +38,10 @@ def test_gpu_preset_changes_how_it_trains_not_the_shape() -> None:
 
 
 def test_bad_minutes_is_a_one_line_error() -> None:
-    with pytest.raises(SystemExit, match="STAGE1,STAGE2"):
-        stage_settings("cpu", "4", {})
+    for bad in ("4", "1,2,3,4", "1,x"):
+        with pytest.raises(SystemExit, match="STAGE1,STAGE2"):
+            stage_settings("cpu", bad, {})
+    assert stage_settings("cpu", "1,2,3", {})[2]["time_budget"] == "3m"
 
 
 def test_two_stages_export_a_model_that_loads_on_any_device(tmp_path: Path) -> None:
@@ -57,3 +68,47 @@ def test_two_stages_export_a_model_that_loads_on_any_device(tmp_path: Path) -> N
     model = weft.load(target)
     [text] = model.generate(prompt="It", max_new_tokens=5, seed=0)
     assert (text.tokens, text.finish_reason) == (5, "length")
+
+
+def test_held_out_slices_are_cut_at_a_unit_boundary_and_never_trained_on(
+        tmp_path: Path) -> None:
+    modern = tmp_path / "modern"
+    modern.mkdir()
+    dialogue = "".join(f"hello {i}\nhow are you {i}\n\n" for i in range(200))
+    (modern / "chat.txt").write_text(dialogue, encoding="utf-8")
+    split_held_out(modern, tmp_path / "data")
+    train = (tmp_path / "data" / "train" / "chat.txt").read_text(encoding="utf-8")
+    held_out = (tmp_path / "data" / "held-out" / "chat.txt").read_text(encoding="utf-8")
+    assert train + held_out == dialogue
+    assert train.endswith("\n\n") and held_out.startswith("hello ")
+    assert 0.015 < len(held_out) / len(dialogue) < 0.03
+
+
+def test_stage_three_trains_the_weighted_mix_from_a_base_and_exports_it(
+        tmp_path: Path) -> None:
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "a.txt").write_text("It was a bright cold day in April.\n" * 300, encoding="utf-8")
+    web = tmp_path / "web.conllu"
+    web.write_text(CONLLU, encoding="utf-8")
+    modern = tmp_path / "modern"
+    modern.mkdir()
+    for name in MODERN_MIX:
+        if name not in (GUTENBERG, EWT_TEXT):
+            (modern / name).write_text(f"lol {name} is great\nyeah\n\n" * 100,
+                                       encoding="utf-8")
+    base = tmp_path / "base"
+    tiny = dict(hidden_size=16, layers=1, embedding_dim=8, batch_size=4, seq_len=16,
+                max_steps=2, level="byte", quiet=True)
+    weft.train(str(books), out=base, **tiny)
+    target = tmp_path / "export"
+    main([str(books), "--web-text", str(web), "--modern", str(modern), "--stage2", str(base),
+          "--out", str(tmp_path / "run"), "--export-to", str(target), "--set", "max_steps=3",
+          "--set", "batch_size=4", "--set", "seq_len=16", "--set", "eval_every=2",
+          "--set", "val_fraction=0.01"])
+    config = json.loads((target / "config.json").read_text())
+    assert config["init_from"]["name"].startswith("stage 2")
+    assert "chitchat.txt:1" in config["corpus"] and "broad-twitter-corpus.txt:5" in config[
+        "corpus"]
+    assert (tmp_path / "run-modern-data" / "held-out" / "chitchat.txt").stat().st_size > 0
+    weft.load(target).generate(prompt="lol", max_new_tokens=3, seed=0)

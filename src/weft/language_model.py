@@ -182,7 +182,7 @@ class LanguageModel:
         from weft.training.records_task import records_loss
 
         data = self.config.data
-        records, rows, _ = load_labelled_records([path], data)
+        records, rows, _, _ = load_labelled_records([path], data)
         report = EncodeReport()
         batches = RecordBatches.from_texts(
             records, self.tokenizer, batch_size=batch_size, max_len=data.max_record_len,

@@ -133,7 +133,11 @@ def cli() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar or samples.")
 def train(corpus: tuple[str, ...], out: Path | None,
           resume_dir: Path | None, init_from: str | None, quiet: bool, **options: Any) -> None:
-    """Train a language model on CORPUS (text files, or builtin:pydoc-topics).
+    """Train a language model on CORPUS (text files, folders, globs, or builtin:pydoc-topics).
+
+    FILE:WEIGHT reads a source WEIGHT times a pass (chats.txt:3; books/:0.5 reads the first
+    half of each book): mix small corpora with large ones. Validation is taken from the
+    corpus read once.
 
     Some defaults depend on --level (each flag shows them, e.g. "64; word level: 256"): they
     were measured per level; a flag you give always wins, and config.json records the values

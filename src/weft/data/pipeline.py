@@ -37,9 +37,10 @@ from weft.data.corpus import (
 )
 from weft.data.labels import NO_LABELS, LabelSet, load_labels
 from weft.data.memmap import encode_to_npy, iter_text_chunks
-from weft.data.prepare import clean_like_training, load_labelled_records, load_text
+from weft.data.prepare import clean_like_training, load_labelled_records, load_text_parts
 from weft.data.records import split_records
 from weft.data.stream import split_tokens
+from weft.data.weights import describe_weights, is_weighted, weighted_training_part
 from weft.errors import WeftError
 from weft.runs import TOKENIZER, TOKENS, check_same_data, fingerprint, read_run_config
 from weft.tokenizers import RECORD_SPECIALS, CharTokenizer, Tokenizer, load_tokenizer
@@ -105,16 +106,26 @@ def prepare_corpus(
         return _memmap_corpus(data, sources, run_dir, resume)
     if data.record_mode:
         return _record_corpus(data, sources, run_dir, resume, grow, build)
-    text, notes = load_text(sources, data)
+    parts, weights, notes = load_text_parts(sources, data)
     for note in notes:
         log.info(note)
-    digest = fingerprint(text)
+    text = "".join(parts)
+    weighted = is_weighted(sources)
+    digest = fingerprint(text + "\x1d" + describe_weights(sources) if weighted else text)
     if resume:
         check_same_data(read_run_config(run_dir), digest)
         tokenizer = load_tokenizer(run_dir / TOKENIZER)
     else:
         tokenizer = build(lambda: _new_tokenizer(data, [text], (), grow))
-    train_ids, val_ids = _split_stream(tokenizer.encode(text), data)
+    if not weighted:
+        train_ids, val_ids = _split_stream(tokenizer.encode(text), data)
+    else:
+        # Each file encoded alone, so that its tokens can be repeated by its weight; the
+        # validation split is the end of the files each read once (weights.py).
+        part_ids = [tokenizer.encode(part) for part in parts]
+        train_ids, val_ids = _split_stream(np.concatenate(part_ids), data)
+        train_ids = np.concatenate(weighted_training_part(part_ids, weights, len(train_ids)))
+        log.info(f"corpus weights: {len(train_ids):,} training tokens a pass")
     return PreparedCorpus(tokenizer, digest, len(text), lambda: [text], train_ids, val_ids)
 
 
@@ -146,7 +157,7 @@ def _split_stream(ids: np.ndarray, data: DataConfig) -> tuple[np.ndarray, np.nda
 
 def _record_corpus(data: DataConfig, sources: Sequence[str], run_dir: Path, resume: bool,
                    grow: GrowHook | None, build: BuildHook) -> PreparedCorpus:
-    records, rows, notes = load_labelled_records(sources, data)
+    records, rows, weights, notes = load_labelled_records(sources, data)
     for note in notes:
         log.info(note)
     # Records may hold newlines (CSV), so fingerprint them with an unambiguous separator.
@@ -155,7 +166,8 @@ def _record_corpus(data: DataConfig, sources: Sequence[str], run_dir: Path, resu
     if data.label_columns:
         labels = LabelSet.from_rows(data.label_columns, rows)
         text += "\x1d" + "\x1e".join("\x1f".join(row) for row in rows)
-    digest = fingerprint(text)
+    weighted = is_weighted(sources)
+    digest = fingerprint(text + "\x1d" + describe_weights(sources) if weighted else text)
     if resume:
         check_same_data(read_run_config(run_dir), digest)
         tokenizer = load_tokenizer(run_dir / TOKENIZER)
@@ -166,11 +178,29 @@ def _record_corpus(data: DataConfig, sources: Sequence[str], run_dir: Path, resu
     train_records, val_records = split_records(records, data.val_fraction)
     if data.val_fraction > 0 and not val_records:
         raise WeftError("the validation split is empty: use more records")
+    if weighted:
+        train_records, rows = _weight_records(records, rows, weights, len(train_records))
+        log.info(f"corpus weights: {len(train_records):,} training records a pass")
     return PreparedCorpus(
         tokenizer, digest, sum(len(r) for r in records),
         lambda: (record + "\n" for record in records),
         train_records=train_records, val_records=val_records, labels=labels,
         prefixes=labels.prefixes(tokenizer, rows) if labels.columns else None)
+
+
+def _weight_records(records: list[str], rows: list[tuple[str, ...]],
+                    files: list[tuple[float, int]], n_train: int,
+                    ) -> tuple[list[str], list[tuple[str, ...]]]:
+    """The training records repeated by their files' weights (``files``: each file's weight
+    and number of records, in order), and the label rows of those records followed by the
+    validation records' rows (the order ``prefixes`` are read in)."""
+    starts = np.cumsum([0] + [count for _, count in files])[:-1]
+    indices = [np.arange(start, start + count)
+               for start, (_, count) in zip(starts, files, strict=True)]
+    kept = weighted_training_part(indices, [weight for weight, _ in files], n_train)
+    order = [int(i) for run in kept for i in run]
+    labelled = ([rows[i] for i in order] + rows[n_train:]) if rows else rows
+    return [records[i] for i in order], labelled
 
 
 def cleaned_chunks(data: DataConfig, sources: Sequence[str]) -> Iterator[str]:
@@ -200,6 +230,9 @@ def _memmap_corpus(data: DataConfig, sources: Sequence[str], run_dir: Path,
     text, the second writes the ids. Memory stays at one chunk of text and its ids; the
     returned arrays are paged in from disk as training reads them.
     """
+    if is_weighted(sources):
+        raise WeftError("--memmap reads each file once: corpus weights (FILE:WEIGHT) are not "
+                        "supported with it; repeat the files instead, or leave out --memmap")
     if any(source.startswith(BUILTIN_PREFIX) for source in expand_sources(sources)):
         raise WeftError("--memmap reads text files; a built-in corpus fits in memory without it")
     digest = hashlib.sha256()
