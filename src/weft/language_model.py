@@ -196,6 +196,13 @@ class LanguageModel:
             result = dataclasses.replace(result, labels=[a.to_dict() for a in accuracies])
         return result
 
+    def export_web(self, site: str | Path, *, weights: str = "float16",
+                   force: bool = False) -> Path:
+        """Write this model as a static web page that runs it (:mod:`weft.export.web`)."""
+        from weft.export.web import export_web
+
+        return export_web(self, site, weights=weights, force=force)
+
     def info(self) -> dict[str, Any]:
         params = sum(p.numel() for p in self.module.parameters())
         return {"run_dir": str(self.run_dir), "kind": self.config.kind,

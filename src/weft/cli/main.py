@@ -377,8 +377,10 @@ def plot(run: Path) -> None:
 
 
 from weft.cli.chat import chat  # noqa: E402  (registered after the group exists)
+from weft.cli.export import export  # noqa: E402
 from weft.cli.serve import serve  # noqa: E402
 
 cli.add_command(chat)
+cli.add_command(export)
 cli.add_command(serve)
 cli.add_command(tag)

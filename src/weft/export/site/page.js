@@ -1,0 +1,158 @@
+/* The exported page: reads model.json and weights.bin, runs the model in a Web Worker
+ * (worker.js), and streams what it writes. Stop terminates the worker and starts a fresh one
+ * from the weights already downloaded. `window.weftPage` is for scripts (and the tests):
+ * `await weftPage.logprobs(prompt)` gives the next token's log-probabilities. */
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const SLIDERS = ["temperature", "top_k", "top_p", "repetition_penalty"];
+let manifest = null, weights = null, worker = null, ready = null, busy = false;
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = !message;
+}
+
+function startWorker() {
+  worker = new Worker("worker.js");
+  ready = new Promise((resolve, reject) => {
+    worker.onmessage = (event) => {
+      if (event.data.type === "ready") resolve();
+      else if (event.data.type === "error") reject(new Error(event.data.message));
+    };
+    worker.onerror = (event) => reject(new Error(event.message || "the worker failed"));
+  });
+  const copy = weights.slice(0);  // the worker takes this copy; the page keeps its own
+  worker.postMessage({ type: "load", manifest, buffer: copy }, [copy]);
+  return ready;
+}
+
+function decodeStops(text) {
+  return text.split("\n").filter((s) => s !== "")
+    .map((s) => s.replace(/\\n/g, "\n").replace(/\\t/g, "\t"));
+}
+
+function labelIds() {  // one label token per column: chosen, or drawn by training frequency
+  const ids = [];
+  for (const column of manifest.labels || []) {
+    let value = $(`label-${column.index}`).value;
+    if (value === "") {
+      const values = Object.entries(column.counts);
+      const total = values.reduce((sum, [, n]) => sum + n, 0);
+      let draw = Math.random() * total;
+      value = values.find(([, n]) => (draw -= n) < 0)?.[0] ?? values[0][0];
+    }
+    ids.push(column.ids[value]);
+  }
+  return ids;
+}
+
+function options() {
+  const seed = $("seed").value.trim();
+  const opts = Object.fromEntries(SLIDERS.map((name) => [name, Number($(name).value)]));
+  opts.max_new_tokens = Math.max(0, Math.floor(Number($("max_new_tokens").value) || 0));
+  opts.seed = seed === "" ? null : Number(seed);
+  opts.stop = decodeStops($("stops").value);
+  return opts;
+}
+
+function setRunning(running) {
+  busy = running;
+  $("run").disabled = running;
+  $("stop").disabled = !running;
+  $("output").classList.toggle("running", running);
+}
+
+function generate() {
+  showError("");
+  const prompt = $("prompt").value;
+  $("out-prompt").textContent = prompt;
+  $("out-text").textContent = "";
+  $("status").textContent = "generating…";
+  setRunning(true);
+  worker.onmessage = (event) => {
+    const msg = event.data;
+    if (msg.type === "text") {
+      $("out-text").textContent += msg.text;
+    } else if (msg.type === "done") {
+      setRunning(false);
+      const speed = msg.seconds > 0 ? Math.round(msg.tokens / msg.seconds) : 0;
+      const why = msg.reason === "stop" ? "ended by the model or a stop string"
+        : "cut at the length limit";
+      $("status").textContent = `done: ${msg.tokens} tokens, ${speed} tokens/s, ${why} ` +
+        `(seed ${msg.seed})`;
+    } else if (msg.type === "error") {
+      setRunning(false);
+      $("status").textContent = "";
+      showError(msg.message);
+    }
+  };
+  worker.postMessage({ type: "generate", prompt, labels: labelIds(), options: options() });
+}
+
+async function stop() {
+  worker.terminate();  // stops at once, even in the middle of a step
+  setRunning(false);
+  $("run").disabled = true;
+  $("status").textContent = "stopped";
+  await startWorker();
+  $("run").disabled = false;
+}
+
+function logprobs(prompt, labels = []) {
+  if (busy) return Promise.reject(new Error("generating"));
+  return ready.then(() => new Promise((resolve, reject) => {
+    worker.onmessage = (event) => {
+      if (event.data.type === "logprobs") resolve(event.data.values);
+      else if (event.data.type === "error") reject(new Error(event.data.message));
+    };
+    worker.postMessage({ type: "logprobs", prompt, labels });
+  }));
+}
+
+function setupControls() {
+  const defaults = manifest.generation;
+  for (const name of SLIDERS) {
+    const input = $(name), shown = $(`${name}-value`);
+    input.value = String(defaults[name]);
+    const show = () => { shown.textContent = input.value; };
+    input.addEventListener("input", show);
+    show();
+  }
+  $("max_new_tokens").value = String(defaults.max_new_tokens);
+  if (defaults.seed !== null) $("seed").value = String(defaults.seed);
+  $("stops").value = defaults.stop.map((s) => s.replace(/\n/g, "\\n")).join("\n");
+  for (const column of manifest.labels || []) {
+    const label = document.createElement("label");
+    label.textContent = column.name;
+    const select = document.createElement("select");
+    select.id = `label-${column.index}`;
+    select.add(new Option("any (as often as in training)", ""));
+    for (const value of Object.keys(column.counts)) select.add(new Option(value, value));
+    label.append(select);
+    $("labels").append(label);
+  }
+}
+
+async function main() {
+  try {
+    manifest = await (await fetch("model.json")).json();
+    $("model-name").textContent = manifest.name;
+    document.title = `weft: ${manifest.name}`;
+    setupControls();
+    const response = await fetch(manifest.weights.file);
+    if (!response.ok) throw new Error(`could not load ${manifest.weights.file}`);
+    weights = await response.arrayBuffer();
+    await startWorker();
+    $("run").disabled = false;
+    $("status").textContent = "ready";
+  } catch (error) {
+    $("status").textContent = "";
+    showError(`The model could not be loaded: ${error.message}`);
+  }
+}
+
+$("run").addEventListener("click", generate);
+$("stop").addEventListener("click", stop);
+window.weftPage = { logprobs };
+main();

@@ -1,0 +1,160 @@
+"""The exported web page in real headless Chromium: it loads from a static server, streams
+text, writes what PyTorch writes greedily, scores the next token as PyTorch does, repeats a
+seeded sample, honours stop strings, and its stop button stops the worker.
+
+Skipped when Debian's chromium (or Playwright) is absent, like the playground's browser test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import weft
+from weft.generation.generate import start_ids
+
+from .web_fixtures import StaticServer, browser, open_page, page_generate, train_tiny
+
+__all__ = ["browser"]  # the fixture, imported for pytest
+
+# Largest difference of any next-token log-probability from PyTorch's float32 model, per
+# weight format (docs/web-export.md gives the measured values; these bounds leave room).
+LOGPROB_TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "int8": 1e-1}
+RUNS: dict[str, dict[str, Any]] = {
+    "char-rnn-tied": dict(cell="rnn", layers=2, hidden_size=32, embedding_dim=32,
+                          tie_weights=True),
+    # Trained longer: it must write multi-byte characters for the streaming test.
+    "byte-gru": dict(level="byte", cell="gru", layers=2, max_steps=200, lr=1e-2),
+    "byte-onehot-lstm": dict(level="byte", embedding_dim=0, layers=2),
+}
+PROMPTS = {"char": "The qu", "byte": "Größe, c"}
+
+
+@pytest.fixture(scope="module")
+def sites(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[tuple[str, dict[str, Path]]]:
+    """Every run (the shared tiny char LSTM and the ones above) exported in every weight
+    format under one served folder: ``{name}-{format}``."""
+    root = tmp_path_factory.mktemp("web")
+    runs = {"char-lstm": tiny_run}
+    for name, options in RUNS.items():
+        runs[name] = train_tiny(root / "runs", name, **options)
+    served = root / "served"
+    for name, run in runs.items():
+        model = weft.load(run, device="cpu")
+        for fmt in ("float32", "float16", "int8"):
+            model.export_web(served / f"{name}-{fmt}", weights=fmt)
+    with StaticServer(served) as server:
+        yield server.url, runs
+
+
+def prompt_for(run: Path) -> str:
+    return PROMPTS[weft.load(run, device="cpu").config.data.level]
+
+
+def pytorch_logprobs(run: Path, prompt: str) -> np.ndarray:
+    model = weft.load(run, device="cpu")
+    ids = start_ids(model.tokenizer, model.prepare_prompt(prompt))
+    with torch.no_grad():
+        logits = model.module(torch.as_tensor(ids)[None, :]).logits
+    assert logits is not None
+    return torch.log_softmax(logits[0, -1].double(), dim=-1).numpy()
+
+
+@pytest.mark.parametrize("name", ["char-lstm", *RUNS])
+def test_the_page_writes_what_pytorch_writes_greedily(browser: Any, sites: Any,
+                                                      name: str) -> None:
+    url, runs = sites
+    prompt = prompt_for(runs[name])
+    expected = weft.load(runs[name], device="cpu").generate(
+        prompt, temperature=0, max_new_tokens=80, quantize="none")[0]
+    for fmt in ("float32", "float16"):
+        page, problems = open_page(browser, f"{url}/{name}-{fmt}/")
+        assert page_generate(page, prompt, max_new_tokens=80) == expected, fmt
+        assert page.text_content("#out-prompt") == prompt
+        assert "done: 80 tokens" in (page.text_content("#status") or "")
+        assert problems == []
+        page.close()
+
+
+@pytest.mark.parametrize("name", ["char-lstm", *RUNS])
+def test_next_token_logprobs_match_pytorch(browser: Any, sites: Any, name: str) -> None:
+    url, runs = sites
+    prompt = prompt_for(runs[name])
+    expected = pytorch_logprobs(runs[name], prompt)
+    for fmt, tolerance in LOGPROB_TOLERANCE.items():
+        page, _ = open_page(browser, f"{url}/{name}-{fmt}/")
+        got = np.array(page.evaluate("(p) => weftPage.logprobs(p)", prompt))
+        page.close()
+        finite = np.isfinite(expected)
+        assert (np.isfinite(got) == finite).all()
+        difference = float(np.abs(got[finite] - expected[finite]).max())
+        print(f"web export {name} {fmt}: largest log-prob difference {difference:.2e}")
+        assert difference < tolerance, (fmt, difference)
+
+
+def test_bytes_stream_as_whole_characters(browser: Any, sites: Any) -> None:
+    url, runs = sites
+    page, problems = open_page(browser, f"{url}/byte-gru-float32/")
+    # Record every piece the page shows: none may hold half a character (U+FFFD).
+    page.evaluate("""() => {
+        window.pieces = [];
+        new MutationObserver(() => window.pieces.push(
+            document.querySelector('#out-text').textContent)).observe(
+            document.querySelector('#out-text'), {childList: true, characterData: true,
+                                                   subtree: true});
+    }""")
+    text = page_generate(page, "日本", max_new_tokens=60)
+    expected = weft.load(runs["byte-gru"], device="cpu").generate(
+        "日本", temperature=0, max_new_tokens=60, quantize="none")[0]
+    assert text == expected and any(ord(ch) > 127 for ch in text)
+    pieces = page.evaluate("window.pieces")
+    assert len(pieces) >= 1 and all("\ufffd" not in piece for piece in pieces)
+    assert problems == []
+    page.close()
+
+
+def test_seeds_repeat_and_stop_strings_end_the_text(browser: Any, sites: Any) -> None:
+    url, runs = sites
+    page, problems = open_page(browser, f"{url}/char-lstm-float16/")
+    sampled = dict(temperature=1.2, top_k=20, top_p=0.95, repetition_penalty=1.3,
+                   max_new_tokens=60)
+    first = page_generate(page, "The", seed=7, **sampled)
+    assert page_generate(page, "The", seed=7, **sampled) == first
+    assert page_generate(page, "The", seed=8, **sampled) != first
+    # Greedy text cut at a stop string, as weft generate cuts it.
+    model = weft.load(runs["char-lstm"], device="cpu")
+    greedy = model.generate("The", temperature=0, max_new_tokens=60, quantize="none")[0]
+    stop = greedy[20:23]
+    expected = model.generate("The", temperature=0, max_new_tokens=60, quantize="none",
+                              stop=[stop])[0]
+    assert page_generate(page, "The", stops=stop, max_new_tokens=60) == expected
+    assert len(expected) < len(greedy) and "ended by the model or a stop string" in (
+        page.text_content("#status") or "")
+    assert problems == []
+    page.close()
+
+
+def test_the_stop_button_stops_the_worker(browser: Any, sites: Any) -> None:
+    url, _ = sites
+    page, problems = open_page(browser, f"{url}/char-lstm-float16/")
+    page.fill("#prompt", "The")
+    page.fill("#max_new_tokens", "100000000")
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#out-text').textContent.length > 20")
+    page.click("#stop")
+    page.wait_for_function("document.querySelector('#status').textContent === 'stopped'")
+    shown = page.text_content("#out-text") or ""
+    page.wait_for_timeout(300)  # a worker still running would keep writing
+    assert page.text_content("#out-text") == shown
+    page.wait_for_function("!document.querySelector('#run').disabled")
+    assert not page.is_enabled("#stop")
+    # A fresh worker generates again.
+    assert len(page_generate(page, "The", max_new_tokens=10)) > 0
+    assert problems == []
+    page.close()
