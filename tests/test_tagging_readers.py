@@ -83,7 +83,9 @@ def test_tsv_blank_lines_separate_sentences() -> None:
     assert [s.words for s in sentences] == [("The", "dog"), ("Hi",)]
     assert sentences[0].tags == ("DET", "NOUN")
     with pytest.raises(WeftError, match=r"t\.tsv:2: expected word<TAB>tag"):
-        parse_tsv("The\tDET\ndog NOUN\n", "t.tsv")
+        parse_tsv("The\tDET\ndog big NOUN\n", "t.tsv")
+    # two columns separated by a space (CoNLL-2003's layout) read as the tab-separated do
+    assert parse_tsv("New B-LOC\nYork I-LOC\n", "t.txt")[0].tags == ("B-LOC", "I-LOC")
 
 
 def test_ptb_trees_leaves_and_sentence_ends() -> None:

@@ -18,7 +18,7 @@ from weft.cli.common import setup_logging, training_options, typed_on_command_li
 from weft.config import TrainConfig
 from weft.device import set_threads
 from weft.errors import WeftError
-from weft.tagging.model import TaggerModelConfig
+from weft.tagging.model import SCHEME_CHOICES, TaggerModelConfig
 from weft.tagging.readers import FORMATS
 from weft.tagging.task import TAGGER_TRAIN_DEFAULTS
 from weft.typed_settings import from_fields
@@ -81,6 +81,10 @@ def _read_options(func: Any) -> Any:
               help="Replace a training word seen c times by <unk> with probability "
                    "a/(a+c); 0 disables.")
 @click.option("--crf", is_flag=True, help="Add a CRF layer (Viterbi decoding).")
+@click.option("--scheme", type=click.Choice(SCHEME_CHOICES), default=None,
+              help="Span tags (named entities): train in BIO or BIOES, converting the data; "
+                   "none: plain tags [default: auto, a span scheme when every tag is O or "
+                   "B-/I-/E-/S-TYPE].")
 @training_options(from_fields(TrainConfig, TAGGER_TRAIN_DEFAULTS),
                   batch_help="Sentences per step.",
                   eval_help="Steps between dev evaluations and checkpoints.")
@@ -91,7 +95,7 @@ def train_command(
     fmt: str | None, column: str | None, tagset_map: str | None, no_traces: bool | None,
     sentences: str | None, case_sensitive_words: bool, word_dim: int, char_dim: int,
     char_hidden: int, case_dim: int, hidden: int, layers: int, dropout: float,
-    word_dropout: float, crf: bool, quiet: bool, **train_options: Any,
+    word_dropout: float, crf: bool, scheme: str | None, quiet: bool, **train_options: Any,
 ) -> None:
     """Train a tagger on TRAIN_FILE, selecting the model by accuracy on the dev set."""
     from weft import api
@@ -105,7 +109,7 @@ def train_command(
             "dev_fraction": dev_fraction, "case_sensitive_words": case_sensitive_words,
             "word_dim": word_dim, "char_dim": char_dim, "char_hidden": char_hidden,
             "case_dim": case_dim, "hidden": hidden, "layers": layers, "dropout": dropout,
-            "word_dropout": word_dropout, "crf": crf, **train_options})
+            "word_dropout": word_dropout, "crf": crf, "scheme": scheme, **train_options})
         given = {"dev": dev_file, "format": fmt, "column": column, "tagset_map": tagset_map,
                  "no_traces": no_traces, "sentences": sentences}
         changes = typed | {k: v for k, v in given.items() if v is not None}
@@ -119,7 +123,7 @@ def train_command(
         keep_traces=not no_traces, sentences=sentences, lowercase=not case_sensitive_words,
         word_dim=word_dim, char_dim=char_dim, char_hidden=char_hidden, case_dim=case_dim,
         hidden=hidden, layers=layers, dropout=dropout, word_dropout=word_dropout, crf=crf,
-        **train_options)
+        scheme=scheme or "auto", **train_options)
     _report(result, out, quiet)
 
 
@@ -142,9 +146,13 @@ def _resumed_run(resume: str, out: Path | None, train_file: Path | None) -> Path
 
 def _report(result: Any, out: Path, quiet: bool) -> None:
     if not quiet:
+        from weft.runs import read_run_config
+
+        spans = read_run_config(out).get("model", {}).get("scheme") in ("bio", "bioes")
         best = f"{100 * result.best:.2f}%" if result.best is not None else "n/a"
         click.echo(f"done: {result.steps} steps in {result.elapsed:.0f}s "
-                   f"({result.stopped_because}); best dev accuracy {best}; saved in {out}")
+                   f"({result.stopped_because}); best dev {'span F1' if spans else 'accuracy'} "
+                   f"{best}; saved in {out}")
     if result.stopped_because.startswith("interrupted"):
         # As `weft train`: a script must not take an interrupted run for a finished one.
         click.echo(f"weft: {result.stopped_because} at step {result.steps}; state saved. "
@@ -166,10 +174,12 @@ def eval_command(
     no_traces: bool | None, sentences: str | None, as_json: bool, top_confusions: int,
     device: str, threads: int | None,
 ) -> None:
-    """Score the tagger in RUN on tagged FILE: accuracy, per-tag P/R/F1, confusions."""
+    """Score the tagger in RUN on tagged FILE: accuracy, per-tag P/R/F1, confusions; a span
+    tagger also exact-match span P/R/F1, overall and per type, as conlleval counts them."""
     from weft.tagging.api import load_tagger
     from weft.tagging.metrics import format_report
     from weft.tagging.readers import ReadOptions, read_tagged
+    from weft.tagging.spans import format_span_report
 
     setup_logging(False)
     set_threads(threads)
@@ -192,6 +202,8 @@ def eval_command(
         click.echo(json.dumps(metrics))
         return
     click.echo(format_report(metrics))
+    if "spans" in metrics:
+        click.echo("\n" + format_span_report(metrics["spans"]))
     click.echo(f"\ntagged {metrics['tokens']:,} tokens in {seconds:.2f}s "
                f"({metrics['tokens_per_second']:,.0f} tokens/s)")
 
@@ -202,7 +214,8 @@ def eval_command(
 @click.option("--tokenized", is_flag=True,
               help="Input is one sentence per line, tokens separated by spaces.")
 @click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per sentence, with each token's tag probabilities.")
+              help="One JSON object per sentence, with each token's tag probabilities "
+                   "(and a span tagger's spans with their character offsets).")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--threads", type=int, help="CPU threads [default: PyTorch's choice].")
 def predict_command(run: Path, file: str, tokenized: bool, as_json: bool, device: str,
@@ -210,7 +223,7 @@ def predict_command(run: Path, file: str, tokenized: bool, as_json: bool, device
     """Tag FILE (raw text; '-' reads standard input) with RUN, one sentence per line."""
     from weft.data.corpus import STDIN, decode_text
     from weft.tagging.api import load_tagger
-    from weft.tagging.tokenize import tokenize_sentences
+    from weft.tagging.tokenize import split_tokenized, tokenize_with_offsets
 
     setup_logging(False)
     set_threads(threads)
@@ -224,9 +237,7 @@ def predict_command(run: Path, file: str, tokenized: bool, as_json: bool, device
         if not path.is_file():
             raise WeftError(f"file not found: {file}")
         text = decode_text(path.read_bytes(), file)
-    if tokenized:
-        sentences = [line.split() for line in text.split("\n") if line.strip()]
-    else:
-        sentences = tokenize_sentences(text)
-    for output in tagger.tag_sentences(sentences, probabilities=as_json):
+    # the tokens' character offsets in the input give a span tagger's spans theirs
+    sentences = split_tokenized(text) if tokenized else tokenize_with_offsets(text)
+    for output in tagger.tag_located(sentences, text, probabilities=as_json):
         click.echo(json.dumps(output.to_dict(), ensure_ascii=False) if as_json else str(output))

@@ -30,7 +30,13 @@ from weft.tagging.batching import encode, length_batches, make_batch
 from weft.tagging.metrics import evaluate_tags
 from weft.tagging.model import BiLSTMTagger, TaggerModelConfig
 from weft.tagging.readers import TaggedSentence
-from weft.tagging.tokenize import tokenize_sentences
+from weft.tagging.spans import convert, span_dicts, span_metrics
+from weft.tagging.tokenize import (
+    Token,
+    join_with_offsets,
+    tokenize_sentences,
+    tokenize_with_offsets,
+)
 from weft.tagging.vocab import TaggerVocab
 from weft.typed_settings import from_saved
 
@@ -44,9 +50,13 @@ class TaggedOutput:
     words: list[str]
     tags: list[str]
     probabilities: list[dict[str, float]] | None = None
+    # A span tagger's spans: text, type, character start and end, token range [first, last+1)
+    spans: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"words": self.words, "tags": self.tags}
+        if self.spans is not None:
+            out["spans"] = self.spans
         if self.probabilities is not None:
             out["probabilities"] = self.probabilities
         return out
@@ -56,7 +66,8 @@ class TaggedOutput:
 
 
 class Tagger:
-    """A trained part-of-speech tagger: ``Tagger("runs/pos").tag("The old man the boats.")``."""
+    """A trained tagger: ``Tagger("runs/pos").tag("The old man the boats.")``; a span tagger
+    (named entities) also gives spans: ``Tagger("runs/ner").spans("I met Ada in Paris.")``."""
 
     def __init__(self, run_dir: str | Path, device: str = "cpu") -> None:
         self.run_dir = Path(run_dir)
@@ -70,6 +81,7 @@ class Tagger:
         self.model = BiLSTMTagger(self.model_config)
         load_weights(self.model, trained_weights(self.run_dir))
         self.model.to(self.device).eval()
+        self.scheme = self.model.use_tags(self.vocab.tags.itos)  # bio, bioes or None
 
     @property
     def tags(self) -> list[str]:
@@ -90,8 +102,27 @@ class Tagger:
                 for pair in zip(out.words, out.tags, strict=True)]
 
     def tag_text(self, text: str, probabilities: bool = False) -> list[TaggedOutput]:
-        """Tokenize raw text into sentences and tag each."""
-        return self.tag_sentences(tokenize_sentences(text), probabilities)
+        """Tokenize raw text into sentences and tag each; a span tagger's spans have their
+        character offsets in ``text``."""
+        return self.tag_located(tokenize_with_offsets(text), text, probabilities)
+
+    def tag_located(self, sentences: Sequence[Sequence[Token]], text: str,
+                    probabilities: bool = False) -> list[TaggedOutput]:
+        """Tag sentences of ``(word, start, end)`` tokens found in ``text``; a span tagger's
+        spans then carry those character offsets."""
+        outputs = self.tag_sentences([[w for w, _, _ in s] for s in sentences], probabilities)
+        if self.scheme is not None:
+            for out, sentence in zip(outputs, sentences, strict=True):
+                offsets = [(start, end) for _, start, end in sentence]
+                out.spans = span_dicts(out.words, out.tags, offsets, text)
+        return outputs
+
+    def spans(self, text: str) -> list[dict[str, Any]]:
+        """A span tagger's spans of raw ``text``, each ``{"text", "type", "start", "end",
+        "tokens"}`` with character offsets into ``text``."""
+        if self.scheme is None:
+            raise WeftError(f"{self.run_dir} tags parts of speech, not spans")
+        return [span for out in self.tag_text(text) for span in out.spans or []]
 
     @torch.no_grad()
     def tag_sentences(
@@ -130,6 +161,10 @@ class Tagger:
                         {name: round(p, 4) for name, p in zip(names, dist, strict=True)}
                         for dist in probs_cpu[row, :n].tolist()
                     ]
+        if self.scheme is not None:  # offsets in the words joined by single spaces
+            for out in outputs:
+                joined, offsets = join_with_offsets(out.words)
+                out.spans = span_dicts(out.words, out.tags, offsets, joined)
         return outputs
 
     def evaluate(self, sentences: Sequence[TaggedSentence], top_confusions: int = 10
@@ -138,16 +173,21 @@ class Tagger:
         the model cannot predict are named in a warning (another tag set or column, likely)."""
         if not sentences:
             raise WeftError("nothing to evaluate: no tagged sentences")
-        foreign = {t for s in sentences for t in s.tags} - set(self.tags)
+        gold = [list(s.tags) for s in sentences]
+        if self.scheme is not None:  # the gold spans in the model's scheme, for token accuracy
+            gold = [convert(tags, self.scheme) for tags in gold]
+        foreign = {t for tags in gold for t in tags} - set(self.tags)
         if foreign:
             log.warning("%d tag(s) of the evaluation file are not in the model's tag set and "
                         "can never be predicted: %s (another tag set? check --column and "
                         "--tagset-map)", len(foreign), ", ".join(sorted(foreign)[:10]))
-        predicted = self.tag_sentences([s.words for s in sentences])
-        return evaluate_tags(
-            [s.words for s in sentences], [s.tags for s in sentences],
-            [p.tags for p in predicted], self.vocab.is_known, top_confusions,
-        )
+        predicted = [p.tags for p in self.tag_sentences([s.words for s in sentences])]
+        metrics = evaluate_tags([s.words for s in sentences], gold, predicted,
+                                self.vocab.is_known, top_confusions)
+        if self.scheme is not None:
+            metrics["scheme"] = self.scheme
+            metrics["spans"] = span_metrics(gold, predicted)
+        return metrics
 
 
 def load_tagger(run_dir: str | Path, device: str = "cpu") -> Tagger:

@@ -8,6 +8,7 @@ sequences, so padding never changes a sentence's scores.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +17,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from weft.errors import WeftError
 from weft.tagging.crf import CRF
+from weft.tagging.spans import SCHEMES, allowed_transitions, detect_scheme
 from weft.tagging.vocab import CASES
+
+SCHEME_CHOICES = ("auto", "none", *SCHEMES)
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,9 @@ class TaggerModelConfig:
     dropout: float = 0.25
     word_dropout: float = 0.25  # alpha in p(unk) = alpha / (alpha + count)
     crf: bool = False
+    # auto: bio or bioes when the training tags are a span tag set (spans.py), else none.
+    # A run saves the resolved scheme; a saved "auto" (older runs) is resolved from its tags.
+    scheme: str = "auto"
 
     def validate(self) -> None:
         sizes = (self.word_dim, self.char_dim, self.char_hidden, self.hidden, self.layers)
@@ -48,6 +55,15 @@ class TaggerModelConfig:
             raise WeftError("--dropout must be in [0, 1)")
         if self.word_dropout < 0:
             raise WeftError("--word-dropout must be >= 0 (0 disables it)")
+        if self.scheme not in SCHEME_CHOICES:
+            raise WeftError(f"--scheme must be one of {', '.join(SCHEME_CHOICES)}, "
+                            f"not {self.scheme!r}")
+
+    def span_scheme(self, tags: Sequence[str]) -> str | None:
+        """``bio`` or ``bioes`` for a span tagger of these tags, None for another tag set."""
+        if self.scheme == "auto":
+            return detect_scheme(tags)
+        return None if self.scheme == "none" else self.scheme
 
 
 @dataclass
@@ -102,6 +118,16 @@ class BiLSTMTagger(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.output = nn.Linear(2 * config.hidden, config.num_tags)
         self.crf = CRF(config.num_tags) if config.crf else None
+
+    def use_tags(self, tags: Sequence[str]) -> str | None:
+        """Name the tags (the vocabulary's, in id order) and return the span scheme, if any:
+        a span tagger's CRF then never scores or decodes an invalid transition."""
+        if len(tags) != self.config.num_tags:
+            raise ValueError(f"{len(tags)} tag names for a model of {self.config.num_tags}")
+        scheme = self.config.span_scheme(tags)
+        if scheme is not None and self.crf is not None:
+            self.crf.constrain(*allowed_transitions(tags, scheme))
+        return scheme
 
     def encode_chars(self, chars: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``(U, 2*char_hidden)``: final forward and backward states of each form's chars."""

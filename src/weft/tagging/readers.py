@@ -10,12 +10,16 @@ Formats:
   UPOS (default) or XPOS column.
 * ``wordtag``: one sentence per line, tokens ``word/TAG`` separated by spaces; the tag is what
   follows the *last* slash, so ``1/2/CD`` is the word ``1/2``. ``\\/`` in a word means ``/``.
-* ``tsv``: ``word<TAB>tag`` per line, a blank line between sentences.
+* ``tsv``: ``word<TAB>tag`` (or ``word tag``) per line, a blank line between sentences; the
+  two-column format of CoNLL-2003 and WNUT-17 named-entity data.
 * ``ptb``: bracketed Penn Treebank trees (``.mrg``): a single file, a folder of them, or a
   ``.zip`` such as NLTK's ``treebank.zip`` (its ``combined/*.mrg`` files, in name order).
   A tag map (e.g. ``en-ptb.map`` from the universal tagset, a plain file or inside its zip)
   maps the tags; tags the map does not list (the ``-NONE-`` trace tokens) become ``X``, as
   NLTK does. ``keep_traces=False`` drops ``-NONE-`` tokens.
+
+In the ``wordtag`` and ``tsv`` formats a line that starts with ``#`` and does not parse as
+tagged words is a comment, as format detection takes it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from weft.errors import WeftError
 FORMATS = ("auto", "conllu", "wordtag", "tsv", "ptb")
 TRACE_TAG = "-NONE-"
 UNMAPPED_TAG = "X"
+# What a tag looks like to format detection: O, B-person, NOUN, NNP, PRP$ (not a lowercase word)
+_TAG_LIKE = re.compile(r"O|[BIES]-\S+|[A-Z][A-Z$_-]*")
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,8 @@ def detect_format(path: Path) -> str:
             return "tsv"
         if all("/" in tok.strip("/") for tok in stripped.split()):
             return "wordtag"
+        if len(stripped.split()) == 2 and _TAG_LIKE.fullmatch(stripped.split()[1]):
+            return "tsv"  # word and tag separated by a space; "just words" is prose
         break
     raise WeftError(
         f"cannot tell the format of {path}; pass --format (one of: {', '.join(FORMATS[1:])})"
@@ -204,23 +212,32 @@ def parse_wordtag(text: str, source: str) -> list[TaggedSentence]:
         for token in tokens:
             word, sep, tag = token.rpartition("/")
             if not sep or not word or not tag:
+                if line.lstrip().startswith("#"):
+                    break  # a comment: format detection skips these lines too
                 raise WeftError(
                     f"{source}:{lineno}: token {token!r} is not word/TAG (in {line.strip()[:60]!r})"
                 )
             words.append(word.replace("\\/", "/"))
             tags.append(tag)
-        sentences.append(_sentence(words, tags))
+        else:
+            # ``#/#`` (Penn's pound sign) parses as a token, so such a line is a sentence
+            sentences.append(_sentence(words, tags))
     return sentences
 
 
 def parse_tsv(text: str, source: str) -> list[TaggedSentence]:
     """``word<TAB>tag`` lines, sentences separated by blank lines."""
 
-    def word_and_tag(lineno: int, line: str) -> tuple[str, str]:
-        fields = line.split("\t")
+    def word_and_tag(lineno: int, line: str) -> tuple[str, str] | None:
+        # Tab-separated when the line has a tab (a word may then hold spaces), else any
+        # whitespace: CoNLL-2003-style two-column files use a space.
+        fields = line.split("\t") if "\t" in line else line.split()
         if len(fields) != 2 or not fields[0] or not fields[1].strip():
+            if line.startswith("#"):
+                return None  # a comment; ``#tag<TAB>O`` (a hashtag, as in WNUT-17) is a word
             raise WeftError(
-                f"{source}:{lineno}: expected word<TAB>tag, found {line[:60]!r}"
+                f"{source}:{lineno}: expected word<TAB>tag (or word and tag separated by a "
+                f"space), found {line[:60]!r}"
             )
         return fields[0], fields[1].strip()
 

@@ -30,6 +30,7 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
+_WORD = re.compile(r"\S+")
 _SENTENCE_END = {".", "!", "?", "...", "!!", "??", "?!", "!?"}
 _CLOSERS = {'"', "'", "''", ")", "]", "}", "’", "”"}
 
@@ -45,8 +46,16 @@ def split_sentences(text: str) -> list[list[str]]:
     A quote or bracket directly after the end (no space between) still belongs to the
     sentence: ``"Fine." He left.`` -> ``" Fine . "`` and ``He left .``.
     """
-    sentences: list[list[str]] = []
-    current: list[str] = []
+    return [[token for token, _, _ in sentence] for sentence in _split_with_offsets(text)]
+
+
+Token = tuple[str, int, int]  # the token, its start and end character offsets
+
+
+def _split_with_offsets(text: str, base: int = 0) -> list[list[Token]]:
+    """:func:`split_sentences` with each token's offsets in ``text`` (plus ``base``)."""
+    sentences: list[list[Token]] = []
+    current: list[Token] = []
     ended = False
     previous_end = -1
     for match in _TOKEN.finditer(text):
@@ -57,7 +66,7 @@ def split_sentences(text: str) -> list[list[str]]:
             sentences.append(current)
             current = []
             ended = False
-        current.append(token)
+        current.append((token, base + match.start(), base + match.end()))
         if token in _SENTENCE_END or (len(token) > 1 and set(token) <= {"!", "?"}):
             ended = True
     if current:
@@ -67,7 +76,37 @@ def split_sentences(text: str) -> list[list[str]]:
 
 def tokenize_sentences(text: str) -> list[list[str]]:
     """Raw text to sentences of tokens; each line break also ends a sentence."""
-    out: list[list[str]] = []
+    return [[token for token, _, _ in s] for s in tokenize_with_offsets(text)]
+
+
+def tokenize_with_offsets(text: str) -> list[list[Token]]:
+    """:func:`tokenize_sentences` with each token's character offsets in ``text``."""
+    out: list[list[Token]] = []
+    base = 0
     for line in text.split("\n"):
-        out.extend(split_sentences(line))
+        out.extend(_split_with_offsets(line, base))
+        base += len(line) + 1
+    return out
+
+
+def join_with_offsets(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
+    """Pre-tokenized words as one text, joined by single spaces, and their offsets in it."""
+    offsets = []
+    position = 0
+    for word in words:
+        offsets.append((position, position + len(word)))
+        position += len(word) + 1
+    return " ".join(words), offsets
+
+
+def split_tokenized(text: str) -> list[list[Token]]:
+    """Pre-tokenized text, one sentence a line and tokens separated by whitespace, with each
+    token's offsets in ``text``; blank lines hold no sentence."""
+    out: list[list[Token]] = []
+    base = 0
+    for line in text.split("\n"):
+        tokens = [(m.group(), base + m.start(), base + m.end()) for m in _WORD.finditer(line)]
+        if tokens:
+            out.append(tokens)
+        base += len(line) + 1
     return out

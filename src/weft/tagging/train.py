@@ -1,7 +1,8 @@
 """Training a tagger: read the data, build vocabularies and model, run weft's trainer.
 
-The model with the best dev accuracy is saved as ``model.safetensors`` whenever it improves,
-so a run directory is usable (``weft tag eval``/``predict``) while training continues.
+The model with the best dev accuracy (a span tagger: span F1) is saved as
+``model.safetensors`` whenever it improves, so a run directory is usable (``weft tag eval``/
+``predict``) while training continues.
 Without ``--dev``, the last ``dev_fraction`` of the training sentences (in file order) is
 held out for model selection.
 """
@@ -37,6 +38,7 @@ from weft.runs import (
 from weft.tagging.batching import encode
 from weft.tagging.model import BiLSTMTagger, TaggerModelConfig
 from weft.tagging.readers import ReadOptions, TaggedSentence, read_tagged
+from weft.tagging.spans import SCHEMES, convert, detect_scheme, split_tag
 from weft.tagging.task import TAGGER_TRAIN_DEFAULTS, TaggingTask
 from weft.tagging.vocab import TaggerVocab
 from weft.training import distributed
@@ -97,6 +99,22 @@ def load_data(
     return train, dev
 
 
+def training_scheme(model: TaggerModelConfig, sentences: list[TaggedSentence]) -> str | None:
+    """The span scheme a run trains in: ``--scheme``, or with ``auto`` the data's own."""
+    tags = sorted({t for s in sentences for t in s.tags})
+    found = detect_scheme(tags)
+    if model.scheme in SCHEMES and found is None:
+        odd = [t for t in tags if t != "O" and split_tag(t)[0] not in ("B", "I", "E", "S")]
+        raise WeftError(f"--scheme {model.scheme} needs O and B-/I-/E-/S- tags; the training "
+                        f"data has {', '.join(odd[:5]) or 'no span tags'}")
+    return model.span_scheme(tags)
+
+
+def to_scheme(sentences: list[TaggedSentence], scheme: str) -> list[TaggedSentence]:
+    """The sentences with their spans' tags written in ``scheme``."""
+    return [TaggedSentence(s.words, tuple(convert(s.tags, scheme))) for s in sentences]
+
+
 def data_fingerprint(train: list[TaggedSentence], dev: list[TaggedSentence]) -> str:
     """A digest of the sentences and tags trained and selected on."""
     return fingerprint(json.dumps([[[s.words, s.tags] for s in train],
@@ -152,6 +170,10 @@ def _train_tagger(
 
     train_sents, dev_sents = load_data(data)
     sentences_fingerprint = data_fingerprint(train_sents, dev_sents)
+    model = model or TaggerModelConfig()
+    scheme = training_scheme(model, train_sents)
+    if scheme is not None:  # every sentence in the one scheme, and repaired (spans.convert)
+        train_sents, dev_sents = (to_scheme(sents, scheme) for sents in (train_sents, dev_sents))
     if resume:
         check_same_data(saved, sentences_fingerprint, "training or dev data")
         check_resumable(run_dir)
@@ -166,10 +188,11 @@ def _train_tagger(
         if not dev_sents:
             raise WeftError("every dev sentence has a tag never seen in training")
     model_config = dataclasses.replace(
-        model or TaggerModelConfig(),
-        num_words=len(vocab.words), num_chars=len(vocab.chars), num_tags=len(vocab.tags),
+        model, num_words=len(vocab.words), num_chars=len(vocab.chars), num_tags=len(vocab.tags),
+        scheme=scheme or "none",
     )
     network = BiLSTMTagger(model_config)
+    network.use_tags(vocab.tags.itos)
     device = resolve_device(train_config.device)
     precision = training_precision(train_config.precision, device, resume=resume)
     network.to(device)
@@ -178,7 +201,7 @@ def _train_tagger(
     train_data = encode(vocab, [s.words for s in train_sents], [s.tags for s in train_sents])
     dev_data = encode(vocab, [s.words for s in dev_sents], [s.tags for s in dev_sents])
     task = TaggingTask(network, vocab, train_data, dev_data, train_config.batch_size,
-                       train_config.seed, device)
+                       train_config.seed, device, spans=scheme is not None)
 
     if not resume:
         atomic_write_json(run_dir / VOCAB, vocab.to_dict())
@@ -206,7 +229,7 @@ def _train_tagger(
                  f"{sum(p.numel() for p in network.parameters()):,}")
     trainer = Trainer(
         task, train_config, run_dir, device=device, precision=precision,
-        selection=Selection("dev_accuracy", "max"),
+        selection=Selection("dev_f1" if scheme else "dev_accuracy", "max"),
         save_best=lambda: save_weights(network, run_dir / WEIGHTS),
         restore_best=lambda: load_weights(network, run_dir / WEIGHTS), quiet=quiet,
         resume_command="weft tag train --resume",
