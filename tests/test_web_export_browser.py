@@ -7,6 +7,7 @@ Skipped when Debian's chromium (or Playwright) is absent, like the playground's 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,9 @@ RUNS: dict[str, dict[str, Any]] = {
     # Trained longer: it must write multi-byte characters for the streaming test.
     "byte-gru": dict(level="byte", cell="gru", layers=2, max_steps=200, lr=1e-2),
     "byte-onehot-lstm": dict(level="byte", embedding_dim=0, layers=2),
+    "char-adaptive": dict(adaptive_softmax="on"),
 }
+LABEL_TEXTS = {"pos": "I love this so much", "neg": "I hate it a lot"}
 PROMPTS = {"char": "The qu", "byte": "Größe, c"}
 
 
@@ -44,6 +47,13 @@ def sites(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory
     runs = {"char-lstm": tiny_run}
     for name, options in RUNS.items():
         runs[name] = train_tiny(root / "runs", name, **options)
+    csv = root / "labelled.csv"
+    rows = [f'{i},"{LABEL_TEXTS[label]} {topic}",{label},{topic}'
+            for i, (label, topic) in enumerate([("pos", "cats"), ("neg", "dogs"),
+                                                ("pos", "dogs")] * 60)]
+    csv.write_text("id,text,label,topic\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    runs["labels"] = train_tiny(root / "runs", "labels", corpus=csv, csv_column="text",
+                                label_columns=["label", "topic"], max_steps=150, lr=1e-2)
     served = root / "served"
     for name, run in runs.items():
         model = weft.load(run, device="cpu")
@@ -156,5 +166,43 @@ def test_the_stop_button_stops_the_worker(browser: Any, sites: Any) -> None:
     assert not page.is_enabled("#stop")
     # A fresh worker generates again.
     assert len(page_generate(page, "The", max_new_tokens=10)) > 0
+    assert problems == []
+    page.close()
+
+
+def test_labels_are_chosen_in_drop_downs(browser: Any, sites: Any) -> None:
+    url, runs = sites
+    model = weft.load(runs["labels"], device="cpu")
+    page, problems = open_page(browser, f"{url}/labels-float16/")
+    assert page.locator("#labels select").count() == 2
+    assert page.locator("#label-0 option").all_text_contents()[1:] == ["pos", "neg"]
+    texts = {}
+    for label in ("pos", "neg"):
+        page.select_option("#label-0", label)
+        page.select_option("#label-1", "cats")
+        texts[label] = page_generate(page, "I", max_new_tokens=40)
+        assert texts[label] == model.generate("I", labels={"label": label, "topic": "cats"},
+                                              temperature=0, max_new_tokens=40,
+                                              quantize="none")[0]
+        assert f"label={label} topic=cats" in (page.text_content("#status") or "")
+    assert texts["pos"] != texts["neg"]
+    # Its next-token log-probabilities under labels, as PyTorch scores them.
+    got = np.array(page.evaluate("(a) => weftPage.logprobs(a[0], a[1])", ["I ", ["neg", "dogs"]]))
+    ids = start_ids(model.tokenizer, "I ")
+    prefix = model.labels.ids(model.tokenizer, {"label": "neg", "topic": "dogs"})
+    primed = torch.as_tensor([[int(ids[0]), *prefix, *map(int, ids[1:])]])
+    with torch.no_grad():
+        logits = model.module(primed).logits
+    assert logits is not None
+    expected = torch.log_softmax(logits[0, -1].double(), dim=-1).numpy()
+    finite = np.isfinite(expected)
+    assert float(np.abs(got[finite] - expected[finite]).max()) < LOGPROB_TOLERANCE["float16"]
+    # A column left to chance is drawn from the seed: the same seed, the same labels and text.
+    page.select_option("#label-0", "")
+    first = page_generate(page, "I", seed=3, temperature=1, max_new_tokens=30)
+    drawn = re.findall(r"label=\w+", page.text_content("#status") or "")
+    assert page_generate(page, "I", seed=3, temperature=1, max_new_tokens=30) == first
+    assert re.findall(r"label=\w+", page.text_content("#status") or "") == drawn
+    assert len(drawn) == 1
     assert problems == []
     page.close()

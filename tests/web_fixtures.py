@@ -24,12 +24,14 @@ TEXT = ("The quick brown fox jumps over the lazy dog.\n" * 30
         + "Größe, café, naïve — 日本語のテキスト.\n" * 20)
 
 
-def train_tiny(root: Path, name: str, **options: Any) -> Path:
-    """A small model trained for a few steps: enough to write varied, repeatable text."""
-    corpus = root / "corpus.txt"
+def train_tiny(root: Path, name: str, corpus: Path | None = None, **options: Any) -> Path:
+    """A small model trained for a few steps: enough to write varied, repeatable text (on
+    :data:`TEXT` unless a ``corpus`` is given)."""
     root.mkdir(parents=True, exist_ok=True)
-    if not corpus.exists():
-        corpus.write_text(TEXT, encoding="utf-8")
+    if corpus is None:
+        corpus = root / "corpus.txt"
+        if not corpus.exists():
+            corpus.write_text(TEXT, encoding="utf-8")
     settings: dict[str, Any] = dict(hidden_size=32, embedding_dim=16, batch_size=4, seq_len=16,
                                     eval_every=20, max_steps=20, quiet=True)
     weft.train(corpus, out=root / name, **{**settings, **options})

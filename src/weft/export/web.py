@@ -68,11 +68,6 @@ def check_exportable(model: Any) -> None:
     if level not in LEVELS_SUPPORTED:
         raise WeftError(f"the web export runs {' and '.join(LEVELS_SUPPORTED)} level models so "
                         f"far, not the {level} level of {model.run_dir}")
-    if model.config.model.adaptive_cutoffs:
-        raise WeftError("the web export cannot run an adaptive softmax yet; train with "
-                        "--adaptive-softmax off to export")
-    if model.labels.columns:
-        raise WeftError("the web export cannot run label columns yet")
 
 
 def pack_weights(state: dict[str, torch.Tensor], tied: bool, fmt: str
@@ -125,11 +120,17 @@ def build_manifest(model: Any, tensors: list[dict[str, Any]], weights: str) -> d
                   "hidden_size": config.model.hidden_size,
                   "embedding_dim": config.model.embedding_dim,
                   "vocab_size": config.model.vocab_size,
-                  "tie_weights": config.model.tie_weights},
+                  "tie_weights": config.model.tie_weights,
+                  "adaptive_cutoffs": list(config.model.adaptive_cutoffs)},
         "weights": {"file": "weights.bin", "format": weights, "tensors": tensors},
         "tokenizer": tokenizer_manifest(tokenizer),
         "prompt": {"lowercase": config.data.lowercase, "normalize": config.data.normalize},
         "records": config.data.record_mode,
+        # Label columns in the order their tokens follow <bos>, with each value's token.
+        "labels": [{"index": k, "name": column.name, "counts": column.counts,
+                    "ids": {value: model.labels.token_id(tokenizer, column.name, value)
+                            for value in column.values}}
+                   for k, column in enumerate(model.labels.columns)],
         "bos_id": tokenizer.bos_id,
         "eos_id": tokenizer.eos_id,
         "never_generate": sorted(tokenizer.never_generate),

@@ -1,7 +1,8 @@
 /* The exported page: reads model.json and weights.bin, runs the model in a Web Worker
  * (worker.js), and streams what it writes. Stop terminates the worker and starts a fresh one
  * from the weights already downloaded. `window.weftPage` is for scripts (and the tests):
- * `await weftPage.logprobs(prompt)` gives the next token's log-probabilities. */
+ * `await weftPage.logprobs(prompt, labels)` gives the next token's log-probabilities (labels:
+ * one value per label column). */
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -32,19 +33,8 @@ function decodeStops(text) {
     .map((s) => s.replace(/\\n/g, "\n").replace(/\\t/g, "\t"));
 }
 
-function labelIds() {  // one label token per column: chosen, or drawn by training frequency
-  const ids = [];
-  for (const column of manifest.labels || []) {
-    let value = $(`label-${column.index}`).value;
-    if (value === "") {
-      const values = Object.entries(column.counts);
-      const total = values.reduce((sum, [, n]) => sum + n, 0);
-      let draw = Math.random() * total;
-      value = values.find(([, n]) => (draw -= n) < 0)?.[0] ?? values[0][0];
-    }
-    ids.push(column.ids[value]);
-  }
-  return ids;
+function chosenLabels() {  // per column a value, or null: drawn as often as in training
+  return (manifest.labels || []).map((column) => $(`label-${column.index}`).value || null);
 }
 
 function options() {
@@ -79,15 +69,16 @@ function generate() {
       const speed = msg.seconds > 0 ? Math.round(msg.tokens / msg.seconds) : 0;
       const why = msg.reason === "stop" ? "ended by the model or a stop string"
         : "cut at the length limit";
+      const labels = msg.labels.length ? `, ${msg.labels.join(" ")}` : "";
       $("status").textContent = `done: ${msg.tokens} tokens, ${speed} tokens/s, ${why} ` +
-        `(seed ${msg.seed})`;
+        `(seed ${msg.seed}${labels})`;
     } else if (msg.type === "error") {
       setRunning(false);
       $("status").textContent = "";
       showError(msg.message);
     }
   };
-  worker.postMessage({ type: "generate", prompt, labels: labelIds(), options: options() });
+  worker.postMessage({ type: "generate", prompt, labels: chosenLabels(), options: options() });
 }
 
 async function stop() {

@@ -79,6 +79,8 @@ const weftRuntime = (() => {
       }
       this.headW = m.tie_weights ? this.embedding : t["head.weight"];
       this.headB = t["head.bias"];
+      this.adaptive = m.adaptive_cutoffs && m.adaptive_cutoffs.length
+        ? new AdaptiveSoftmax(t, m.adaptive_cutoffs, this.vocab, this.hidden) : null;
       const G = this.gates * this.hidden;
       this.gi = new Float64Array(G); this.gh = new Float64Array(G);
       this.logits = new Float64Array(this.vocab);
@@ -125,9 +127,46 @@ const weftRuntime = (() => {
         x = h;
       }
       const logits = this.logits;
+      if (this.adaptive) return this.adaptive.logProb(x, logits);
       for (let v = 0; v < this.vocab; v++) logits[v] = this.headB[v];
       matvec(logits, this.headW, H, x, 0, this.vocab, 0);
       return logits;
+    }
+  }
+
+  /* PyTorch's AdaptiveLogSoftmaxWithLoss.log_prob: the head scores the shortlist and one
+     entry per cluster; a token of cluster i scores log p(cluster i) + log p(token | cluster),
+     the cluster's own two bias-free projections. Exact log-probabilities of every token. */
+  class AdaptiveSoftmax {
+    constructor(t, cutoffs, vocab, hidden) {
+      this.bounds = [...cutoffs, vocab];
+      this.hidden = hidden;
+      this.head = t["adaptive.head.weight"];
+      this.headOut = new Float64Array(cutoffs[0] + cutoffs.length);
+      this.tails = cutoffs.map((_, i) => {
+        const proj = t[`adaptive.tail.${i}.0.weight`], out = t[`adaptive.tail.${i}.1.weight`];
+        const size = proj.length / hidden;
+        return { proj, out, size, mid: new Float32Array(size), tmp: new Float64Array(size) };
+      });
+    }
+
+    logProb(x, result) {
+      const shortlist = this.bounds[0], headOut = this.headOut;
+      headOut.fill(0);
+      matvec(headOut, this.head, this.hidden, x, 0, headOut.length, 0);
+      const head = logSoftmax(headOut);
+      for (let v = 0; v < shortlist; v++) result[v] = head[v];
+      this.tails.forEach((tail, i) => {
+        const start = this.bounds[i], stop = this.bounds[i + 1];
+        tail.tmp.fill(0);
+        matvec(tail.tmp, tail.proj, this.hidden, x, 0, tail.size, 0);
+        tail.mid.set(tail.tmp);  // PyTorch rounds the projection to float32 too
+        const scores = new Float64Array(stop - start);
+        matvec(scores, tail.out, tail.size, tail.mid, 0, stop - start, 0);
+        const cluster = logSoftmax(scores), prior = head[shortlist + i];
+        for (let v = start; v < stop; v++) result[v] = cluster[v - start] + prior;
+      });
+      return result;
     }
   }
 

@@ -34,7 +34,8 @@ function generate(msg) {
   const opts = msg.options, started = performance.now();
   const seed = opts.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
   const random = weftRuntime.rng(seed);
-  const ids = primeIds(msg.prompt, msg.labels || []);
+  const labels = drawLabels(msg.labels || [], random);
+  const ids = primeIds(msg.prompt, labels.map((l) => l.id));
   let { state, logits } = prime(ids);
   const banned = new Uint8Array(model.vocab);
   for (const id of manifest.never_generate) banned[id] = 1;
@@ -62,7 +63,23 @@ function generate(msg) {
   text.finish();
   post(true);
   const seconds = (performance.now() - started) / 1000;
-  postMessage({ type: "done", tokens, reason: text.stopped ? "stop" : "length", seconds, seed });
+  postMessage({ type: "done", tokens, reason: text.stopped ? "stop" : "length", seconds, seed,
+                labels: labels.map((l) => `${l.name}=${l.value}`) });
+}
+
+/* One label token per column: the value chosen (a string), or for null one drawn as often as
+   the training records had it (from the seeded generator, so a seed repeats it). */
+function drawLabels(chosen, random) {
+  return (manifest.labels || []).map((column, k) => {
+    let value = chosen[k] ?? null;
+    if (value === null) {
+      const values = Object.entries(column.counts);
+      let draw = random() * values.reduce((sum, [, n]) => sum + n, 0);
+      value = (values.find(([, n]) => (draw -= n) < 0) || values[values.length - 1])[0];
+    }
+    if (!(value in column.ids)) throw new Error(`${column.name} has no value ${value}`);
+    return { name: column.name, value, id: column.ids[value] };
+  });
 }
 
 onmessage = (event) => {
@@ -76,7 +93,8 @@ onmessage = (event) => {
     } else if (msg.type === "generate") {
       generate(msg);
     } else if (msg.type === "logprobs") {
-      const { logits } = prime(primeIds(msg.prompt, msg.labels || []));
+      const labels = drawLabels(msg.labels || [], weftRuntime.rng(0));
+      const { logits } = prime(primeIds(msg.prompt, labels.map((l) => l.id)));
       postMessage({ type: "logprobs", values: weftRuntime.logSoftmax(logits) });
     }
   } catch (error) {
