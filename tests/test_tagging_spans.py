@@ -236,3 +236,14 @@ def test_a_30000_token_sentence_decodes_in_seconds() -> None:
     probs = crf.marginals(emissions, mask)
     assert time.perf_counter() - start < 20
     assert tags.shape == (1, 30_000) and torch.allclose(probs.sum(2), torch.ones(1, 30_000))
+
+
+def test_api_tag_returns_a_span_taggers_spans(span_run: tuple[Path, Path]) -> None:
+    pytest.importorskip("fastapi")
+    from weft.serving.routes import tag_sentences
+
+    text = "Ada met Charles in London."
+    sentences = tag_sentences(load_tagger(span_run[0]), text)
+    spans = sentences[0].spans or []
+    assert spans and all(text[s.start:s.end] == s.text for s in spans)
+    assert {s.type for s in spans} <= {"PER", "LOC"}

@@ -144,7 +144,8 @@ async def _events(name: str, model: Any, job: Job, labels: list[dict[str, str]],
     yield _sse("done", _response(name, model, job, samples, copies).model_dump())
 
 
-@router.post("/tag", response_model=TagResponse, tags=["tag"])
+# exclude_none: a part-of-speech tagger's sentences stay {words, tags}, without "spans": null
+@router.post("/tag", response_model=TagResponse, response_model_exclude_none=True, tags=["tag"])
 async def tag(req: TagRequest, server: ServerDep) -> Any:
     """Tag raw text with a tagger run: it is split into sentences and words first."""
     check_limits(server.limits, prompts=[req.text], max_new_tokens=None, temperature=None,
@@ -160,5 +161,6 @@ async def tag(req: TagRequest, server: ServerDep) -> Any:
 
 
 def tag_sentences(model: Any, text: str) -> list[TaggedSentence]:
-    """Sentences of (words, tags), from the tagger's ``tag_text``."""
-    return [TaggedSentence(words=list(s.words), tags=list(s.tags)) for s in model.tag_text(text)]
+    """Sentences of (words, tags) and a span tagger's spans, from the tagger's ``tag_text``."""
+    return [TaggedSentence(words=list(s.words), tags=list(s.tags),
+                           spans=getattr(s, "spans", None)) for s in model.tag_text(text)]

@@ -84,9 +84,19 @@ class TagRequest(_Strict):
     text: str = Field(description="Raw text: split into sentences and words, then tagged.")
 
 
+class TaggedSpan(BaseModel):
+    text: str
+    type: str
+    start: int = Field(description="Character offset of the span's first character in the text.")
+    end: int = Field(description="Character offset just after the span's last character.")
+    tokens: list[int] = Field(description="Token range [first, last + 1) in the sentence.")
+
+
 class TaggedSentence(BaseModel):
     words: list[str]
     tags: list[str]
+    spans: list[TaggedSpan] | None = Field(
+        default=None, description="A span (named-entity) tagger's spans; absent for other taggers.")
 
 
 class TagResponse(BaseModel):

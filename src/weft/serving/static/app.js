@@ -254,6 +254,10 @@ async function tag() {
     if (!response.ok) throw new Error(await errorMessage(response));
     const data = await response.json();
     for (const sentence of data.sentences) {
+      if (sentence.spans) {  // a span (named-entity) tagger: its spans, not B-/I- tags
+        showSpans(sentence);
+        continue;
+      }
       sentence.words.forEach((word, i) => {
         const chip = document.createElement("span");
         chip.className = "tag";
@@ -268,6 +272,28 @@ async function tag() {
     showError(error.message);
   } finally {
     setRunning(false);
+  }
+}
+
+// A span tagger's sentence: each span one chip labelled with its type, other words plain.
+function showSpans(sentence) {
+  const starts = new Map(sentence.spans.map((span) => [span.tokens[0], span]));
+  for (let i = 0; i < sentence.words.length;) {
+    const span = starts.get(i);
+    const chip = document.createElement("span");
+    if (span) {
+      chip.className = "tag entity";
+      chip.title = `${span.type}, characters ${span.start}-${span.end}`;
+      const label = document.createElement("small");
+      label.textContent = span.type;
+      chip.append(span.text, label);
+      i = span.tokens[1];
+    } else {
+      chip.className = "tag outside";
+      chip.append(sentence.words[i]);
+      i += 1;
+    }
+    $("tags").append(chip);
   }
 }
 
