@@ -44,18 +44,6 @@ def losses(run_dir: Path) -> list[tuple[int, float, float]]:
     return [(r["step"], r["train_loss"], r["val_loss"]) for r in metrics(run_dir)]
 
 
-def loads_its_libraries(proc: subprocess.Popen[str]) -> bool:
-    """Whether ``proc`` (a ``weft`` command) has begun loading NumPy or PyTorch (Linux: its
-    ``/proc`` memory map). The entry point (``weft.cli.main``) imports them only after setting
-    its Ctrl-C handler, so a signal from then on is weft's to handle; one sent before meets the
-    interpreter still starting up, which no program can make quiet."""
-    try:
-        maps = Path(f"/proc/{proc.pid}/maps").read_text()
-    except OSError:  # not started yet, or already gone
-        return False
-    return "/numpy/" in maps or "/torch/" in maps
-
-
 def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str],
              timeout: float = 60.0) -> bool:
     """Poll ``condition`` until it holds; False if the process ended first."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from weft import interrupts
 from weft.cli.common import (
     level_default,
     setup_logging,
@@ -168,8 +169,14 @@ def train(corpus: tuple[str, ...], out: Path | None,
     try:
         _, result = api.run_training(list(corpus) if resume_dir is None else None, run_dir,
                                      init_from=init_from, quiet=quiet, **options)
+    except interrupts.Interrupted as exc:  # a signal while starting: nothing trained yet
+        if from_environment().is_main:
+            click.echo(f"weft: {exc}; {_started_again(run_dir, resume_dir is not None, hint)}",
+                       err=True)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        # A second Ctrl-C: quit at once; the state saved at the last evaluation is kept.
+        # A second Ctrl-C when weft runs as a library (the `weft` command itself ends the
+        # process in its signal handler): quit; the state saved at the last evaluation is kept.
         click.echo(f"interrupted without saving this step; continue from the last saved "
                    f"state with: {hint}", err=True)
         sys.exit(130)
@@ -178,6 +185,17 @@ def train(corpus: tuple[str, ...], out: Path | None,
             click.echo(f"weft: {result.stopped_because} at step {result.steps}; state saved. "
                        f"Continue with: {hint}", err=True)
         sys.exit(143 if "SIGTERM" in result.stopped_because else 130)
+
+
+def _started_again(run_dir: Path, resumed: bool, hint: str) -> str:
+    """How to go on after a signal stopped a run before its first step."""
+    from weft.runs import LOCK
+
+    if resumed:
+        return f"the saved state is unchanged. Continue with: {hint}"
+    if run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir()):
+        return f"nothing was trained: remove {run_dir} and run the same command again"
+    return "nothing was trained: run the same command again"
 
 
 @cli.command()

@@ -11,13 +11,14 @@ import errno
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from weft import interrupts
 from weft.config import TrainConfig
 from weft.errors import WeftError
 
@@ -74,25 +75,48 @@ def failed_writes(what: str, run_dir: Path, saved_step: int | None,
 
 class StopRequests:
     """Ctrl-C and SIGTERM while training: :attr:`reason` names the first signal (the loop
-    stops after its step and saves); a second one quits at once (KeyboardInterrupt)."""
+    stops after its step and saves); a second one quits at once.
+
+    Under weft's entry point the signals are already requests (weft/interrupts.py, which
+    ends the process on the second one); :meth:`listening` then only says what the signals print.
+    Used as a library, it sets handlers of its own while it listens, and a second signal raises
+    KeyboardInterrupt (a notebook's interrupt, say).
+    """
 
     def __init__(self, announce: bool) -> None:
-        self.reason = ""  # the signal that asked to stop, or why another rank stopped
+        self._reason = ""  # the signal that asked to stop, or why another rank stopped
         self.announce = announce  # say so on stderr (rank 0 only)
 
+    @property
+    def reason(self) -> str:
+        return self._reason or interrupts.requested()
+
+    @reason.setter
+    def reason(self, value: str) -> None:
+        self._reason = value
+
     @contextmanager
-    def listening(self) -> Iterator[None]:
+    def listening(self, second_line: Callable[[], str] = lambda: "interrupted") -> Iterator[None]:
+        """Stop requests are taken within; ``second_line``: what a second signal prints."""
+        if interrupts.listening():
+            announce = self.announce and log.isEnabledFor(logging.WARNING)
+            interrupts.set_announcement((lambda: _STOPPING) if announce else None)
+            interrupts.set_second_signal_line(second_line)
+            try:
+                yield
+            finally:
+                interrupts.set_announcement(None)
+            return
         if threading.current_thread() is not threading.main_thread():
             yield  # signal handlers can only be set from the main thread
             return
 
         def handler(signum: int, frame: Any) -> None:
-            if self.reason:
+            if self._reason:
                 raise KeyboardInterrupt
-            self.reason = signal.Signals(signum).name
+            self._reason = signal.Signals(signum).name
             if self.announce:
-                log.warning("%s: stopping after this step and saving the state (press Ctrl-C "
-                            "again to quit at once, without saving)", self.reason)
+                log.warning("%s: %s", self._reason, _STOPPING)
                 # (Under torchrun a rank that failed gets the others SIGTERMed: they then
                 # find it gone and say so, keeping the last saved state.)
 
@@ -102,3 +126,7 @@ class StopRequests:
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+
+
+_STOPPING = ("stopping after this step and saving the state (press Ctrl-C again to quit at "
+             "once, without saving)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from weft import __version__
+from weft import __version__, interrupts
 from weft.config import GenerationConfig, RunConfig
 from weft.data.corpus_index import MAX_INDEX_BYTES, MEMMAP_INDEX_BYTES, build_index, has_index
 from weft.data.labels import save_labels
@@ -84,6 +84,7 @@ def _train(
     config: RunConfig, out: Path, resume: bool, quiet: bool, dist: distributed.Distributed,
     device_name: str, cleanup: contextlib.ExitStack, base: BaseRun | None,
 ) -> tuple[LanguageModel | None, TrainResult]:
+    _stop_if_requested(dist, "loading PyTorch")
     distributed.on_main(dist, lambda: check_output_dir(out, resume))
     distributed.on_main(dist, lambda: cleanup.enter_context(exclusive(out)))
     set_threads(config.train.threads)
@@ -97,6 +98,7 @@ def _train(
     corpus = prepare_corpus(config.data, config.corpus, out, resume=resume,
                             grow=_grow_from(base, config.data.min_count) if base else None,
                             build=build_on_main)
+    _stop_if_requested(dist, "reading the corpus")
     tokenizer = corpus.tokenizer
     # The columns are laid out for the global batch, fixed when the run starts, so a run can
     # resume with a different number of ranks and still take the same steps.
@@ -116,6 +118,7 @@ def _train(
     if base is not None:
         load_base_weights(model, base, tokenizer)
     model.to(device)
+    _stop_if_requested(dist, "building the model")
     distributed.on_main(dist, lambda: check_free_space(out, model, resume))
     task: StreamLMTask | RecordLMTask
     if config.data.record_mode:
@@ -185,6 +188,17 @@ def _train(
         print(f"weft: stopped ({result.stopped_because}) after {result.steps} steps, "
               f"{result.tokens:,} tokens, {result.elapsed:.0f}s; run saved in {out}")
     return LanguageModel(out, device=str(device)), result
+
+
+def _stop_if_requested(dist: distributed.Distributed, phase: str) -> None:
+    """A phase boundary of start-up, before anything is written to the run directory: a
+    signal's request (weft/interrupts.py) stops the run here. Under torchrun every rank takes
+    part, and all stop at the same boundary, so that none waits for a rank that has gone."""
+    reason = interrupts.requested()
+    if dist.enabled and distributed.all_sum([1.0 if reason else 0.0])[0] and not reason:
+        reason = "a signal on another rank"
+    if reason:
+        raise interrupts.Interrupted(reason, phase)
 
 
 def _grow_from(base: BaseRun, min_count: int) -> Callable[[Sequence[str], Sequence[str]],

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -107,10 +108,11 @@ class Trainer:
             torch.manual_seed(distributed.rank_seed(self.config.seed, dist.rank))
         params = [p for p in self.module.parameters() if p.requires_grad]
         self.stops = StopRequests(announce=dist.is_main)
+        self._saved_step: int | None = None  # step of the newest state on disk
         # The first optimizer imports torch._dynamo (about a second), and PyTorch swallows a
         # KeyboardInterrupt raised inside that import: a Ctrl-C then was lost and the run went
-        # on. Our handler only records the request, which the loop honours before step one.
-        with self.stops.listening():
+        # on. Signals only record a request here, which the loop honours before step one.
+        with self.stops.listening(self._second_signal_line):
             self.optimizer = torch.optim.AdamW(
                 params, lr=self.config.lr, weight_decay=self.config.weight_decay,
                 fused=True if device.type == "cuda" else None,
@@ -118,7 +120,6 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
         self._stop_agreed = False  # under torchrun: whether all ranks stop now
         self._bad_in_a_row = 0
-        self._saved_step: int | None = None  # step of the newest state on disk
         self._saved_at = 0.0  # training time (state.elapsed) of that save
         # Every step is checked for a non-finite loss or gradient, except on one GPU, where
         # that host sync would cost a step's worth of time: there the reported loss is checked
@@ -153,6 +154,15 @@ class Trainer:
         restore_rank_state(self.task, ranks, self.dist, self.config.seed, self.state.step)
         self._saved_step = self.state.step
         self._saved_at = self.state.elapsed
+
+    def _second_signal_line(self) -> str:
+        """What a second Ctrl-C prints as it quits without saving (weft/interrupts.py)."""
+        # The file, not self._saved_step: the signal may come between its rename and the end of
+        # save_state, and the state on disk is what a resume reads.
+        if not (self.run_dir / LAST_STATE).exists():
+            return "interrupted before the run saved its first state; start it again"
+        return (f"interrupted without saving this step; continue from the last saved state "
+                f"with: {self.resume_command} {shlex.quote(str(self.run_dir))}")
 
     def _writing(self, what: str) -> AbstractContextManager[None]:
         return failed_writes(what, self.run_dir, self._saved_step, self.resume_command)
@@ -200,7 +210,7 @@ class Trainer:
                                   metric=self.selection.metric)
         evaluated_at = st.step if resume else -1
         reason = ""
-        with self.stops.listening():
+        with self.stops.listening(self._second_signal_line):
             while True:
                 if not self.dist.enabled:  # ranks use rank 0's clock, agreed each step
                     st.elapsed = elapsed_before + (time.perf_counter() - session_start)
