@@ -23,13 +23,13 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from weft.config import GenerationConfig
 from weft.generation.batch_rows import (
+    BatchRequest,
     Group,
     PrimedPrompts,
     Uniforms,
@@ -37,8 +37,7 @@ from weft.generation.batch_rows import (
     prime_key,
     select_layer,
 )
-from weft.generation.copy_guard import CopyGuard
-from weft.generation.generate import Completion, OnText, prime_rows
+from weft.generation.generate import Completion, prime_rows
 from weft.generation.plan import choose_plan
 from weft.generation.quantized import Int8Stepper
 from weft.generation.sampling import MIN_TEMPERATURE, next_tokens
@@ -48,36 +47,7 @@ from weft.tokenizers import Tokenizer
 
 log = logging.getLogger("weft")
 
-OnDone = Callable[[list[Completion] | BaseException], None]
-
-
-@dataclass(eq=False)
-class BatchRequest:
-    """One request: its prompt (already cleaned), settings, and where its results go.
-
-    ``on_text(i, chunk)`` and ``on_done(completions or error)`` are called from the batch's
-    thread. ``cancel()`` may be called from any thread; the rows are freed at the next step,
-    and ``on_cancel`` (set by whoever carries the request to its batch) is called once.
-    """
-
-    prompt: str
-    config: GenerationConfig
-    on_done: OnDone
-    on_text: OnText | None = None
-    prefixes: list[list[int]] | None = None  # per row: label token ids, after <bos>
-    guards: list[CopyGuard] | None = None  # per row: max_copy as the text is written
-    first_token_at: float | None = None  # time.perf_counter() when its first token was drawn
-    on_cancel: Callable[[], None] | None = None
-    # A flag, not a threading.Event: one is made per request on the event loop, and the batch
-    # reads it every step; setting a bool is atomic, and the next step sees it.
-    cancelled: bool = False
-
-    def cancel(self) -> None:
-        if not self.cancelled:
-            self.cancelled = True
-            if self.on_cancel is not None:
-                self.on_cancel()
-
+__all__ = ["BatchRequest", "BatchedGenerator"]  # the request type is batch_rows.py's
 
 class BatchedGenerator:
     """Steps one batch of rows for every request submitted to it, in a thread of its own.

@@ -1,26 +1,58 @@
-"""The serving batch's rows: each request's group of them; their uniforms, drawn in blocks;
-the prompts that primed them, kept; and their states, joined and selected whatever a layer's
-state is (a tensor, an ``(h, c)`` pair, the int8 stepper's)."""
+"""The serving batch's requests and rows: the request type (:class:`BatchRequest`; batch.py's
+generator takes it, and this module owns it, so the two import in one direction only); each
+request's group of rows; their uniforms, drawn in blocks; the prompts that primed them, kept;
+and their states, joined and selected whatever a layer's state is (a tensor, an ``(h, c)``
+pair, the int8 stepper's)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from weft.generation.generate import TextState
+from weft.config import GenerationConfig
+from weft.generation.copy_guard import CopyGuard
+from weft.generation.generate import Completion, OnText, TextState
 from weft.generation.sampling import MIN_TEMPERATURE, next_tokens
 from weft.models.rnn_lm import select_state
 from weft.tokenizers import Tokenizer
 
-if TYPE_CHECKING:
-    from weft.generation.batch import BatchRequest
-
 UNIFORM_BLOCK = 64  # steps of uniforms a generator draws at once (see Uniforms)
 PRIMED_PROMPTS = 64  # prompts whose state and logits a batch keeps (see PrimedPrompts)
+
+OnDone = Callable[[list[Completion] | BaseException], None]
+
+
+@dataclass(eq=False)
+class BatchRequest:
+    """One request: its prompt (already cleaned), settings, and where its results go.
+
+    ``on_text(i, chunk)`` and ``on_done(completions or error)`` are called from the batch's
+    thread. ``cancel()`` may be called from any thread; the rows are freed at the next step,
+    and ``on_cancel`` (set by whoever carries the request to its batch) is called once.
+    """
+
+    prompt: str
+    config: GenerationConfig
+    on_done: OnDone
+    on_text: OnText | None = None
+    prefixes: list[list[int]] | None = None  # per row: label token ids, after <bos>
+    guards: list[CopyGuard] | None = None  # per row: max_copy as the text is written
+    first_token_at: float | None = None  # time.perf_counter() when its first token was drawn
+    on_cancel: Callable[[], None] | None = None
+    # A flag, not a threading.Event: one is made per request on the event loop, and the batch
+    # reads it every step; setting a bool is atomic, and the next step sees it.
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            if self.on_cancel is not None:
+                self.on_cancel()
 
 
 class Uniforms:
