@@ -33,9 +33,17 @@ RUNS: dict[str, dict[str, Any]] = {
     "byte-gru": dict(level="byte", cell="gru", layers=2, max_steps=200, lr=1e-2),
     "byte-onehot-lstm": dict(level="byte", embedding_dim=0, layers=2),
     "char-adaptive": dict(adaptive_softmax="on"),
+    "word-lstm": dict(level="word", max_steps=100, lr=1e-2),
+    "bpe-gru": dict(level="bpe", bpe_vocab_size=300, cell="gru", max_steps=100, lr=1e-2),
+}
+# Texts whose token ids the page must give exactly as Python does.
+ENCODED = {
+    "word-lstm": ["Don't stop... U.S. 3.14 well-known \"fox\"!\n\nThe lazy dog — 日本語",
+                  "The quick brown fox jumps over the lazy dog."],
+    "bpe-gru": ["Größe, café 日本語 the  fox\n\n  jumps!! 123 it's", "The quick brown fox"],
 }
 LABEL_TEXTS = {"pos": "I love this so much", "neg": "I hate it a lot"}
-PROMPTS = {"char": "The qu", "byte": "Größe, c"}
+PROMPTS = {"char": "The qu", "byte": "Größe, c", "word": "The quick", "bpe": "Größe, c"}
 
 
 @pytest.fixture(scope="module")
@@ -204,5 +212,16 @@ def test_labels_are_chosen_in_drop_downs(browser: Any, sites: Any) -> None:
     assert page_generate(page, "I", seed=3, temperature=1, max_new_tokens=30) == first
     assert re.findall(r"label=\w+", page.text_content("#status") or "") == drawn
     assert len(drawn) == 1
+    assert problems == []
+    page.close()
+
+
+@pytest.mark.parametrize("name", list(ENCODED))
+def test_word_and_bpe_prompts_encode_as_in_python(browser: Any, sites: Any, name: str) -> None:
+    url, runs = sites
+    tokenizer = weft.load(runs[name], device="cpu").tokenizer
+    page, problems = open_page(browser, f"{url}/{name}-float16/")
+    for text in ENCODED[name]:
+        assert page.evaluate("(t) => weftPage.encode(t)", text) == tokenizer.encode(text).tolist()
     assert problems == []
     page.close()

@@ -17,8 +17,8 @@ from weft.export.web import WEIGHT_FORMATS
 @click.option("--weights", type=click.Choice(WEIGHT_FORMATS), default="float16",
               show_default=True,
               help="How the page stores the weights: float16 (half of float32's size; "
-              "log-probabilities move by about 1e-3), int8 with a scale per row (a quarter; "
-              "about 1e-2), or float32 (exact).")
+              "log-probabilities move by up to about 2e-3), int8 with a scale per row (a "
+              "quarter; up to about 5e-2), or float32 (exact).")
 @click.option("--force", is_flag=True, help="Write into a folder that is not empty.")
 def export(run: Path, site: Path, weights: str, force: bool) -> None:
     """Export the model in RUN (a run directory, or builtin:english) to run elsewhere."""

@@ -26,15 +26,15 @@ import numpy as np
 import torch
 
 from weft.errors import WeftError
-from weft.tokenizers import ByteTokenizer, CharTokenizer
+from weft.tokenizers import BPETokenizer, ByteTokenizer, CharTokenizer, WordTokenizer
 
 WEIGHT_FORMATS = ("float16", "int8", "float32")
 FORMAT_VERSION = 1
 ASSETS = Path(__file__).with_name("site")
-SITE_FILES = ("index.html", "page.js", "worker.js", "runtime.js", "export.css")
+SITE_FILES = ("index.html", "page.js", "worker.js", "runtime.js", "tokenizers.js", "export.css")
 PLAYGROUND_STYLE = Path(__file__).parent.parent / "serving" / "static" / "style.css"
-# What the runtime can run so far; anything else is refused by name before a file is written.
-LEVELS_SUPPORTED = ("char", "byte")
+# What the runtime can run; anything else is refused by name before a file is written.
+LEVELS_SUPPORTED = ("char", "byte", "word", "bpe")
 ALIGN = 8  # every tensor starts at a multiple of this, so typed-array views need no copy
 
 
@@ -66,8 +66,8 @@ def check_exportable(model: Any) -> None:
     """A one-line error naming what the runtime cannot run yet."""
     level = model.config.data.level
     if level not in LEVELS_SUPPORTED:
-        raise WeftError(f"the web export runs {' and '.join(LEVELS_SUPPORTED)} level models so "
-                        f"far, not the {level} level of {model.run_dir}")
+        raise WeftError(f"the web export runs {', '.join(LEVELS_SUPPORTED)} level models, not "
+                        f"the {level} level of {model.run_dir}")
 
 
 def pack_weights(state: dict[str, torch.Tensor], tied: bool, fmt: str
@@ -151,4 +151,29 @@ def tokenizer_manifest(tokenizer: Any) -> dict[str, Any]:
                 "chars": {c: i for i, c in enumerate(entries) if len(c) == 1 and i >= offset}}
     if isinstance(tokenizer, ByteTokenizer):
         return {"type": "byte", "offset": len(tokenizer.specials)}
+    if isinstance(tokenizer, WordTokenizer):
+        unk = tokenizer.unk_id
+        return {"type": "word", "unk_id": unk, "tokens": tokenizer.tokens,
+                "pretokenized": tokenizer.pretokenized,
+                "index": {w: tokenizer.id_of(w) for w in tokenizer.tokens
+                          if tokenizer.id_of(w) is not None},
+                "hidden_ids": [i for i in special_ids(tokenizer) if i != unk]}
+    if isinstance(tokenizer, BPETokenizer):
+        hf = json.loads(tokenizer.hf.to_str())
+        if hf["model"].get("ignore_merges") or hf["model"].get("continuing_subword_prefix"):
+            raise WeftError("the web export runs byte-level BPE without ignore_merges or a "
+                            "subword prefix")
+        vocab = tokenizer.hf.get_vocab(with_added_tokens=True)
+        tokens = [""] * tokenizer.vocab_size
+        for piece, i in vocab.items():
+            tokens[i] = piece
+        merges = [m.split(" ") if isinstance(m, str) else m for m in hf["model"]["merges"]]
+        return {"type": "bpe", "tokens": tokens, "merges": merges,
+                "special_ids": special_ids(tokenizer)}
     raise WeftError(f"the web export cannot run a {tokenizer.type_name} tokenizer yet")
+
+
+def special_ids(tokenizer: Any) -> list[int]:
+    """Every special token's id: those never generated, and the end token."""
+    eos = [] if tokenizer.eos_id is None else [tokenizer.eos_id]
+    return sorted({*tokenizer.never_generate, *eos})

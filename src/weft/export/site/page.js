@@ -2,7 +2,7 @@
  * (worker.js), and streams what it writes. Stop terminates the worker and starts a fresh one
  * from the weights already downloaded. `window.weftPage` is for scripts (and the tests):
  * `await weftPage.logprobs(prompt, labels)` gives the next token's log-probabilities (labels:
- * one value per label column). */
+ * one value per label column), `await weftPage.encode(text)` the token ids of a text. */
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -90,16 +90,20 @@ async function stop() {
   $("run").disabled = false;
 }
 
-function logprobs(prompt, labels = []) {
+function ask(message, answer) {  // one request to an idle worker, and the value it answers
   if (busy) return Promise.reject(new Error("generating"));
   return ready.then(() => new Promise((resolve, reject) => {
     worker.onmessage = (event) => {
-      if (event.data.type === "logprobs") resolve(event.data.values);
+      if (event.data.type === answer) resolve(event.data);
       else if (event.data.type === "error") reject(new Error(event.data.message));
     };
-    worker.postMessage({ type: "logprobs", prompt, labels });
+    worker.postMessage(message);
   }));
 }
+
+const logprobs = (prompt, labels = []) =>
+  ask({ type: "logprobs", prompt, labels }, "logprobs").then((m) => m.values);
+const encode = (text) => ask({ type: "encode", text }, "encoded").then((m) => m.ids);
 
 function setupControls() {
   const defaults = manifest.generation;
@@ -145,5 +149,5 @@ async function main() {
 
 $("run").addEventListener("click", generate);
 $("stop").addEventListener("click", stop);
-window.weftPage = { logprobs };
+window.weftPage = { logprobs, encode };
 main();

@@ -1,9 +1,9 @@
 /* weft web runtime: a trained weft language model, run in plain JavaScript.
  *
  * Loaded by worker.js (importScripts). Defines `weftRuntime`: load a model from model.json and
- * weights.bin, step its LSTM/GRU/RNN layers one token at a time, score the next token, sample
- * it the way weft does (generation/sampling.py), and decode text as it streams (stop strings
- * held back until they cannot match, byte tokens joined into whole UTF-8 characters).
+ * weights.bin, step its LSTM/GRU/RNN layers one token at a time, score the next token (full
+ * or adaptive softmax), sample it the way weft does (generation/sampling.py), and grow the
+ * text with stop strings held back until they cannot match. Tokenizers: tokenizers.js.
  * Weights are decoded once to Float32Array; sums run in float64 (JavaScript numbers).
  */
 "use strict";
@@ -243,38 +243,7 @@ const weftRuntime = (() => {
     return V - 1;
   }
 
-  // ---------------------------------------------------------------- tokenizers and text
-  class Tokenizer {
-    constructor(spec) {
-      this.spec = spec;
-      if (spec.type === "char") this.chars = new Map(Object.entries(spec.chars));
-    }
-
-    encode(text) {
-      if (this.spec.type === "char") {
-        return Array.from(text, (ch) => this.chars.get(ch) ?? this.spec.unk_id);
-      }
-      return Array.from(new TextEncoder().encode(text), (b) => b + this.spec.offset);
-    }
-
-    /* A streaming decoder: push(id) returns the text the id adds (none while a character's
-       bytes are incomplete), finish() what is left. `context` ids come before (the prompt). */
-    decoder(context) {
-      if (this.spec.type === "char") {
-        const pieces = this.spec.pieces;
-        return { push: (id) => pieces[id], finish: () => "" };
-      }
-      const utf8 = new TextDecoder("utf-8"), offset = this.spec.offset;
-      const bytesOf = (ids) => Uint8Array.from(
-        ids.filter((id) => id >= offset && id < offset + 256), (id) => id - offset);
-      utf8.decode(bytesOf(context), { stream: true });
-      return {
-        push: (id) => utf8.decode(bytesOf([id]), { stream: true }),
-        finish: () => utf8.decode(),
-      };
-    }
-  }
-
+  // ---------------------------------------------------------------- text
   /* One text's growth with stop strings (generate.py's TextState): text that may be the start
      of a stop string is held back from flush() until it cannot be. */
   class TextState {
@@ -313,5 +282,5 @@ const weftRuntime = (() => {
     }
   }
 
-  return { Model, Tokenizer, TextState, sample, rng, logSoftmax, argmax };
+  return { Model, TextState, sample, rng, logSoftmax, argmax };
 })();

@@ -1,12 +1,13 @@
 /* weft web worker: generation off the page's main thread, so the page never freezes.
  *
  * Messages in: {type: "load", manifest, buffer}, {type: "generate", prompt, labels, options},
- * {type: "logprobs", prompt, labels}. Messages out: "ready", "text" (streamed pieces), "done"
- * (tokens, why it ended, seconds, seed), "logprobs", "error". The page stops a generation by
+ * {type: "logprobs", prompt, labels}, {type: "encode", text}. Messages out: "ready", "text"
+ * (streamed pieces), "done" (tokens, why it ended, seconds, seed, labels), "logprobs",
+ * "encoded", "error". The page stops a generation by
  * terminating this worker and starting another.
  */
 "use strict";
-importScripts("runtime.js");
+importScripts("runtime.js", "tokenizers.js");
 
 const STREAM_EVERY_MS = 30;  // text is posted in pieces at most this often
 let manifest = null, model = null, tokenizer = null;
@@ -88,10 +89,12 @@ onmessage = (event) => {
     if (msg.type === "load") {
       manifest = msg.manifest;
       model = new weftRuntime.Model(manifest, msg.buffer);
-      tokenizer = new weftRuntime.Tokenizer(manifest.tokenizer);
+      tokenizer = weftTokenizers.create(manifest.tokenizer);
       postMessage({ type: "ready" });
     } else if (msg.type === "generate") {
       generate(msg);
+    } else if (msg.type === "encode") {
+      postMessage({ type: "encoded", ids: tokenizer.encode(msg.text) });
     } else if (msg.type === "logprobs") {
       const labels = drawLabels(msg.labels || [], weftRuntime.rng(0));
       const { logits } = prime(primeIds(msg.prompt, labels.map((l) => l.id)));
