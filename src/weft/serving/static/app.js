@@ -337,8 +337,8 @@ function el(name, attrs, parent) {
   return node;
 }
 
-// What the training tab plots: losses on one chart, accuracies (a tagger's dev_accuracy) on a
-// second; each entry is [record field, label, CSS class].
+// What the training tab plots: losses on one chart, accuracies (a tagger's dev_accuracy, and a
+// span tagger's dev_f1) on a second; each entry is [record field, label, CSS class].
 const LOSSES = [["train_loss", "train loss", "train"], ["val_loss", "validation loss", "val"]];
 
 function drawChart() {
@@ -346,7 +346,7 @@ function drawChart() {
   const x = state.xAxis;
   const points = (field) => records.filter((r) => finite(r[field]) && finite(r[x])).map((r) => [r[x], r[field]]);
   const accuracies = [...new Set(records.flatMap((r) => Object.keys(r)))]
-    .filter((key) => key.endsWith("accuracy"))
+    .filter((key) => key.endsWith("accuracy") || key.endsWith("_f1"))  // a span tagger's dev_f1
     .map((key) => [key, key.replace(/_/g, " "), "acc"]);
   const box = $("chart");
   box.replaceChildren();
