@@ -86,7 +86,9 @@ def test_detect_scheme() -> None:
     assert detect_scheme(["O", "B-PER", "I-PER"]) == "bio"
     assert detect_scheme(["O", "S-PER", "E-PER", "B-PER"]) == "bioes"
     assert detect_scheme(["NOUN", "VERB"]) is None
-    assert detect_scheme(["O", "I-PER"]) is None  # IOB1 without B-: not read as spans
+    assert detect_scheme(["O", "I-PER"]) == "bio"  # IOB1: converted to BIO by its spans
+    assert convert(["I-PER", "I-PER", "B-PER", "O"], "bio") == ["B-PER", "I-PER", "B-PER", "O"]
+    assert detect_scheme(["O"]) is None
     assert detect_scheme(["O", "B-"]) is None
 
 
@@ -247,3 +249,11 @@ def test_api_tag_returns_a_span_taggers_spans(span_run: tuple[Path, Path]) -> No
     spans = sentences[0].spans or []
     assert spans and all(text[s.start:s.end] == s.text for s in spans)
     assert {s.type for s in spans} <= {"PER", "LOC"}
+
+
+def test_a_span_scheme_on_plain_tags_is_a_one_line_error(tmp_path: Path) -> None:
+    pos = tmp_path / "pos.txt"
+    pos.write_text("The/DET dog/NOUN\nA/DET cat/NOUN\n", encoding="utf-8")
+    with pytest.raises(WeftError, match=r"--scheme bio needs O and B-/I-/E-/S- tags; the "
+                                        r"training data has DET, NOUN"):
+        train_tagger(pos, tmp_path / "run", quiet=True, scheme="bio", max_steps=1)

@@ -40,8 +40,9 @@ def split_tag(tag: str) -> tuple[str, str]:
 
 
 def detect_scheme(tags: Sequence[str]) -> str | None:
-    """``"bioes"`` or ``"bio"`` when every tag is ``O`` or a prefixed span tag (with at least
-    one ``B-``), else None: the tag set is not a span tag set (part-of-speech tags)."""
+    """``"bioes"`` or ``"bio"`` when every tag is ``O`` or a prefixed span tag, else None: the
+    tag set is not a span tag set (part-of-speech tags). IOB1 (``I-`` opens a span, ``B-`` only
+    between two adjacent spans of a type) reads as BIO, as conlleval reads it."""
     prefixes = set()
     for tag in tags:
         if tag == OUTSIDE:
@@ -50,8 +51,8 @@ def detect_scheme(tags: Sequence[str]) -> str | None:
         if prefix not in ("B", "I", "E", "S") or not kind:
             return None
         prefixes.add(prefix)
-    if "B" not in prefixes and "S" not in prefixes:
-        return None
+    if not prefixes:
+        return None  # only O
     return "bioes" if prefixes & {"E", "S"} else "bio"
 
 
