@@ -198,6 +198,8 @@ def test_a_span_tagger_trains_saves_loads_and_finds_spans(span_run: tuple[Path, 
         assert text[span["start"]:span["end"]] == span["text"]
     assert {(s["text"], s["type"]) for s in spans} >= {("Ada Lovelace", "PER"),
                                                       ("London", "LOC")}
+    outputs = tagger.tag_sentences([s.words for s in read_tagged(dev)] + [["London"] * 30])
+    assert all(_valid(out.tags, "bioes") for out in outputs)  # the CRF's constraints hold
     metrics = tagger.evaluate(read_tagged(dev))
     assert metrics["scheme"] == "bioes"
     assert metrics["spans"]["f1"] > 0.8  # it has seen these sentences
@@ -257,3 +259,19 @@ def test_a_span_scheme_on_plain_tags_is_a_one_line_error(tmp_path: Path) -> None
     with pytest.raises(WeftError, match=r"--scheme bio needs O and B-/I-/E-/S- tags; the "
                                         r"training data has DET, NOUN"):
         train_tagger(pos, tmp_path / "run", quiet=True, scheme="bio", max_steps=1)
+
+
+def test_a_span_tagger_resumes_with_its_scheme(span_run: tuple[Path, Path],
+                                              tmp_path: Path) -> None:
+    import shutil
+
+    from weft.api import resume_tagger
+
+    run = tmp_path / "run"
+    shutil.copytree(span_run[0], run)
+    before = json.loads((run / "config.json").read_text())["model"]
+    tagger = resume_tagger(run, max_steps=130, quiet=True)
+    assert tagger.scheme == "bioes"
+    assert json.loads((run / "config.json").read_text())["model"] == before
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 130 and "dev_f1" in records[-1]
