@@ -1,4 +1,5 @@
-"""``weft serve``: the HTTP API and web playground for a folder of runs (or one run)."""
+"""``weft serve``: the HTTP API and web playground for folders of runs, runs and built-in
+models, served together."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ MAX_PORT = 65535
 
 
 @click.command()
-@click.argument("runs")
+@click.argument("runs", nargs=-1, required=True)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 exposes the server to your network.")
 @click.option("--port", type=int, default=8000, show_default=True,
@@ -56,18 +57,19 @@ MAX_PORT = 65535
               help="Seconds a request waits to join before 503.")
 @click.option("--max-loaded", type=int, default=_L.max_loaded, show_default=True,
               help="Models kept in memory; the least recently used is dropped.")
-def serve(runs: str, host: str, port: int, device: str, threads: int | None,
+def serve(runs: tuple[str, ...], host: str, port: int, device: str, threads: int | None,
           api_key: str | None, compile_steps: bool, batch_in: str,
           **limit_values: Any) -> None:
-    """Serve the runs under RUNS (or the run RUNS, or builtin:english) over HTTP: a playground
-    page at /, weft's JSON API under /api and an OpenAI-compatible one under /v1 (see
-    docs/serving.md)."""
+    """Serve the runs under each of RUNS (a folder of runs, a run directory, or builtin:english;
+    several together) over HTTP: a playground page at /, weft's JSON API under /api and an
+    OpenAI-compatible one under /v1 (see docs/serving.md)."""
     from weft.builtin import resolve_run
 
     if not 0 <= port <= MAX_PORT:
         raise WeftError(f"--port must be from 0 to {MAX_PORT} (0: any free port), not {port}")
-    if not resolve_run(runs).is_dir():
-        raise WeftError(f"{runs} is not a folder: give a run directory or a folder of runs")
+    for root in runs:
+        if not resolve_run(root).is_dir():
+            raise WeftError(f"{root} is not a folder: give a run directory or a folder of runs")
     try:
         import uvicorn
 
@@ -88,14 +90,14 @@ def serve(runs: str, host: str, port: int, device: str, threads: int | None,
     # Bound to loopback, only loopback Host headers are accepted: a web page elsewhere cannot
     # reach the server through DNS rebinding.
     # The registry names a built-in model as given (builtin:english), a run by its folder.
-    app = create_app(runs, limits=limits, device=device, api_key=api_key,
+    app = create_app(list(runs), limits=limits, device=device, api_key=api_key,
                      compile_step=compiled_step if compile_steps else None,
                      batch_process=batch_in == "process",
                      allowed_hosts=[h.strip("[]") for h in LOOPBACK_HOSTS] if loopback else None)
     listening = _listen(host, port)
     count = len(app.state.registry.runs())
     shown = f"[{host.strip('[]')}]" if ":" in host else host
-    click.echo(f"serving {count} run{'s' if count != 1 else ''} from {runs} at "
+    click.echo(f"serving {count} run{'s' if count != 1 else ''} from {', '.join(runs)} at "
                f"http://{shown}:{listening.getsockname()[1]}/  (Ctrl-C stops)")
     if not loopback and not api_key:
         click.echo("warning: listening beyond this machine without --api-key: anyone who can "

@@ -10,7 +10,7 @@ leaving. A client that leaves cancels its request; shutting down cancels them al
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from weft.serving.jobs import Generations
 from weft.serving.limits import AllowedHosts, BodySizeLimit, Busy, Limits
 from weft.serving.metrics import CountRequests, ServerMetrics
 from weft.serving.openai_api import OpenAIError
-from weft.serving.registry import Loader, RunRegistry, UnknownRun
+from weft.serving.registry import Loader, Root, RunRegistry, UnknownRun
 from weft.serving.schemas import ErrorResponse
 from weft.serving.server import OverLimit, Server, Unauthorized, require_key
 
@@ -71,7 +71,7 @@ def _readable(exc: RequestValidationError) -> tuple[str, str | None]:
 
 
 def create_app(
-    root: str | Path,
+    root: Root | Sequence[Root],
     *,
     limits: Limits | None = None,
     device: str = "cpu",
@@ -82,7 +82,8 @@ def create_app(
     batch_process: bool = False,
 ) -> FastAPI:
     """The app serving every run under ``root`` (or the one run that ``root`` is, or the
-    built-in model it names, such as ``builtin:english``, served under that name).
+    built-in model it names, such as ``builtin:english``, served under that name); or under
+    each of several such roots, served together (serving/registry.py names their runs).
 
     ``allowed_hosts`` restricts the Host header (``weft serve`` passes the loopback names when
     bound to loopback, which defeats DNS rebinding); ``loader`` replaces :func:`weft.load`;

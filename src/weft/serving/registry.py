@@ -1,13 +1,16 @@
-"""Finding the runs under the served folder, describing them, and loading them on demand.
+"""Finding the runs under the served folders, describing them, and loading them on demand.
 
-Requests name a run by its path relative to the served folder (``shakespeare`` or
-``exp/gru-2``); a served run directory is named by its folder, a built-in model as weft names
-it (``builtin:english``). A name is only ever looked up in the table built by scanning that
-folder, never joined onto a path, so a request cannot reach outside it (``..``, absolute paths
-and symlinks leading out are not in the table). A run is ready when it has the files its kind
-needs to be loaded (:data:`NEEDED`); one that is not is described with the reason and never
-loaded. Loaded models are cached, least recently used dropped first, and reloaded when their
-weights file changes (a run still training keeps improving).
+Several roots may be served together: folders of runs, run directories and built-in models
+(``weft serve runs builtin:english``). Requests name a run by its path relative to the folder
+of runs it is in (``shakespeare`` or ``exp/gru-2``); a served run directory is named by its
+folder, a built-in model as weft names it (``builtin:english``). Two roots may not give two
+runs one name: that is refused when serving starts (a run created later under a second name
+is shadowed by the first root's). A name is only ever looked up in the table built by scanning
+those folders, never joined onto a path, so a request cannot reach outside them (``..``,
+absolute paths and symlinks leading out are not in the table). A run is ready when it has the
+files its kind needs to be loaded (:data:`NEEDED`); one that is not is described with the
+reason and never loaded. Loaded models are cached, least recently used dropped first, and
+reloaded when their weights file changes (a run still training keeps improving).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,7 @@ from weft.runs import (
 from weft.training.metrics import read_metrics
 
 Loader = Callable[[Path, str], Any]
+Root = str | os.PathLike[str]  # a folder of runs, a run directory, or builtin:NAME
 
 # The files a run of each kind needs to be loaded (the weights come last: a new run lacks them
 # longest). A run missing any is listed as not ready, and never loaded.
@@ -56,17 +60,25 @@ def _default_loader(path: Path, device: str) -> Any:
 
 
 class RunRegistry:
-    """The runs under ``root`` (or ``root`` itself when it is one run directory, or a built-in
-    model such as ``builtin:english``)."""
+    """The runs under each root: a folder of runs, one run directory, or a built-in model
+    such as ``builtin:english``."""
 
-    def __init__(self, root: str | os.PathLike[str], *, device: str = "cpu",
+    def __init__(self, roots: Root | Sequence[Root], *, device: str = "cpu",
                  max_loaded: int = 4, loader: Loader | None = None, max_depth: int = 4,
                  rescan_seconds: float = 2.0) -> None:
-        self.root = (builtin_dir(root) if is_builtin(root) else Path(root)).resolve()
-        if not self.root.is_dir():
-            raise WeftError(f"{root} is not a folder: give a run directory or a folder of runs")
-        # A request names a built-in model as everything else in weft does.
-        self._single_name = str(root) if is_builtin(root) else self.root.name
+        given = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
+        if not given:
+            raise WeftError("nothing to serve: give a folder of runs, a run directory or "
+                            "builtin:english")
+        # (folder, the name it has when it is one run: a request names a built-in model as
+        # everything else in weft does, a run directory by its folder)
+        self._roots: list[tuple[Path, str]] = []
+        for root in given:
+            folder = (builtin_dir(root) if is_builtin(root) else Path(root)).resolve()
+            if not folder.is_dir():
+                raise WeftError(f"{root} is not a folder: give a run directory or a folder "
+                                "of runs")
+            self._roots.append((folder, str(root) if is_builtin(root) else folder.name))
         self.device = device
         self.max_loaded = max(1, max_loaded)
         self.loader = loader or _default_loader
@@ -81,30 +93,45 @@ class RunRegistry:
         # The loaded models, replaced whole on each load: read from the event loop unlocked.
         self._held: tuple[Any, ...] = ()
         self._lock = threading.Lock()
+        if len(self._roots) > 1:
+            self._scan(strict=True)
 
     # -- finding -------------------------------------------------------------------------
-    def _scan(self) -> dict[str, Path]:
-        if (self.root / CONFIG).is_file():
-            return {self._single_name: self.root}
+    def _scan(self, strict: bool = False) -> dict[str, Path]:
+        """Every root's runs by name; ``strict``: a name given by two roots is an error (else
+        the first root's run keeps it)."""
         found: dict[str, Path] = {}
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+        for root, single_name in self._roots:
+            for name, path in self._scan_root(root, single_name).items():
+                if name not in found:
+                    found[name] = path
+                elif strict and found[name] != path:
+                    raise WeftError(f"two runs would be served as {name!r} ({found[name]} and "
+                                    f"{path}): serve them separately, or rename one")
+        return dict(sorted(found.items()))
+
+    def _scan_root(self, root: Path, single_name: str) -> dict[str, Path]:
+        if (root / CONFIG).is_file():
+            return {single_name: root}
+        found: dict[str, Path] = {}
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             here = Path(dirpath)
-            depth = len(here.relative_to(self.root).parts)
+            depth = len(here.relative_to(root).parts)
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
                                  and depth < self.max_depth)
-            if CONFIG in filenames and here != self.root:
+            if CONFIG in filenames and here != root:
                 dirnames[:] = []  # a run directory holds no runs
-                if here.resolve().is_relative_to(self.root):  # a symlink must not lead out
-                    found[here.relative_to(self.root).as_posix()] = here
+                if here.resolve().is_relative_to(root):  # a symlink must not lead out
+                    found[here.relative_to(root).as_posix()] = here
             # Symlinked folders are not walked into; a symlinked run inside the root counts.
             for name in list(dirnames):
                 link = here / name
                 if link.is_symlink():
                     dirnames.remove(name)
                     target = link.resolve()
-                    if target.is_relative_to(self.root) and (target / CONFIG).is_file():
-                        found[link.relative_to(self.root).as_posix()] = target
-        return dict(sorted(found.items()))
+                    if target.is_relative_to(root) and (target / CONFIG).is_file():
+                        found[link.relative_to(root).as_posix()] = target
+        return found
 
     def runs(self) -> dict[str, Path]:
         """Name -> run directory; rescanned at most every ``rescan_seconds``."""
