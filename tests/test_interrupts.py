@@ -247,3 +247,27 @@ def test_tag_train_stops_before_its_first_step_and_saves(tmp_path: Path,
     assert (f"weft: interrupted by SIGTERM at step 0; state saved. Continue with: "
             f"weft tag train --resume {out}") in result.output
     assert load_checkpoint(out)["trainer"]["step"] == 0
+
+
+def test_under_torchrun_every_rank_stops_at_the_boundary_where_one_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The ranks add up their requests at each boundary (one collective), so a rank whose
+    # signal has not come yet stops with the others instead of waiting for them.
+    from weft.training import distributed, fit_language_model
+
+    sums: list[list[float]] = []
+    other_rank_asked = [1.0]
+    monkeypatch.setattr(distributed, "all_sum",
+                        lambda values: sums.append(values) or [values[0] + other_rank_asked[0]])
+    rank1 = distributed.Distributed(rank=1, world_size=2, local_rank=1)
+    with pytest.raises(interrupts.Interrupted) as caught:
+        fit_language_model._stop_if_requested(rank1, "reading the corpus")
+    assert str(caught.value) == "interrupted by a signal on another rank while reading the corpus"
+    assert caught.value.exit_code == 130 and sums == [[0.0]]
+    other_rank_asked[0] = 0.0
+    fit_language_model._stop_if_requested(rank1, "building the model")  # nobody asked: goes on
+    interrupts.request("SIGTERM")
+    with pytest.raises(interrupts.Interrupted, match="by SIGTERM while building the model"):
+        fit_language_model._stop_if_requested(rank1, "building the model")
+    assert sums[-1] == [1.0]

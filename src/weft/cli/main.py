@@ -50,6 +50,9 @@ class WeftGroup(click.Group):
         except WeftError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except interrupts.Interrupted as exc:  # a signal at a boundary of a command's start-up
+            click.echo(f"weft: {exc}", err=True)
+            sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
