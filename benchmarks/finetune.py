@@ -10,6 +10,11 @@ file (bits per character, so levels compare). Arms: ``scratch`` (weft's defaults
 level) and ``finetune`` (``--init-from builtin:english`` with the fine-tuning defaults), plus any
 ``--arm NAME=JSON`` of extra settings for an init-from run (used to choose those defaults on
 corpora that are not reported; ``"init_from": null`` makes it a run from scratch).
+
+``--held-out DIR`` adds a corpus per text file of DIR (``new:NAME``: held-out slices that a base
+never trained on, cut 90/10 like the books, at most 90 KB + 10 KB). ``--base-alone`` also scores
+every arm's starting model, untrained, on every held-out file (records one per line, as the
+base reads text), and ``--no-finetune`` does only that.
 """
 
 from __future__ import annotations
@@ -39,9 +44,41 @@ CORPORA: dict[str, tuple[str, str | None]] = {
 }
 EWT_SENTENCES = 1000  # about twice the tweets: 900 to train on, 100 held out
 TRAIN_CHARS, TEST_CHARS = 90_000, 10_000
+NEW = "new:"  # a corpus from --held-out: new:NAME is DIR/NAME.txt
 
 
-def split_corpus(name: str, folder: Path) -> tuple[Path, Path, str | None]:
+def split_held_out_slice(name: str, source: Path, folder: Path) -> tuple[Path, Path, None]:
+    """A held-out slice of a base's corpus: its first 90% to train on (at most 90 KB), the
+    next 10% (at most 10 KB) to score, cut at line ends."""
+    text = source.read_text(encoding="utf-8")
+    cut = min(TRAIN_CHARS, len(text) * 9 // 10)
+    cut = text.rfind("\n", 0, cut) + 1 or cut
+    end = min(len(text), cut + TEST_CHARS)
+    end = text.rfind("\n", cut, end) + 1 or end
+    train = folder / f"{name.replace(':', '-')}-train.txt"
+    test = folder / f"{name.replace(':', '-')}-test.txt"
+    train.write_text(text[:cut], encoding="utf-8")
+    test.write_text(text[cut:end], encoding="utf-8")
+    return train, test, None
+
+
+def as_lines(test: Path, column: str | None) -> Path:
+    """The held-out file as a base model reads text: a CSV's records one per line."""
+    if column is None:
+        return test
+    with test.open(newline="", encoding="utf-8") as handle:
+        records = [row[column].replace("\n", " ") for row in csv.DictReader(handle)]
+    lines = test.with_name(f"{test.stem}-lines.txt")
+    lines.write_text("\n".join(records) + "\n", encoding="utf-8")
+    return lines
+
+
+def split_corpus(name: str, folder: Path,
+                 held_out: Path | None = None) -> tuple[Path, Path, str | None]:
+    if name.startswith(NEW):
+        if held_out is None:
+            raise SystemExit(f"{name} needs --held-out DIR")
+        return split_held_out_slice(name, held_out / f"{name.removeprefix(NEW)}.txt", folder)
     relative, column = CORPORA[name]
     source = data_file(relative)
     train, test = folder / f"{name}-train", folder / f"{name}-test"
@@ -93,6 +130,14 @@ def main() -> None:
     parser.add_argument("--arm", action="append", default=[], metavar="NAME=JSON",
                         help="an extra init-from arm with these settings (repeatable)")
     parser.add_argument("--no-default-arms", action="store_true")
+    parser.add_argument("--held-out", type=Path, metavar="DIR",
+                        help="held-out slices of a base's corpus: corpora new:NAME, and with "
+                        "--base-alone every file of DIR is scored")
+    parser.add_argument("--base-alone", action="store_true",
+                        help="also score each arm's starting model, untrained, on each "
+                        "held-out file")
+    parser.add_argument("--no-finetune", action="store_true",
+                        help="only --base-alone: train nothing")
     parser.add_argument("--name", default="finetune", help="results/NAME.json")
     parser.add_argument("--keep", type=Path, help="keep the runs in this folder")
     args = parser.parse_args()
@@ -104,25 +149,48 @@ def main() -> None:
         arms[name] = {"init_from": args.base, **json.loads(settings)}
         if arms[name]["init_from"] is None:
             del arms[name]["init_from"]
+    requested = args.corpora.split(",") if args.corpora else []
+    corpora = list(requested)
+    if args.base_alone and args.held_out is not None:
+        corpora += [f"{NEW}{p.stem}" for p in sorted(args.held_out.glob("*.txt"))
+                    if f"{NEW}{p.stem}" not in corpora]
     info = machine()
     results: dict[str, dict[str, Any]] = {}
+    base_alone: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        for corpus in args.corpora.split(","):
-            train, test, column = split_corpus(corpus, folder)
+        for corpus in corpora:
+            train, test, column = split_corpus(corpus, folder, args.held_out)
+            if args.base_alone:
+                base_alone[corpus] = score_bases(arms, as_lines(test, column))
+                print(corpus, "base alone", base_alone[corpus], flush=True)
+            if args.no_finetune or corpus not in requested:
+                continue
             results[corpus] = {}
             for arm, settings in arms.items():
                 results[corpus][arm] = run_arm(train, test, column, folder / f"{corpus}-{arm}",
                                                args.budget, args.threads, settings)
                 print(corpus, arm, results[corpus][arm], flush=True)
-            if "scratch" in arms and "finetune" in arms:
+            if "scratch" in arms:
                 before = results[corpus]["scratch"]["bits_per_char"]
-                after = results[corpus]["finetune"]["bits_per_char"]
-                results[corpus]["reduction"] = round(1 - after / before, 4)
+                for arm in arms:
+                    if arm != "scratch":
+                        after = results[corpus][arm]["bits_per_char"]
+                        key = "reduction" if arm == "finetune" else f"reduction_{arm}"
+                        results[corpus][key] = round(1 - after / before, 4)
     write_result(args.name, {"benchmark": "finetune", "budget": args.budget,
-                             "threads": args.threads, "base": args.base,
-                             "machine": info, "results": results})
+                             "threads": args.threads, "base": args.base, "arms": arms,
+                             "machine": info, "results": results, "base_alone": base_alone})
+
+
+def score_bases(arms: dict[str, dict[str, Any]], text: Path) -> dict[str, float]:
+    """Held-out bits/char of each arm's starting model (arms from scratch have none)."""
+    import weft
+
+    bases = {settings["init_from"] for settings in arms.values() if "init_from" in settings}
+    return {str(base): round(weft.load(base).evaluate(text).bits_per_char, 4)
+            for base in sorted(bases)}
 
 
 if __name__ == "__main__":
