@@ -231,22 +231,30 @@ def test_a_request_from_the_optimizer_on_stops_after_the_step_and_saves(
     assert load_checkpoint(out)["trainer"]["step"] == 10
 
 
-def test_tag_train_stops_before_its_first_step_and_saves(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("after", "says"), [
+    ("load_data", "interrupted by SIGTERM while reading the sentences"),
+    ("encode", "interrupted by SIGTERM while building the model"),
+    ("TaggingTask", "interrupted by SIGTERM at step 0; state saved. Continue with: "
+                    "weft tag train --resume"),
+])
+def test_tag_train_stops_at_its_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           after: str, says: str) -> None:
     from weft.tagging import train as tagger_training
 
     data = tmp_path / "train.txt"
     data.write_text("The/DET dog/NOUN barks/VERB ./PUNCT\nA/DET cat/NOUN sleeps/VERB ./PUNCT\n"
                     * 6, encoding="utf-8")
-    _request_after(monkeypatch, tagger_training, "load_data", "SIGTERM")
+    _request_after(monkeypatch, tagger_training, after, "SIGTERM")
     out = tmp_path / "tagger"
     result = CliRunner().invoke(cli, ["tag", "train", str(data), "--out", str(out),
                                       "--hidden", "16", "--word-dim", "8", "--char-dim", "4",
                                       "--char-hidden", "4", "--max-steps", "20", "--quiet"])
     assert result.exit_code == 143, result.output
-    assert (f"weft: interrupted by SIGTERM at step 0; state saved. Continue with: "
-            f"weft tag train --resume {out}") in result.output
-    assert load_checkpoint(out)["trainer"]["step"] == 0
+    assert f"weft: {says}" in result.output
+    if after == "TaggingTask":  # past the last boundary: the loop stops before step one
+        assert load_checkpoint(out)["trainer"]["step"] == 0
+    else:
+        assert [p.name for p in out.iterdir()] == [LOCK]
 
 
 def test_under_torchrun_every_rank_stops_at_the_boundary_where_one_asked(

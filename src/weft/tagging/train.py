@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 import weft
+from weft import interrupts
 from weft.config import TrainConfig
 from weft.device import resolve_device, set_threads, training_precision
 from weft.errors import WeftError
@@ -169,6 +170,7 @@ def _train_tagger(
     torch.manual_seed(train_config.seed)
 
     train_sents, dev_sents = load_data(data)
+    interrupts.check("reading the sentences")  # a signal's stop request (weft/interrupts.py)
     sentences_fingerprint = data_fingerprint(train_sents, dev_sents)
     model = model or TaggerModelConfig()
     scheme = training_scheme(model, train_sents)
@@ -200,6 +202,7 @@ def _train_tagger(
 
     train_data = encode(vocab, [s.words for s in train_sents], [s.tags for s in train_sents])
     dev_data = encode(vocab, [s.words for s in dev_sents], [s.tags for s in dev_sents])
+    interrupts.check("building the model")  # the last boundary before anything is written
     task = TaggingTask(network, vocab, train_data, dev_data, train_config.batch_size,
                        train_config.seed, device, spans=scheme is not None)
 
