@@ -31,7 +31,8 @@ from weft.tokenizers import BPETokenizer, ByteTokenizer, CharTokenizer, WordToke
 WEIGHT_FORMATS = ("float16", "int8", "float32")
 FORMAT_VERSION = 1
 ASSETS = Path(__file__).with_name("site")
-SITE_FILES = ("index.html", "page.js", "worker.js", "runtime.js", "tokenizers.js", "export.css")
+SITE_FILES = ("index.html", "page.js", "worker.js", "kernel.js", "runtime.js", "tokenizers.js",
+              "export.css")
 PLAYGROUND_STYLE = Path(__file__).parent.parent / "serving" / "static" / "style.css"
 # What the runtime can run; anything else is refused by name before a file is written.
 LEVELS_SUPPORTED = ("char", "byte", "word", "bpe")

@@ -2,7 +2,8 @@
  * (worker.js), and streams what it writes. Stop terminates the worker and starts a fresh one
  * from the weights already downloaded. `window.weftPage` is for scripts (and the tests):
  * `await weftPage.logprobs(prompt, labels)` gives the next token's log-probabilities (labels:
- * one value per label column), `await weftPage.encode(text)` the token ids of a text. */
+ * one value per label column), `await weftPage.encode(text)` the token ids of a text, and
+ * `weftPage.kernel` says how the products run ("wasm-simd" or "js"). */
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -18,13 +19,15 @@ function startWorker() {
   worker = new Worker("worker.js");
   ready = new Promise((resolve, reject) => {
     worker.onmessage = (event) => {
-      if (event.data.type === "ready") resolve();
+      if (event.data.type === "ready") { window.weftPage.kernel = event.data.kernel; resolve(); }
       else if (event.data.type === "error") reject(new Error(event.data.message));
     };
     worker.onerror = (event) => reject(new Error(event.message || "the worker failed"));
   });
   const copy = weights.slice(0);  // the worker takes this copy; the page keeps its own
-  worker.postMessage({ type: "load", manifest, buffer: copy }, [copy]);
+  // ?kernel=js runs the products in plain JavaScript (to compare; WebAssembly is faster)
+  const kernel = new URLSearchParams(location.search).get("kernel");
+  worker.postMessage({ type: "load", manifest, buffer: copy, kernel }, [copy]);
   return ready;
 }
 
@@ -149,5 +152,5 @@ async function main() {
 
 $("run").addEventListener("click", generate);
 $("stop").addEventListener("click", stop);
-window.weftPage = { logprobs, encode };
+window.weftPage = { logprobs, encode, kernel: null };
 main();

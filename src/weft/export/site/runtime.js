@@ -57,11 +57,23 @@ const weftRuntime = (() => {
     }
   }
 
+  /* Matrix-vector products, `pack(W, rows, cols)` -> `(out, x) => out += W x`: WebAssembly
+     SIMD (kernel.js) where the browser has it and `scalar` is not asked for, else the loop
+     above. `shapes` lists every matrix to be packed, so the kernel sizes its memory once. */
+  function products(shapes, scalar) {
+    const kernel = !scalar && typeof weftKernel === "object" ? weftKernel.create(shapes) : null;
+    return {
+      kind: kernel ? "wasm-simd" : "js",
+      pack: (W, rows, cols) => (kernel ? kernel.pack(W, rows, cols)
+        : (out, x) => matvec(out, W, cols, x, 0, rows, 0)),
+    };
+  }
+
   const sigmoid = (v) => 1 / (1 + Math.exp(-v));
 
   // ---------------------------------------------------------------- the model
   class Model {
-    constructor(manifest, buffer) {
+    constructor(manifest, buffer, scalar = false) {
       const m = manifest.model;
       this.cell = m.cell; this.layers = m.layers; this.hidden = m.hidden_size;
       this.vocab = m.vocab_size; this.embDim = m.embedding_dim;
@@ -82,6 +94,16 @@ const weftRuntime = (() => {
       this.adaptive = m.adaptive_cutoffs && m.adaptive_cutoffs.length
         ? new AdaptiveSoftmax(t, m.adaptive_cutoffs, this.vocab, this.hidden) : null;
       const G = this.gates * this.hidden;
+      // Every product of a step: [weights, rows, columns, where its function goes]
+      const mats = this.adaptive ? this.adaptive.matrices()
+        : [[this.headW, this.vocab, this.hidden, (f) => { this.headProduct = f; }]];
+      this.layer.forEach((L, k) => {
+        if (k > 0 || this.embedding) mats.push([L.wih, G, L.inSize, (f) => { L.ih = f; }]);
+        mats.push([L.whh, G, this.hidden, (f) => { L.hh = f; }]);
+      });
+      const made = products(mats.map(([, rows, cols]) => [rows, cols]), scalar);
+      for (const [W, rows, cols, assign] of mats) assign(made.pack(W, rows, cols));
+      this.kernel = made.kind;
       this.gi = new Float64Array(G); this.gh = new Float64Array(G);
       this.logits = new Float64Array(this.vocab);
     }
@@ -103,9 +125,9 @@ const weftRuntime = (() => {
         if (x === null) {  // one-hot input: one column of the input weights
           for (let r = 0; r < G; r++) gi[r] += L.wih[r * L.inSize + token];
         } else {
-          matvec(gi, L.wih, L.inSize, x, 0, G, 0);
+          L.ih(gi, x);
         }
-        matvec(gh, L.whh, H, h, 0, G, 0);
+        L.hh(gh, h);
         if (this.cell === "lstm") {  // gates i, f, g, o (PyTorch's order)
           const c = state.c[k];
           for (let j = 0; j < H; j++) {
@@ -129,7 +151,7 @@ const weftRuntime = (() => {
       const logits = this.logits;
       if (this.adaptive) return this.adaptive.logProb(x, logits);
       for (let v = 0; v < this.vocab; v++) logits[v] = this.headB[v];
-      matvec(logits, this.headW, H, x, 0, this.vocab, 0);
+      this.headProduct(logits, x);
       return logits;
     }
   }
@@ -150,19 +172,29 @@ const weftRuntime = (() => {
       });
     }
 
+    matrices() {  // for Model: its products, packed where they run
+      const H = this.hidden, mats = [[this.head, this.headOut.length, H, (f) => { this.headProduct = f; }]];
+      this.tails.forEach((tail, i) => {
+        const rows = this.bounds[i + 1] - this.bounds[i];
+        mats.push([tail.proj, tail.size, H, (f) => { tail.projProduct = f; }]);
+        mats.push([tail.out, rows, tail.size, (f) => { tail.outProduct = f; }]);
+      });
+      return mats;
+    }
+
     logProb(x, result) {
       const shortlist = this.bounds[0], headOut = this.headOut;
       headOut.fill(0);
-      matvec(headOut, this.head, this.hidden, x, 0, headOut.length, 0);
+      this.headProduct(headOut, x);
       const head = logSoftmax(headOut);
       for (let v = 0; v < shortlist; v++) result[v] = head[v];
       this.tails.forEach((tail, i) => {
         const start = this.bounds[i], stop = this.bounds[i + 1];
         tail.tmp.fill(0);
-        matvec(tail.tmp, tail.proj, this.hidden, x, 0, tail.size, 0);
+        tail.projProduct(tail.tmp, x);
         tail.mid.set(tail.tmp);  // PyTorch rounds the projection to float32 too
         const scores = new Float64Array(stop - start);
-        matvec(scores, tail.out, tail.size, tail.mid, 0, stop - start, 0);
+        tail.outProduct(scores, tail.mid);
         const cluster = logSoftmax(scores), prior = head[shortlist + i];
         for (let v = start; v < stop; v++) result[v] = cluster[v - start] + prior;
       });

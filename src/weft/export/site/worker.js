@@ -1,13 +1,13 @@
 /* weft web worker: generation off the page's main thread, so the page never freezes.
  *
- * Messages in: {type: "load", manifest, buffer}, {type: "generate", prompt, labels, options},
+ * Messages in: {type: "load", manifest, buffer, kernel} (kernel "js": no WebAssembly), {type: "generate", prompt, labels, options},
  * {type: "logprobs", prompt, labels}, {type: "encode", text}. Messages out: "ready", "text"
  * (streamed pieces), "done" (tokens, why it ended, seconds, seed, labels), "logprobs",
  * "encoded", "error". The page stops a generation by
  * terminating this worker and starting another.
  */
 "use strict";
-importScripts("runtime.js", "tokenizers.js");
+importScripts("kernel.js", "runtime.js", "tokenizers.js");
 
 const STREAM_EVERY_MS = 30;  // text is posted in pieces at most this often
 let manifest = null, model = null, tokenizer = null;
@@ -88,9 +88,9 @@ onmessage = (event) => {
   try {
     if (msg.type === "load") {
       manifest = msg.manifest;
-      model = new weftRuntime.Model(manifest, msg.buffer);
+      model = new weftRuntime.Model(manifest, msg.buffer, msg.kernel === "js");
       tokenizer = weftTokenizers.create(manifest.tokenizer);
-      postMessage({ type: "ready" });
+      postMessage({ type: "ready", kernel: model.kernel });
     } else if (msg.type === "generate") {
       generate(msg);
     } else if (msg.type === "encode") {
