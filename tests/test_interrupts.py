@@ -85,11 +85,17 @@ def test_commands_that_do_not_train_get_pythons_ctrl_c_back() -> None:
     assert trains(["train", "c.txt"]) and trains(["tag", "train", "t.txt"])
     assert not any(trains(args) for args in (["generate", "run"], ["tag", "eval"], [],
                                              ["--help"], ["serve", "train"]))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     interrupts.listen()
     interrupts.stop_listening()
     assert not interrupts.listening()
     with pytest.raises(KeyboardInterrupt):
         signal.raise_signal(signal.SIGINT)
+    # A job that its shell started in the background has SIGINT ignored: it stays so.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    interrupts.listen()
+    interrupts.stop_listening()
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_a_signal_while_pytorch_imports_is_kept_not_raised() -> None:

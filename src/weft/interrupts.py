@@ -27,12 +27,14 @@ import os
 import signal
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_CODES = {signal.SIGINT.name: 130, signal.SIGTERM.name: 143}  # 128 + the signal's number
 
 _reason = ""  # the first signal's name, e.g. "SIGINT"; "" while none came
 _listening = False
+_previous: dict[signal.Signals, Any] = {}  # the handlers before listen(), for stop_listening()
 _quit_while: str | None = None  # the phase in which a first signal ends the process at once
 _announce: Callable[[], str] | None = None  # what the first signal says on stderr, if anything
 _second_line: Callable[[], str] = lambda: "interrupted"  # noqa: E731 - replaced by callers
@@ -83,7 +85,9 @@ def listen(quit_while: str | None = None) -> None:
     global _listening, _quit_while
     _quit_while = quit_while
     for sig in SIGNALS:
-        signal.signal(sig, _record)
+        previous = signal.signal(sig, _record)
+        if not _listening:
+            _previous[sig] = previous
     _listening = True
 
 
@@ -94,10 +98,14 @@ def quit_no_more() -> None:
 
 
 def stop_listening() -> None:
-    """Give Ctrl-C and SIGTERM back to Python (a command that does not train)."""
+    """Give Ctrl-C and SIGTERM back to the handlers they had before :func:`listen` (Python's
+    own, or "ignored" for a job its shell started in the background)."""
     global _listening
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for sig in SIGNALS:
+        previous = _previous.pop(sig, None)  # None also when it was not set from Python
+        if previous is None:
+            previous = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        signal.signal(sig, previous)
     _listening = False
 
 
