@@ -86,3 +86,13 @@ def test_int8_weights_make_the_smallest_page(tiny_run: Path, tmp_path: Path) -> 
     assert sizes["int8"] < sizes["float16"] < sizes["float32"]
     with pytest.raises(WeftError, match="--weights must be one of"):
         model.export_web(tmp_path / "other", weights="int4")
+
+
+def test_builtin_english_exports_to_a_page_under_6_mb_in_int8(tmp_path: Path) -> None:
+    code, output = run_cli("export", "builtin:english", "--web", str(tmp_path / "site"),
+                           "--weights", "int8")
+    assert code == 0, output
+    size = sum(p.stat().st_size for p in (tmp_path / "site").iterdir())
+    assert size < 6_000_000
+    manifest = json.loads((tmp_path / "site" / "model.json").read_text(encoding="utf-8"))
+    assert manifest["tokenizer"]["type"] == "byte" and manifest["model"]["layers"] == 2

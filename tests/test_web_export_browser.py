@@ -228,3 +228,14 @@ def test_word_and_bpe_prompts_encode_as_in_python(browser: Any, sites: Any, name
         assert page.evaluate("(t) => weftPage.encode(t)", text) == tokenizer.encode(text).tolist()
     assert problems == []
     page.close()
+
+
+def test_a_page_opened_as_a_file_says_to_serve_it(browser: Any, tiny_run: Path,
+                                                  tmp_path: Path) -> None:
+    site = weft.load(tiny_run, device="cpu").export_web(tmp_path / "site")
+    page = browser.new_page()
+    page.goto((site / "index.html").as_uri())
+    page.wait_for_selector("#error", state="visible")
+    assert "python -m http.server" in (page.text_content("#error") or "")
+    assert page.is_disabled("#run")
+    page.close()

@@ -146,7 +146,10 @@ async function main() {
     $("status").textContent = "ready";
   } catch (error) {
     $("status").textContent = "";
-    showError(`The model could not be loaded: ${error.message}`);
+    // Browsers do not let a file:// page fetch its files or start a worker from them.
+    const hint = location.protocol === "file:" ? " (open this folder through a web server, "
+      + "e.g. python -m http.server -d FOLDER, not as a file)" : "";
+    showError(`The model could not be loaded: ${error.message}${hint}`);
   }
 }
 
