@@ -175,8 +175,11 @@ def test_the_stop_button_stops_the_worker(browser: Any, sites: Any) -> None:
     assert page.text_content("#out-text") == shown
     page.wait_for_function("!document.querySelector('#run').disabled")
     assert not page.is_enabled("#stop")
-    # A fresh worker generates again.
+    # A fresh worker generates again, from Ctrl+Enter in the prompt too.
     assert len(page_generate(page, "The", max_new_tokens=10)) > 0
+    page.eval_on_selector("#status", "e => e.textContent = ''")
+    page.press("#prompt", "Control+Enter")
+    page.wait_for_function("document.querySelector('#status').textContent.startsWith('done')")
     assert problems == []
     page.close()
 

@@ -154,6 +154,9 @@ async function main() {
 }
 
 $("run").addEventListener("click", generate);
+$("prompt").addEventListener("keydown", (event) => {  // Ctrl+Enter generates, as in the playground
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !$("run").disabled) generate();
+});
 $("stop").addEventListener("click", stop);
 window.weftPage = { logprobs, encode, kernel: null };
 main();
