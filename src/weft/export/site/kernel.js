@@ -98,7 +98,9 @@ const weftKernel = (() => {
     return {
       pack(W, rows, cols) {
         const stride = padded(cols), w = take(rows * stride), x = take(stride), out = take(rows);
-        for (let r = 0; r < rows; r++) heap.set(W.subarray(r * cols, (r + 1) * cols), w + r * stride);
+        for (let r = 0; r < rows; r++) {
+          heap.set(W.subarray(r * cols, (r + 1) * cols), w + r * stride);
+        }
         const xs = heap.subarray(x, x + cols), outs = heap.subarray(out, out + rows);
         return (result, input) => {
           xs.set(input);

@@ -173,7 +173,8 @@ const weftRuntime = (() => {
     }
 
     matrices() {  // for Model: its products, packed where they run
-      const H = this.hidden, mats = [[this.head, this.headOut.length, H, (f) => { this.headProduct = f; }]];
+      const H = this.hidden;
+      const mats = [[this.head, this.headOut.length, H, (f) => { this.headProduct = f; }]];
       this.tails.forEach((tail, i) => {
         const rows = this.bounds[i + 1] - this.bounds[i];
         mats.push([tail.proj, tail.size, H, (f) => { tail.projProduct = f; }]);

@@ -49,7 +49,7 @@ const weftTokenizers = (() => {
     const table = new Array(256);
     let extra = 0;
     for (let b = 0; b < 256; b++) {
-      table[b] = printable.includes(b) ? String.fromCharCode(b) : String.fromCharCode(256 + extra++);
+      table[b] = String.fromCharCode(printable.includes(b) ? b : 256 + extra++);
     }
     return table;
   }
@@ -59,7 +59,8 @@ const weftTokenizers = (() => {
     const vocab = new Map(spec.tokens.map((t, i) => [t, i]));
     const ranks = new Map(spec.merges.map(([a, b], i) => [`${a} ${b}`, i]));
     const special = new Set(spec.special_ids);
-    const tokenBytes = spec.tokens.map((t, i) => (special.has(i) ? [] : Array.from(t, (c) => byteOf.get(c))));
+    const tokenBytes = spec.tokens.map(
+      (t, i) => (special.has(i) ? [] : Array.from(t, (c) => byteOf.get(c))));
     const cache = new Map();
     const encodeWord = (word) => {  // merge the lowest-ranked pair until none is left
       let parts = Array.from(word);
@@ -161,7 +162,9 @@ const weftTokenizers = (() => {
     };
   }
 
-  const KINDS = { char: charTokenizer, byte: byteTokenizer, bpe: bpeTokenizer, word: wordTokenizer };
+  const KINDS = {
+    char: charTokenizer, byte: byteTokenizer, bpe: bpeTokenizer, word: wordTokenizer,
+  };
 
   function create(spec) {
     if (!(spec.type in KINDS)) throw new Error(`no ${spec.type} tokenizer in this runtime`);

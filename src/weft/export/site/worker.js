@@ -1,10 +1,10 @@
 /* weft web worker: generation off the page's main thread, so the page never freezes.
  *
- * Messages in: {type: "load", manifest, buffer, kernel} (kernel "js": no WebAssembly), {type: "generate", prompt, labels, options},
- * {type: "logprobs", prompt, labels}, {type: "encode", text}. Messages out: "ready", "text"
- * (streamed pieces), "done" (tokens, why it ended, seconds, seed, labels), "logprobs",
- * "encoded", "error". The page stops a generation by
- * terminating this worker and starting another.
+ * Messages in: {type: "load", manifest, buffer, kernel} (kernel "js": no WebAssembly),
+ * {type: "generate", prompt, labels, options}, {type: "logprobs", prompt, labels},
+ * {type: "encode", text}. Messages out: "ready" (kernel), "text" (streamed pieces), "done"
+ * (tokens, why it ended, seconds, seed, labels), "logprobs", "encoded", "error". The page
+ * stops a generation by terminating this worker and starting another.
  */
 "use strict";
 importScripts("kernel.js", "runtime.js", "tokenizers.js");
