@@ -56,6 +56,17 @@ def test_the_cli_takes_builtin_names(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "available: builtin:english" in result.output
 
 
+def test_its_licence_and_sources_travel_with_it() -> None:
+    licence = (ENGLISH / "LICENSE.md").read_text(encoding="utf-8")
+    assert "CC BY-SA 4.0" in licence and "Universal Dependencies English Web Treebank" in licence
+    runner = CliRunner()
+    result = runner.invoke(cli, ["info", "builtin:english"])
+    assert "sources and licence (LICENSE.md):" in result.output
+    assert "CC BY-SA 4.0" in result.output
+    shown = json.loads(runner.invoke(cli, ["info", "builtin:english", "--json"]).output)
+    assert shown["license"] == licence
+
+
 def test_fine_tuning_from_it_runs_on_a_cpu(tmp_path: Path) -> None:
     notes = tmp_path / "notes.csv"
     notes.write_text("text\n" + "\n".join(f"Note {i}: buy milk and ☕ beans" for i in range(40))

@@ -310,6 +310,9 @@ def eval_command(run: Path, file: Path, as_json: bool, device: str, threads: int
                    f"{label['baseline']:.1%})")
 
 
+LICENSE = "LICENSE.md"  # beside a shipped model's files: its training data and licence
+
+
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -325,6 +328,8 @@ def info(run: Path, as_json: bool) -> None:
     run_dir = Path(model.run_dir)
     records = read_metrics(run_dir / METRICS)
     details["files"] = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
+    if (run_dir / LICENSE).is_file():  # a shipped model names its sources and their licences
+        details["license"] = (run_dir / LICENSE).read_text(encoding="utf-8")
     if details["kind"] == "tagger":
         _tagger_info(run, details, records, as_json)
         return
@@ -360,6 +365,11 @@ def info(run: Path, as_json: bool) -> None:
     click.echo(f"copy meter: an index of {indexed:,} bytes of training text" if indexed is not None
                else f"copy meter: unavailable ({missing})")
     click.echo("files: " + ", ".join(details["files"]))
+    if "license" in details:
+        click.echo(f"sources and licence ({LICENSE}):")
+        for line in details["license"].strip().splitlines():
+            if line.strip() and not line.startswith("#"):
+                click.echo(f"  {line}")
 
 
 def _tagger_info(run: Path, details: dict[str, Any], records: list[dict[str, Any]],
