@@ -147,6 +147,8 @@ def trial(target: str, data: Path, delay: float, deadline: float, env: dict[str,
     return {"target": target, "delay": round(delay, 3), "entry_after_s": round(entry_after, 3),
             "ok": ok, "ranks_ok": ranks_ok, "outcome": outcome, "exit": proc.returncode,
             "seconds_to_exit": round(seconds, 3), "traceback": traceback,
+            # where the signal found it ("... while loading weft", "... at step 0; state saved")
+            "last_line": (err.strip().splitlines() or [""])[-1][:200],
             **({} if ok else {"stderr_tail": err[-400:]})}
 
 
