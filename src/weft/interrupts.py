@@ -4,14 +4,13 @@ This module owns that request for the whole process. weft's entry point (:func:`
 the ``weft`` command, ``python -m weft`` and every ``torchrun`` rank) calls :func:`listen`
 before it imports anything heavy. While it loads its modules (nothing done yet, nothing to
 lose) a signal ends the process at once from the handler. From then on a signal never raises
-inside library code: a
-KeyboardInterrupt raised in the middle of PyTorch's imports, C extensions or threads was
-sometimes swallowed there (the run went on) or left a module half-imported. Instead, start-up
-calls :func:`check` between its phases (imports, corpus, model) and the training loop reads
-:func:`requested` before every step (training/faults.py). A second signal quits at once: it
-writes :func:`set_second_signal_line`'s line and ends the process with 130, as the
-KeyboardInterrupt it raised before did (a stop at a boundary exits 130 for SIGINT, 143 for
-SIGTERM, as a shell reports a process that the signal ended).
+inside library code: a KeyboardInterrupt raised in the middle of PyTorch's imports, C
+extensions or threads was sometimes swallowed there (the run went on) or left a module
+half-imported. Instead, start-up calls :func:`check` between its phases (corpus, model) and
+the training loop reads :func:`requested` before every step (training/faults.py). A second
+signal quits at once: it writes :func:`set_second_signal_line`'s line and ends the process with
+130, as the KeyboardInterrupt it raised before did (a stop at a boundary exits 130 for SIGINT,
+143 for SIGTERM, as a shell reports a process that the signal ended).
 
 Commands that do not train get Python's own handlers back once weft is loaded
 (:func:`stop_listening`): Ctrl-C then interrupts a generation as it always did. Used as a
