@@ -63,6 +63,9 @@ def test_two_stages_export_a_model_that_loads_on_any_device(tmp_path: Path) -> N
     assert config["train"]["batch_size"] == 4  # --set wins over the preset
     assert config["init_from"]["name"].startswith("stage 1")
     assert config["corpus"] == ["run-web-ewt-train.txt", "books"]  # names, not paths
+    licence = (target / "LICENSE.md").read_text(encoding="utf-8")
+    assert "Project Gutenberg books" in licence and "English Web Treebank" in licence
+    assert "Twitter" not in licence  # only what it read
     manifest = json.loads((target / "MANIFEST.json").read_text())["sha256"]
     assert manifest == {name: sha256_file(target / name) for name in manifest}
     model = weft.load(target)
@@ -111,4 +114,17 @@ def test_stage_three_trains_the_weighted_mix_from_a_base_and_exports_it(
     assert "chitchat.txt:1" in config["corpus"] and "broad-twitter-corpus.txt:5" in config[
         "corpus"]
     assert (tmp_path / "run-modern-data" / "held-out" / "chitchat.txt").stat().st_size > 0
+    licence = (target / "LICENSE.md").read_text(encoding="utf-8")
+    for credit in ("Project Gutenberg books", "English Web Treebank", "Schema-Guided Dialogue",
+                   "Taskmaster", "Broad Twitter Corpus", "Atis and ESLSpok", "chitchat-dataset",
+                   "MASC", "WordNet 3.0 Copyright 2006 by Princeton University", "Jargon File",
+                   "fortunes", "1900-1955", "CC BY-SA 4.0"):
+        assert credit in licence
     weft.load(target).generate(prompt="lol", max_new_tokens=3, seed=0)
+
+
+def test_a_source_without_a_known_credit_is_refused_before_shipping() -> None:
+    from tools.base_model_licence import licence_text
+
+    with pytest.raises(SystemExit, match="no credit is known for the corpus 'scraped.txt:2'"):
+        licence_text(["gutenberg:0.3", "scraped.txt:2"])

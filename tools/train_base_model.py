@@ -30,9 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
+if not __package__:  # run as a script (python tools/train_base_model.py): find tools/
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tools.base_model_licence import licence_text
 from weft.builtin import MANIFEST
 from weft.io import sha256_file
 from weft.runs import CONFIG, GENERATION, TOKENIZER, WEIGHTS
@@ -42,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EWT_TEXT, GUTENBERG = "ewt-train.txt", "gutenberg/"  # stage 3's names for the stage-2 corpus
 TARGET = ROOT / "src" / "weft" / "builtin" / "english"
 FILES = (CONFIG, TOKENIZER, GENERATION, WEIGHTS)
+LICENSE = "LICENSE.md"  # every source and its licence, made from the config's corpus names
 
 # Chosen by measurement (docs/base-model.md): byte level covers any script with no unknowns;
 # 2 x 512 trains fast enough on 2 CPU cores that a 2-minute fine-tune still takes thousands of
@@ -180,9 +186,11 @@ def conllu_text(path: Path) -> str:
     return "\n\n".join("\n".join(" ".join(par) for par in doc if par) for doc in documents) + "\n"
 
 
-def export(run_dir: Path, target: Path = TARGET, start: str | None = None) -> None:
-    """Copy a finished run's files into ``target`` with a fresh manifest; ``start`` names the
-    stage it started from (its config's ``init_from``), for the shipped config."""
+def export(run_dir: Path, target: Path = TARGET, start: str | None = None,
+           books: str = "gutenberg") -> None:
+    """Copy a finished run's files into ``target`` with a fresh manifest and a LICENSE.md
+    naming every source; ``start`` names the stage it started from (its config's
+    ``init_from``); ``books`` is the name of the folder of Gutenberg books."""
     target.mkdir(parents=True, exist_ok=True)
     for name in FILES:
         shutil.copyfile(run_dir / name, target / name)
@@ -194,6 +202,7 @@ def export(run_dir: Path, target: Path = TARGET, start: str | None = None) -> No
     if config.get("init_from"):  # name the stage, not a path or the old builtin
         config["init_from"]["name"] = start or "an earlier stage of tools/train_base_model.py"
     (target / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    (target / LICENSE).write_text(licence_text(config["corpus"], books), encoding="utf-8")
     manifest = {"sha256": {name: sha256_file(target / name) for name in FILES}}
     (target / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"exported {run_dir} to {target}")
@@ -223,7 +232,8 @@ def main(argv: list[str] | None = None) -> None:
                         metavar="FIELD=VALUE", help="a weft.train option for every stage")
     args = parser.parse_args(argv)
     if args.export_only is not None:
-        export(args.export_only, args.export_to)
+        export(args.export_only, args.export_to,
+               books=args.corpus.name if args.corpus else "gutenberg")
         return
     if args.corpus is None:
         parser.error("give the folder of Gutenberg books, or --export-only RUN_DIR")
@@ -242,20 +252,22 @@ def main(argv: list[str] | None = None) -> None:
         if args.stage1 is None:
             weft.train(str(args.corpus), out=args.out, **settings)
         if args.web_text is None:
-            export(Path(stage1), args.export_to)
+            export(Path(stage1), args.export_to, books=args.corpus.name)
             return
         stage2.mkdir(parents=True, exist_ok=True)
         web = stage2.parent / f"{stage2.name}-ewt-train.txt"
         web.write_text(conllu_text(args.web_text) * WEB_REPEATS, encoding="utf-8")
         weft.train([str(web), str(args.corpus)], out=stage2, init_from=stage1, **web_settings)
     if args.modern is None:
-        export(Path(stage2), args.export_to, "stage 1 of tools/train_base_model.py (the books)")
+        export(Path(stage2), args.export_to, "stage 1 of tools/train_base_model.py (the books)",
+               args.corpus.name)
         return
     stage3 = Path(f"{args.out}-modern")
     sources = modern_sources(args.modern, args.corpus, args.web_text,
                              stage3.parent / f"{stage3.name}-data")
     weft.train(sources, out=stage3, init_from=stage2, **modern_settings)
-    export(stage3, args.export_to, "stage 2 of tools/train_base_model.py (books and EWT)")
+    export(stage3, args.export_to, "stage 2 of tools/train_base_model.py (books and EWT)",
+           args.corpus.name)
 
 
 if __name__ == "__main__":
