@@ -217,12 +217,18 @@ def run_tagger_training(
 ) -> TrainResult:
     """Train a tagger (``train`` given) or resume one (``train`` None); say why it stopped."""
     from weft.tagging.model import TaggerModelConfig
-    from weft.tagging.train import TaggerDataConfig, fit_tagger, tagger_train_config
+    from weft.tagging.train import (
+        TaggerDataConfig,
+        fit_tagger,
+        same_char_lms,
+        tagger_train_config,
+    )
 
     run_dir = Path(out)
     if train is None:
         # The dev file is the run's too: a new one is refused like any other data setting.
         changes = options if dev is None else {**options, "dev": dev}
+        changes = same_char_lms(run_dir, changes)
         return fit_tagger(run_dir, train=resumed_train_config(run_dir, changes), quiet=quiet,
                           resume=True)
 

@@ -85,6 +85,15 @@ def _read_options(func: Any) -> Any:
               help="Span tags (named entities): train in BIO or BIOES, converting the data; "
                    "none: plain tags [default: auto, a span scheme when every tag is O or "
                    "B-/I-/E-/S-TYPE].")
+@click.option("--char-lm", metavar="RUN",
+              help="Add each word's forward hidden state from this byte- or character-level "
+                   "LM run (or builtin:english), at the character after the word.")
+@click.option("--char-lm-backward", metavar="RUN",
+              help="Also a backward LM's (a run trained on reversed text), at the character "
+                   "before the word.")
+@click.option("--char-lm-finetune", is_flag=True,
+              help="Train the LMs' weights with the tagger (saved in its run) instead of "
+                   "caching their frozen features.")
 @training_options(from_fields(TrainConfig, TAGGER_TRAIN_DEFAULTS),
                   batch_help="Sentences per step.",
                   eval_help="Steps between dev evaluations and checkpoints.")
@@ -95,7 +104,8 @@ def train_command(
     fmt: str | None, column: str | None, tagset_map: str | None, no_traces: bool | None,
     sentences: str | None, case_sensitive_words: bool, word_dim: int, char_dim: int,
     char_hidden: int, case_dim: int, hidden: int, layers: int, dropout: float,
-    word_dropout: float, crf: bool, scheme: str | None, quiet: bool, **train_options: Any,
+    word_dropout: float, crf: bool, scheme: str | None, char_lm: str | None,
+    char_lm_backward: str | None, char_lm_finetune: bool, quiet: bool, **train_options: Any,
 ) -> None:
     """Train a tagger on TRAIN_FILE, selecting the model by accuracy on the dev set."""
     from weft import api
@@ -109,7 +119,9 @@ def train_command(
             "dev_fraction": dev_fraction, "case_sensitive_words": case_sensitive_words,
             "word_dim": word_dim, "char_dim": char_dim, "char_hidden": char_hidden,
             "case_dim": case_dim, "hidden": hidden, "layers": layers, "dropout": dropout,
-            "word_dropout": word_dropout, "crf": crf, "scheme": scheme, **train_options})
+            "word_dropout": word_dropout, "crf": crf, "scheme": scheme, "char_lm": char_lm,
+            "char_lm_backward": char_lm_backward, "char_lm_finetune": char_lm_finetune,
+            **train_options})
         given = {"dev": dev_file, "format": fmt, "column": column, "tagset_map": tagset_map,
                  "no_traces": no_traces, "sentences": sentences}
         changes = typed | {k: v for k, v in given.items() if v is not None}
@@ -123,7 +135,8 @@ def train_command(
         keep_traces=not no_traces, sentences=sentences, lowercase=not case_sensitive_words,
         word_dim=word_dim, char_dim=char_dim, char_hidden=char_hidden, case_dim=case_dim,
         hidden=hidden, layers=layers, dropout=dropout, word_dropout=word_dropout, crf=crf,
-        scheme=scheme or "auto", **train_options)
+        scheme=scheme or "auto", char_lm=char_lm, char_lm_backward=char_lm_backward,
+        char_lm_finetune=char_lm_finetune, **train_options)
     _report(result, out, quiet)
 
 

@@ -27,6 +27,7 @@ from weft.runs import (
     trained_weights,
 )
 from weft.tagging.batching import encode, length_batches, make_batch
+from weft.tagging.lm_setup import open_tagger_lms
 from weft.tagging.metrics import evaluate_tags
 from weft.tagging.model import BiLSTMTagger, TaggerModelConfig
 from weft.tagging.readers import TaggedSentence
@@ -78,9 +79,15 @@ class Tagger:
         self.model_config = from_saved(TaggerModelConfig, self.config.get("model", {}),
                                        self.run_dir / CONFIG)
         self.device = resolve_device(device)
-        self.model = BiLSTMTagger(self.model_config)
+        # Its character LMs, if any: run over every text it tags (a fine-tuned tagger's are
+        # part of its network, their weights in its own model.safetensors).
+        self.char_lm = open_tagger_lms(self.model_config, self.run_dir, "this tagger was trained")
+        finetuned = self.char_lm if self.model_config.char_lm_finetune else None
+        self.model = BiLSTMTagger(self.model_config, finetuned)
         load_weights(self.model, trained_weights(self.run_dir))
         self.model.to(self.device).eval()
+        if self.char_lm is not None:
+            self.char_lm.to(self.device).eval()
         self.scheme = self.model.use_tags(self.vocab.tags.itos)  # bio, bioes or None
 
     @property
@@ -141,6 +148,9 @@ class Tagger:
         if not todo:
             return outputs
         data = encode(self.vocab, [list(sentences[i]) for i in todo])
+        if self.char_lm is not None:
+            data.lm_features = self.char_lm.compute(
+                self.char_lm.encode([list(sentences[i]) for i in todo]))
         names = self.vocab.tags.itos
         table = self.model.encode_forms(data.form_chars, data.form_lengths)
         for indices in length_batches(data.lengths, batch_size):

@@ -3,7 +3,8 @@
 A dataset is encoded once: word ids, tag ids and an index into a table of the dataset's
 distinct word forms, whose characters are stored as one padded matrix. A batch then only
 pads ids and picks the rows of the forms it uses (``torch.unique``), so the character LSTM
-runs once per distinct form in the batch.
+runs once per distinct form in the batch. Character-LM features, cached per sentence, are
+padded into the batch the same way (or, for a fine-tuned LM, the LM's inputs are passed on).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from weft.tagging.lm_features import LMInput
 from weft.tagging.model import Batch
 from weft.tagging.vocab import UNK_ID, TaggerVocab, case_id
 
@@ -27,6 +29,10 @@ class EncodedData:
     form_chars: torch.Tensor  # (F, L) char ids of every distinct form
     form_lengths: torch.Tensor  # (F,)
     form_cases: torch.Tensor  # (F,) capitalization class of each form
+    # Character-LM features (lm_features.py): what the LMs read, per sentence, and once a
+    # frozen LM has run, the cache of its features (float16, (T, lm_dim) per sentence).
+    lm_inputs: list[LMInput] | None = None
+    lm_features: list[torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.words)
@@ -92,8 +98,16 @@ def make_batch(
     unique, inverse = torch.unique(forms, return_inverse=True)
     char_lengths = data.form_lengths[unique]
     chars = data.form_chars[unique, : int(char_lengths.max())]
+    lm, lm_inputs = None, None
+    if data.lm_features is not None:
+        rows = [data.lm_features[i] for i in indices]
+        lm = torch.zeros(len(indices), longest, rows[0].size(1))
+        for row, features in enumerate(rows):
+            lm[row, : len(features)] = features
+    elif data.lm_inputs is not None:
+        lm_inputs = [data.lm_inputs[i] for i in indices]
     return Batch(words, inverse, chars, char_lengths, lengths, tags, form_ids=unique,
-                 cases=cases)
+                 cases=cases, lm=lm, lm_inputs=lm_inputs)
 
 
 def length_batches(

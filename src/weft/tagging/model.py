@@ -3,7 +3,9 @@
 A batch is a padded ``(B, T)`` word-id matrix with a mask. Characters are encoded once per
 *distinct* word form of the batch (a ``(U, L)`` char matrix) and gathered back to ``(B, T)``
 with an index, so frequent words cost one char-LSTM pass per batch. Both LSTMs run on packed
-sequences, so padding never changes a sentence's scores.
+sequences, so padding never changes a sentence's scores. With ``--char-lm``, each word's
+character-LM features (lm_features.py) are joined to its vector: cached ones come in the batch,
+a fine-tuned LM is a submodule run on the batch.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from weft.errors import WeftError
 from weft.tagging.crf import CRF
+from weft.tagging.lm_features import CharLMFeatures, LMInput
 from weft.tagging.spans import SCHEMES, allowed_transitions, detect_scheme
 from weft.tagging.vocab import CASES
 
@@ -42,6 +45,15 @@ class TaggerModelConfig:
     # auto: bio or bioes when the training tags are a span tag set (spans.py), else none.
     # A run saves the resolved scheme; a saved "auto" (older runs) is resolved from its tags.
     scheme: str = "auto"
+    # Character-LM features (lm_features.py): the forward and backward LM runs as recorded
+    # (builtin:NAME or an absolute path), the SHA-256 of their weights when training started,
+    # whether the LMs train with the tagger, and the feature size (filled in from the LMs).
+    char_lm: str | None = None
+    char_lm_sha256: str | None = None
+    char_lm_backward: str | None = None
+    char_lm_backward_sha256: str | None = None
+    char_lm_finetune: bool = False
+    lm_dim: int = 0
 
     def validate(self) -> None:
         sizes = (self.word_dim, self.char_dim, self.char_hidden, self.hidden, self.layers)
@@ -58,6 +70,9 @@ class TaggerModelConfig:
         if self.scheme not in SCHEME_CHOICES:
             raise WeftError(f"--scheme must be one of {', '.join(SCHEME_CHOICES)}, "
                             f"not {self.scheme!r}")
+        if self.char_lm is None and (self.char_lm_backward or self.char_lm_finetune):
+            raise WeftError("--char-lm-backward and --char-lm-finetune need --char-lm (the "
+                            "forward LM)")
 
     def span_scheme(self, tags: Sequence[str]) -> str | None:
         """``bio`` or ``bioes`` for a span tagger of these tags, None for another tag set."""
@@ -78,6 +93,8 @@ class Batch:
     tags: torch.Tensor | None = None  # (B, T) gold tag ids, 0 on padding
     form_ids: torch.Tensor | None = None  # (U,) dataset-level ids of the rows of ``chars``
     cases: torch.Tensor | None = None  # (B, T) capitalization classes, 0 on padding
+    lm: torch.Tensor | None = None  # (B, T, lm_dim) cached character-LM features
+    lm_inputs: list[LMInput] | None = None  # what a fine-tuned LM reads, per sentence
 
     @property
     def mask(self) -> torch.Tensor:
@@ -91,14 +108,19 @@ class Batch:
             None if self.tags is None else self.tags.to(device),
             None if self.form_ids is None else self.form_ids.to(device),
             None if self.cases is None else self.cases.to(device),
+            None if self.lm is None else self.lm.to(device), self.lm_inputs,
         )
 
 
 class BiLSTMTagger(nn.Module):
-    def __init__(self, config: TaggerModelConfig) -> None:
+    def __init__(self, config: TaggerModelConfig, char_lm: CharLMFeatures | None = None
+                 ) -> None:
+        """``char_lm``: the LMs of a fine-tuned tagger (their weights are then part of the
+        tagger's); a frozen LM's features come in the batches instead."""
         super().__init__()
         config.validate()
         self.config = config
+        self.char_lm = char_lm
         self.word_embedding = nn.Embedding(config.num_words, config.word_dim, padding_idx=0)
         self.char_embedding = nn.Embedding(config.num_chars, config.char_dim, padding_idx=0)
         self.char_lstm = nn.LSTM(
@@ -108,7 +130,7 @@ class BiLSTMTagger(nn.Module):
             nn.Embedding(CASES, config.case_dim, padding_idx=0) if config.case_dim else None
         )
         self.lstm = nn.LSTM(
-            config.word_dim + 2 * config.char_hidden + config.case_dim,
+            config.word_dim + 2 * config.char_hidden + config.case_dim + config.lm_dim,
             config.hidden,
             num_layers=config.layers,
             batch_first=True,
@@ -166,6 +188,8 @@ class BiLSTMTagger(nn.Module):
             if batch.cases is None:
                 raise ValueError("this model needs the batch's capitalization classes")
             parts.append(self.case_embedding(batch.cases))
+        if self.config.lm_dim:
+            parts.append(self.lm_features(batch).to(parts[0].dtype))
         x = torch.cat(parts, dim=2)
         x = self.dropout(x)
         packed = pack_padded_sequence(x, batch.lengths.cpu(), batch_first=True,
@@ -173,6 +197,14 @@ class BiLSTMTagger(nn.Module):
         out, _ = self.lstm(packed)
         h, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
         return self.output(self.dropout(h))
+
+    def lm_features(self, batch: Batch) -> torch.Tensor:
+        """``(B, T, lm_dim)``: the batch's cached features, or a fine-tuned LM's run now."""
+        if batch.lm is not None:
+            return batch.lm
+        if self.char_lm is None or batch.lm_inputs is None:
+            raise ValueError("this model needs the batch's character-LM features")
+        return self.char_lm.features(batch.lm_inputs, batch.words.size(1))
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """The training loss (see :meth:`loss`): called as ``model(batch)`` so that a wrapper

@@ -5,20 +5,29 @@ a generator seeded by ``(seed, epoch, index)``, so a resumed run sees exactly th
 would have seen. The selection metric is ``dev_accuracy`` (higher is better), or for a span
 tagger ``dev_f1``, the exact-match span F1: with most tokens ``O``, token accuracy barely moves
 when entities are found.
+
+A frozen character LM's features (lm_features.py) are computed on the first step or evaluation,
+inside the trainer's clock (they are the LM's share of the training time), and cached for the
+run's life; a fine-tuned LM runs in every batch, and again over the dev set at each evaluation.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from weft.tagging.batching import EncodedData, length_batches, make_batch
+from weft.tagging.lm_features import CharLMFeatures
 from weft.tagging.model import BiLSTMTagger
 from weft.tagging.spans import span_metrics
 from weft.tagging.vocab import TaggerVocab
 from weft.training.task import TaskDefaults
+
+log = logging.getLogger("weft")
 
 # The tagger's training defaults where they differ from a language model's (TrainConfig's).
 TAGGER_TRAIN_DEFAULTS: dict[str, Any] = {
@@ -41,6 +50,7 @@ class TaggingTask(TaskDefaults):
         device: torch.device,
         eval_batch_size: int = 256,
         spans: bool = False,
+        char_lm: CharLMFeatures | None = None,
     ) -> None:
         self.model = model
         self.tagger = model
@@ -52,6 +62,7 @@ class TaggingTask(TaskDefaults):
         self.device = device
         self.eval_batch_size = eval_batch_size
         self.spans = spans
+        self.char_lm = char_lm  # frozen: kept here; fine-tuned: also the tagger's submodule
         self.word_counts = torch.tensor(vocab.word_counts, dtype=torch.long)
         self.batches: list[list[int]] = []
         self._epoch = -1
@@ -64,7 +75,20 @@ class TaggingTask(TaskDefaults):
         self.batches = length_batches(self.train.lengths, self.batch_size, generator)
         self._epoch = epoch
 
+    def cache_lm_features(self) -> None:
+        """Run a frozen LM once over the training and dev sentences (a no-op after that, and
+        for a fine-tuned LM, whose features change with every step)."""
+        if self.char_lm is None or self.tagger.char_lm is not None:
+            return
+        for data in (self.train, self.dev):
+            if data.lm_features is None and data.lm_inputs is not None:
+                log.info("computing character-LM features of %d sentences", len(data))
+                self.char_lm.eval()
+                data.lm_features = self.char_lm.compute(data.lm_inputs)
+                data.lm_inputs = None
+
     def train_loss(self, epoch: int, index: int) -> tuple[torch.Tensor, int]:
+        self.cache_lm_features()
         if epoch != self._epoch:
             self.start_epoch(epoch)
         generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 100_003 + index)
@@ -79,6 +103,10 @@ class TaggingTask(TaskDefaults):
 
     def predict_ids(self, data: EncodedData) -> list[list[int]]:
         """Best tag ids of every sentence of ``data`` (the model's mode is left to the caller)."""
+        self.cache_lm_features()
+        if data.lm_features is None and data.lm_inputs is not None and self.char_lm is not None:
+            # a fine-tuned LM: the dev features of its current weights (the caller set eval)
+            data = dataclasses.replace(data, lm_features=self.char_lm.compute(data.lm_inputs))
         out: list[list[int]] = [[] for _ in range(len(data))]
         table = self.tagger.encode_forms(data.form_chars, data.form_lengths)
         for indices in length_batches(data.lengths, self.eval_batch_size):

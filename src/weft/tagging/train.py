@@ -4,7 +4,9 @@ The model with the best dev accuracy (a span tagger: span F1) is saved as
 ``model.safetensors`` whenever it improves, so a run directory is usable (``weft tag eval``/
 ``predict``) while training continues.
 Without ``--dev``, the last ``dev_fraction`` of the training sentences (in file order) is
-held out for model selection.
+held out for model selection. With ``--char-lm`` the run records the LMs (name or absolute
+path, SHA-256 of their weights) and, fine-tuned, keeps copies of their settings and tokenizers
+(lm_features.py).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from weft.runs import (
     save_weights,
 )
 from weft.tagging.batching import encode
+from weft.tagging.lm_features import source_name
+from weft.tagging.lm_setup import copy_lm_files, open_tagger_lms, resolve_tagger_lms
 from weft.tagging.model import BiLSTMTagger, TaggerModelConfig
 from weft.tagging.readers import ReadOptions, TaggedSentence, read_tagged
 from weft.tagging.spans import SCHEMES, convert, detect_scheme, split_tag
@@ -122,6 +126,27 @@ def data_fingerprint(train: list[TaggedSentence], dev: list[TaggedSentence]) -> 
                                    [[s.words, s.tags] for s in dev]]))
 
 
+_LM_OPTIONS = ("char_lm", "char_lm_backward", "char_lm_finetune")
+
+
+def same_char_lms(run_dir: Path, changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` for a resume without the character-LM options, which may only repeat the
+    run's own: resuming with another LM (or none) is a one-line error."""
+    saved = read_run_config(run_dir).get("model", {})
+    rest = dict(changes)
+    for key in _LM_OPTIONS:
+        value = rest.pop(key, None)
+        if value is None:
+            continue
+        recorded = saved.get(key)
+        given = value if isinstance(value, bool) else source_name(value)
+        if given != (recorded or (False if isinstance(value, bool) else None)):
+            flag = "--" + key.replace("_", "-")
+            raise WeftError(f"this run was trained with {flag} {recorded or 'off'}; --resume "
+                            f"continues it with the same (leave {flag} out)")
+    return rest
+
+
 def fit_tagger(
     out: str | Path,
     data: TaggerDataConfig | None = None,
@@ -173,6 +198,10 @@ def _train_tagger(
     interrupts.check("reading the sentences")  # a signal's stop request (weft/interrupts.py)
     sentences_fingerprint = data_fingerprint(train_sents, dev_sents)
     model = model or TaggerModelConfig()
+    if resume:
+        char_lm = open_tagger_lms(model, run_dir, "this run started")
+    else:
+        char_lm, model = resolve_tagger_lms(model)
     scheme = training_scheme(model, train_sents)
     if scheme is not None:  # every sentence in the one scheme, and repaired (spans.convert)
         train_sents, dev_sents = (to_scheme(sents, scheme) for sents in (train_sents, dev_sents))
@@ -193,21 +222,28 @@ def _train_tagger(
         model, num_words=len(vocab.words), num_chars=len(vocab.chars), num_tags=len(vocab.tags),
         scheme=scheme or "none",
     )
-    network = BiLSTMTagger(model_config)
+    network = BiLSTMTagger(model_config, char_lm if model_config.char_lm_finetune else None)
     network.use_tags(vocab.tags.itos)
     device = resolve_device(train_config.device)
     precision = training_precision(train_config.precision, device, resume=resume)
     network.to(device)
+    if char_lm is not None:
+        char_lm.to(device)
     check_free_space(run_dir, network, resume)
 
     train_data = encode(vocab, [s.words for s in train_sents], [s.tags for s in train_sents])
     dev_data = encode(vocab, [s.words for s in dev_sents], [s.tags for s in dev_sents])
+    if char_lm is not None:  # what the LMs read; a frozen LM's features are cached by the task
+        train_data.lm_inputs = char_lm.encode([s.words for s in train_sents])
+        dev_data.lm_inputs = char_lm.encode([s.words for s in dev_sents])
     interrupts.check("building the model")  # the last boundary before anything is written
     task = TaggingTask(network, vocab, train_data, dev_data, train_config.batch_size,
-                       train_config.seed, device, spans=scheme is not None)
+                       train_config.seed, device, spans=scheme is not None, char_lm=char_lm)
 
     if not resume:
         atomic_write_json(run_dir / VOCAB, vocab.to_dict())
+        if model_config.char_lm_finetune:
+            copy_lm_files(model_config, run_dir)
     # Rewritten on resume too, like a language model's: it records the limits now in force.
     atomic_write_json(run_dir / CONFIG, {
         "kind": TAGGER,
