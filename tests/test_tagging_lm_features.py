@@ -234,6 +234,8 @@ def test_the_cli_serve_and_python_api_run_the_lm_for_new_text(data: Path, tmp_pa
     assert code == 0, output
     code, output = invoke("tag", "eval", str(run), str(data / "train.txt"), "--json")
     assert code == 0 and json.loads(output)["tokens"] == sum(len(s.split()) for s in TRAIN)
+    code, output = invoke("info", str(run))
+    assert code == 0 and f"character LMs (frozen): forward {data / 'fwd'}\n" in output
     code, output = invoke("tag", "predict", str(run), input="The café sleeps. A dog barks!\n")
     assert code == 0 and output.splitlines()[0].startswith("The/")
     tagger = weft.load(run)

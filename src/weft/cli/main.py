@@ -391,6 +391,10 @@ def _tagger_info(run: Path, details: dict[str, Any], records: list[dict[str, Any
         click.echo(f"trained {details['last_step']} steps; best dev accuracy "
                    f"{details['best_dev_accuracy']:.2%}")
     click.echo(f"trained on: {data.get('train')}; dev: {data.get('dev') or 'held out of it'}")
+    if m.get("char_lm"):
+        backward = f", backward {m['char_lm_backward']}" if m.get("char_lm_backward") else ""
+        mode = "fine-tuned" if m.get("char_lm_finetune") else "frozen"
+        click.echo(f"character LMs ({mode}): forward {m['char_lm']}{backward}")
     click.echo("tags: " + " ".join(details["tags"]))
     click.echo("files: " + ", ".join(details["files"]))
 
