@@ -35,12 +35,14 @@ TINY = dict(word_dim=8, char_dim=6, char_hidden=6, hidden=12, layers=1, batch_si
             plateau_patience=0)
 
 
-def make_lm(folder: Path, level: str = "byte", seed: int = 0, extra: dict | None = None) -> Path:
+def make_lm(folder: Path, level: str = "byte", seed: int = 0, extra: dict | None = None,
+            tied: bool = False) -> Path:
     """A tiny untrained LM run directory (random weights are as good as trained ones here)."""
     torch.manual_seed(seed)
     tokenizer = ByteTokenizer() if level == "byte" else CharTokenizer(set("".join(WORDS)) | {" "})
     config = RunConfig(model=ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=5,
-                                         hidden_size=7, layers=2, adaptive_softmax="off"),
+                                         hidden_size=7 if not tied else 5, layers=2,
+                                         adaptive_softmax="off", tie_weights=tied),
                        data=DataConfig(level=level))
     folder.mkdir(parents=True)
     atomic_write_json(folder / "config.json", config.to_dict() | (extra or {}))
@@ -148,8 +150,7 @@ def test_a_tagger_with_lm_features_trains_saves_loads_and_resumes_exactly(
 
 
 def test_a_fine_tuned_tagger_keeps_its_own_lm(data: Path, tmp_path: Path) -> None:
-    lm = tmp_path / "lm"
-    shutil.copytree(data / "fwd", lm)
+    lm = make_lm(tmp_path / "lm", tied=True)  # its output layer shares the embedding's weights
     run = tmp_path / "run"
     tagger = train_tagger(data / "train.txt", run, quiet=True, **TINY, char_lm=str(lm),
                           char_lm_finetune=True, max_steps=4)
@@ -159,6 +160,8 @@ def test_a_fine_tuned_tagger_keeps_its_own_lm(data: Path, tmp_path: Path) -> Non
     original, _ = load_tensors(lm / "model.safetensors")
     key = "rnn.weight_hh_l0"
     assert not torch.equal(tensors[f"char_lm.forward_lm.lm.{key}"], original[key])  # trained
+    assert "char_lm.forward_lm.lm.embedding.weight" in tensors
+    assert not [k for k in tensors if ".head." in k]  # the LM's output layer makes no features
     shutil.rmtree(lm)  # the run no longer needs the LM run
     assert load_tagger(run).tag(["A", "dog"]) == tagger.tag(["A", "dog"])
 

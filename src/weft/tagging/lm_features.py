@@ -128,6 +128,11 @@ class DirectionLM(nn.Module):
 
     def __init__(self, files: LMFiles, backward: bool) -> None:
         super().__init__()
+        # Only the embedding and the recurrent layers make features: the output layer is
+        # dropped, so a fine-tuned tagger neither trains nor saves it (a tied one would share
+        # the embedding's tensor, which safetensors refuses to write twice).
+        files.module.head = None
+        files.module.adaptive = None
         self.lm = files.module
         self.tokenizer = files.tokenizer
         self.data = files.data
