@@ -126,5 +126,5 @@ def test_stage_three_trains_the_weighted_mix_from_a_base_and_exports_it(
 def test_a_source_without_a_known_credit_is_refused_before_shipping() -> None:
     from tools.base_model_licence import licence_text
 
-    with pytest.raises(SystemExit, match="no credit is known for the corpus 'scraped.txt:2'"):
+    with pytest.raises(SystemExit, match=r"no credit is known for the corpus 'scraped\.txt:2'"):
         licence_text(["gutenberg:0.3", "scraped.txt:2"])
