@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +22,6 @@ from weft.serving import Limits, create_app
 
 from .serve_fixtures import LiveServer, loader, make_served, wait_until
 
-CHROMIUM = shutil.which("chromium")  # Debian's package
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 ENDLESS = 1_000_000  # tokens: a generation that only ends when it is stopped
 SLOW_MACHINE_MS = 120_000  # how long the page may take for any one step (they take < 1 s idle)
 
@@ -89,18 +84,6 @@ def test_a_plain_client_that_leaves_stops_its_generation(server: LiveServer, htt
 def test_other_host_names_are_refused(http: Any) -> None:
     # Bound to loopback, only loopback names: a rebinding DNS name cannot reach the API.
     assert http.get("/api/models", headers={"host": "attacker.example"}).status_code == 400
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        # Debian's chromium; Playwright never downloads a browser of its own here.
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def test_the_playground_generates_stops_and_shows_errors(browser: Any, server: LiveServer,

@@ -19,9 +19,7 @@ import torch
 import weft
 from weft.generation.generate import start_ids
 
-from .web_fixtures import StaticServer, browser, open_page, page_generate, train_tiny
-
-__all__ = ["browser"]  # the fixture, imported for pytest
+from .web_fixtures import StaticServer, open_page, page_generate, train_tiny
 
 # Largest difference of any next-token log-probability from PyTorch's float32 model, per
 # weight format (docs/web-export.md gives the measured values; these bounds leave room).

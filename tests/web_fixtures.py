@@ -4,21 +4,13 @@ file server, and Debian's chromium driven by Playwright (as tests/test_serve_liv
 from __future__ import annotations
 
 import functools
-import shutil
 import threading
-from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import weft
 
-CHROMIUM = shutil.which("chromium")  # Debian's package
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 SLOW_MACHINE_MS = 120_000  # how long the page may take for any one step (they take < 1 s idle)
 TEXT = ("The quick brown fox jumps over the lazy dog.\n" * 30
         + "Größe, café, naïve — 日本語のテキスト.\n" * 20)
@@ -60,18 +52,6 @@ class StaticServer:
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # no request lines in test output
         pass
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        # Debian's chromium; Playwright never downloads a browser of its own here.
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def open_page(browser: Any, url: str) -> tuple[Any, list[str]]:
