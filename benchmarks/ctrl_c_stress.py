@@ -136,7 +136,8 @@ def trial(target: str, data: Path, delay: float, deadline: float, env: dict[str,
             proc.wait()
         seconds = time.monotonic() - sent
         err_file.seek(0)
-        err = err_file.read().decode(errors="replace")
+        # The run's temporary folder is this machine's: results name it RUN.
+        err = err_file.read().decode(errors="replace").replace(str(Path(tmp) / "run"), "RUN")
     within = outcome == "ended" and seconds <= deadline
     traceback = "Traceback" in err
     # torchrun's own traceback on Ctrl-C ends with its SignalException.
