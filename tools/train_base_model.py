@@ -60,7 +60,7 @@ SETTINGS: dict[str, object] = {
     "threads": 1, "seed": 1337,
 }
 # Stage 3 starts from stage 2: same rate as stage 2; a small validation split (the end of the
-# chat file, about 80 KB), since scoring 2% of 160 MB at every evaluation took most of the time.
+# chat file, about 70 KB), since scoring 2% of 160 MB at every evaluation took most of the time.
 MODERN_SETTINGS: dict[str, object] = {
     "strip_gutenberg": True, "dropout": 0.0, "batch_size": 64, "seq_len": 128, "lr": 1e-3,
     "warmup_steps": 100, "val_fraction": 0.0005, "eval_every": 1000, "patience": 0,
