@@ -28,6 +28,16 @@ CONLLU = """# newdoc id = one
 """
 
 
+def books_and_web_text(folder: Path) -> tuple[Path, Path]:
+    """A folder of one tiny book and a tiny EWT-like CoNLL-U file, the script's inputs."""
+    books = folder / "books"
+    books.mkdir()
+    (books / "a.txt").write_text("It was a bright cold day in April.\n" * 300, encoding="utf-8")
+    web = folder / "web.conllu"
+    web.write_text(CONLLU, encoding="utf-8")
+    return books, web
+
+
 def test_gpu_preset_changes_how_it_trains_not_the_shape() -> None:
     stage1, stage2, _ = stage_settings("gpu", "3,1.5", {"seed": 7})
     assert stage1["batch_size"] == GPU_PRESET["stage1"]["batch_size"] != SETTINGS["batch_size"]
@@ -45,11 +55,7 @@ def test_bad_minutes_is_a_one_line_error() -> None:
 
 
 def test_two_stages_export_a_model_that_loads_on_any_device(tmp_path: Path) -> None:
-    books = tmp_path / "books"
-    books.mkdir()
-    (books / "a.txt").write_text("It was a bright cold day in April.\n" * 300, encoding="utf-8")
-    web = tmp_path / "web.conllu"
-    web.write_text(CONLLU, encoding="utf-8")
+    books, web = books_and_web_text(tmp_path)
     target = tmp_path / "export"
     tiny = ["--set", "hidden_size=16", "--set", "layers=1", "--set", "embedding_dim=8",
             "--set", "batch_size=4", "--set", "seq_len=16", "--set", "max_steps=4",
@@ -89,11 +95,7 @@ def test_held_out_slices_are_cut_at_a_unit_boundary_and_never_trained_on(
 
 def test_stage_three_trains_the_weighted_mix_from_a_base_and_exports_it(
         tmp_path: Path) -> None:
-    books = tmp_path / "books"
-    books.mkdir()
-    (books / "a.txt").write_text("It was a bright cold day in April.\n" * 300, encoding="utf-8")
-    web = tmp_path / "web.conllu"
-    web.write_text(CONLLU, encoding="utf-8")
+    books, web = books_and_web_text(tmp_path)
     modern = tmp_path / "modern"
     modern.mkdir()
     for name in MODERN_MIX:

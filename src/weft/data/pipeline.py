@@ -111,7 +111,7 @@ def prepare_corpus(
         log.info(note)
     text = "".join(parts)
     weighted = is_weighted(sources)
-    digest = fingerprint(text + "\x1d" + describe_weights(sources) if weighted else text)
+    digest = _fingerprint(text, sources)
     if resume:
         check_same_data(read_run_config(run_dir), digest)
         tokenizer = load_tokenizer(run_dir / TOKENIZER)
@@ -127,6 +127,13 @@ def prepare_corpus(
         train_ids = np.concatenate(weighted_training_part(part_ids, weights, len(train_ids)))
         log.info(f"corpus weights: {len(train_ids):,} training tokens a pass")
     return PreparedCorpus(tokenizer, digest, len(text), lambda: [text], train_ids, val_ids)
+
+
+def _fingerprint(text: str, sources: Sequence[str]) -> str:
+    """The corpus's digest; with corpus weights, the mix too (another mix is other data).
+    Unweighted corpora keep the digest they always had, so older runs still resume."""
+    return fingerprint(text + "\x1d" + describe_weights(sources) if is_weighted(sources)
+                       else text)
 
 
 def _new_tokenizer(data: DataConfig, texts: Sequence[str], specials: Sequence[str],
@@ -167,7 +174,7 @@ def _record_corpus(data: DataConfig, sources: Sequence[str], run_dir: Path, resu
         labels = LabelSet.from_rows(data.label_columns, rows)
         text += "\x1d" + "\x1e".join("\x1f".join(row) for row in rows)
     weighted = is_weighted(sources)
-    digest = fingerprint(text + "\x1d" + describe_weights(sources) if weighted else text)
+    digest = _fingerprint(text, sources)
     if resume:
         check_same_data(read_run_config(run_dir), digest)
         tokenizer = load_tokenizer(run_dir / TOKENIZER)

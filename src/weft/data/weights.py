@@ -68,11 +68,6 @@ def weighted_sources(sources: Sequence[str]) -> list[WeightedSource]:
     return files
 
 
-def strip_weights(sources: Sequence[str]) -> list[str]:
-    """The sources without their weights."""
-    return [split_weight(str(source))[0] for source in sources]
-
-
 def is_weighted(sources: Sequence[str]) -> bool:
     return any(split_weight(str(source))[1] != 1.0 for source in sources)
 
