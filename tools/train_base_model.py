@@ -15,8 +15,9 @@ so that it is about a fifth of what is read) followed by the books, so that the 
 informal present-day English as well as 19th-century prose.
 
 Training is ordinary ``weft train`` with the settings below; exporting copies the run's
-``config.json``, ``tokenizer.json``, ``generation.json`` and best weights into
-``src/weft/builtin/english/`` (or ``--export-to``) with a ``MANIFEST.json`` of their SHA-256.
+``config.json``, ``tokenizer.json``, ``generation.json`` and best weights (stored in bf16 unless
+``--storage float32``) into ``src/weft/builtin/english/`` (or ``--export-to``) with a
+``MANIFEST.json`` of their SHA-256.
 docs/base-model.md records how long it took, on what, and how well it does.
 
 ``--preset gpu`` keeps the model's shape (what a 2-core CPU fine-tunes in two minutes, the
@@ -40,7 +41,7 @@ if not __package__:  # run as a script (python tools/train_base_model.py): find 
 from tools.base_model_licence import licence_text
 from weft.builtin import MANIFEST
 from weft.io import sha256_file
-from weft.runs import CONFIG, GENERATION, TOKENIZER, WEIGHTS
+from weft.runs import CONFIG, GENERATION, TOKENIZER, WEIGHT_STORAGE, WEIGHTS, store_weights
 from weft.training.init_from import SHAPE_OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +49,10 @@ EWT_TEXT, GUTENBERG = "ewt-train.txt", "gutenberg/"  # stage 3's names for the s
 TARGET = ROOT / "src" / "weft" / "builtin" / "english"
 FILES = (CONFIG, TOKENIZER, GENERATION, WEIGHTS)
 LICENSE = "LICENSE.md"  # every source and its licence, made from the config's corpus names
+# Every shipped weights file stays in git history: bf16 halves it (14.3 to 7.2 MB) and moved
+# held-out bits/char by under 0.001 (docs/base-model.md, "Stored in bf16"). It loads as
+# float32 either way; how it computes is its precision setting's business.
+STORAGE = "bf16"
 
 # Chosen by measurement (docs/base-model.md): byte level covers any script with no unknowns;
 # 2 x 512 trains fast enough on 2 CPU cores that a 2-minute fine-tune still takes thousands of
@@ -187,13 +192,16 @@ def conllu_text(path: Path) -> str:
 
 
 def export(run_dir: Path, target: Path = TARGET, start: str | None = None,
-           books: str = "gutenberg") -> None:
+           books: str = "gutenberg", storage: str = STORAGE) -> None:
     """Copy a finished run's files into ``target`` with a fresh manifest and a LICENSE.md
     naming every source; ``start`` names the stage it started from (its config's
-    ``init_from``); ``books`` is the name of the folder of Gutenberg books."""
+    ``init_from``); ``books`` is the name of the folder of Gutenberg books; ``storage`` is how
+    the weights are stored (``bf16`` or ``float32``)."""
     target.mkdir(parents=True, exist_ok=True)
     for name in FILES:
         shutil.copyfile(run_dir / name, target / name)
+    if storage != "float32":
+        store_weights(target / WEIGHTS, target / WEIGHTS, storage)  # before the manifest
     # The shipped config names the corpus by folder name only: no machine's paths. Device and
     # precision go back to "auto": a base trained on a GPU is used on whatever the user has.
     config = json.loads((target / CONFIG).read_text())
@@ -224,6 +232,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--export-only", type=Path, metavar="RUN_DIR")
     parser.add_argument("--export-to", type=Path, default=TARGET, metavar="DIR",
                         help="where the model goes (default: the package's builtin:english)")
+    parser.add_argument("--storage", choices=WEIGHT_STORAGE, default=STORAGE,
+                        help=f"how the exported weights are stored (default {STORAGE}: half "
+                        "of float32's size; loading reads them as float32)")
     parser.add_argument("--preset", choices=("cpu", "gpu"), default="cpu",
                         help="cpu: the settings the shipped model was trained with")
     parser.add_argument("--minutes", metavar="STAGE1,STAGE2[,STAGE3]",
@@ -233,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.export_only is not None:
         export(args.export_only, args.export_to,
-               books=args.corpus.name if args.corpus else "gutenberg")
+               books=args.corpus.name if args.corpus else "gutenberg", storage=args.storage)
         return
     if args.corpus is None:
         parser.error("give the folder of Gutenberg books, or --export-only RUN_DIR")
@@ -252,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.stage1 is None:
             weft.train(str(args.corpus), out=args.out, **settings)
         if args.web_text is None:
-            export(Path(stage1), args.export_to, books=args.corpus.name)
+            export(Path(stage1), args.export_to, books=args.corpus.name, storage=args.storage)
             return
         stage2.mkdir(parents=True, exist_ok=True)
         web = stage2.parent / f"{stage2.name}-ewt-train.txt"
@@ -260,14 +271,14 @@ def main(argv: list[str] | None = None) -> None:
         weft.train([str(web), str(args.corpus)], out=stage2, init_from=stage1, **web_settings)
     if args.modern is None:
         export(Path(stage2), args.export_to, "stage 1 of tools/train_base_model.py (the books)",
-               args.corpus.name)
+               args.corpus.name, args.storage)
         return
     stage3 = Path(f"{args.out}-modern")
     sources = modern_sources(args.modern, args.corpus, args.web_text,
                              stage3.parent / f"{stage3.name}-data")
     weft.train(sources, out=stage3, init_from=stage2, **modern_settings)
     export(stage3, args.export_to, "stage 2 of tools/train_base_model.py (books and EWT)",
-           args.corpus.name)
+           args.corpus.name, args.storage)
 
 
 if __name__ == "__main__":

@@ -59,10 +59,10 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 
 def run_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for a saved run's ``precision`` on ``device``, which need not be the
-    device it was trained on. Weights are float32 on disk, so a run trained in fp16 (CUDA only)
-    or bf16 loads and resumes anywhere: where the device cannot run that precision (fp16 off
-    CUDA, bf16 on a CPU without bf16 instructions) it takes the device's own choice, as
-    ``auto`` would."""
+    device it was trained on. Weights load as float32 (stored so, or in bf16), so a run trained
+    in fp16 (CUDA only) or bf16 loads and resumes anywhere: where the device cannot run that
+    precision (fp16 off CUDA, bf16 on a CPU without bf16 instructions) it takes the device's
+    own choice, as ``auto`` would."""
     if not precision_runs_on(precision, device):
         return resolve_precision("auto", device)
     return resolve_precision(precision, device)

@@ -5,7 +5,8 @@ are the index's own: data/corpus_index.py). A language-model run holds::
 
     config.json         every resolved setting (RunConfig), plus the corpus fingerprint
     tokenizer.json      the tokenizer
-    model.safetensors   weights of the best model by validation loss (SHA-256 in its metadata)
+    model.safetensors   weights of the best model by validation loss (SHA-256 in its metadata;
+                        float32, or bf16 in an exported model: store_weights)
     last.safetensors    last state for resuming: weights, optimizer, step, RNG, data position
     last.prev.safetensors   the state saved before it, used if the last one is damaged
     metrics.jsonl       one JSON record per evaluation
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from weft.config import GenerationConfig, RunConfig, TrainConfig, parse_durations
 from weft.errors import WeftError
-from weft.io import atomic_write_json, load_tensors, read_json, save_tensors
+from weft.io import SHA256_KEY, atomic_write_json, load_tensors, read_json, save_tensors
 from weft.typed_settings import from_saved
 
 if TYPE_CHECKING:
@@ -64,6 +65,10 @@ COPY_INDEX = "copy-index"
 TOKENS = "tokens.npy"
 # Files of a tagger run.
 VOCAB = "vocab.json"
+
+# How a weights file may store its floating tensors (store_weights); loading reads either as
+# float32. bf16 is for shipped models, whose every version stays in git history.
+WEIGHT_STORAGE = ("float32", "bf16")
 
 # The config.json entry holding the digest of the data a run was trained on.
 FINGERPRINT = "corpus_fingerprint"
@@ -121,8 +126,40 @@ def save_weights(model: torch.nn.Module, path: str | Path) -> None:
     save_tensors(path, tensors, metadata={"format": "pt"})
 
 
+def load_weight_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """A weights file's tensors, checked against its SHA-256 (a damaged file raises
+    DamagedFileError, a WeftError), with any bf16- or float16-stored tensor as float32.
+
+    Storage is not computation: a model always holds float32 weights, and whether it computes
+    in bf16 is its precision setting's business (device.run_precision).
+    """
+    import torch
+
+    tensors, _ = load_tensors(path)
+    return {key: value.to(torch.float32) if value.dtype in (torch.bfloat16, torch.float16)
+            else value for key, value in tensors.items()}
+
+
+def store_weights(source: str | Path, target: str | Path, storage: str) -> None:
+    """Write the weights file ``source`` to ``target`` with its floating tensors stored as
+    ``storage`` (one of :data:`WEIGHT_STORAGE`), with a fresh checksum; ``target`` may be
+    ``source``. bf16 halves the file by rounding each weight to 8 significant bits; what that
+    costs a model is measured in docs/base-model.md ("Stored in bf16")."""
+    import torch
+
+    if storage not in WEIGHT_STORAGE:
+        raise WeftError(f"weights are stored as one of: {', '.join(WEIGHT_STORAGE)}, "
+                        f"not {storage!r}")
+    dtype = torch.bfloat16 if storage == "bf16" else torch.float32
+    tensors, metadata = load_tensors(source)
+    metadata.pop(SHA256_KEY, None)  # save_tensors writes the new file's own
+    stored = {key: value.to(dtype) if value.is_floating_point() else value
+              for key, value in tensors.items()}
+    save_tensors(target, stored, metadata)
+
+
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
-    tensors, _ = load_tensors(path)  # checks the SHA-256; raises DamagedFileError (WeftError)
+    tensors = load_weight_tensors(path)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     tied = getattr(getattr(model, "config", None), "tie_weights", False)
     if unexpected or [k for k in missing if not (tied and k == "head.weight")]:

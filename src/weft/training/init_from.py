@@ -32,8 +32,16 @@ import torch
 from weft.builtin import is_builtin, resolve_run
 from weft.config import RunConfig
 from weft.errors import WeftError
-from weft.io import load_tensors, sha256_file
-from weft.runs import LANGUAGE_MODEL, TOKENIZER, WEIGHTS, read_run_config, run_config, run_kind
+from weft.io import sha256_file
+from weft.runs import (
+    LANGUAGE_MODEL,
+    TOKENIZER,
+    WEIGHTS,
+    load_weight_tensors,
+    read_run_config,
+    run_config,
+    run_kind,
+)
 from weft.tokenizers import (
     BPETokenizer,
     ByteTokenizer,
@@ -167,7 +175,9 @@ def load_base_weights(model: torch.nn.Module, base: BaseRun,
     base's rows, but a new ``<bos>`` and ``<eos>`` get the newline's (see the module's
     docstring); every other tensor must match in shape.
     """
-    tensors, _ = load_tensors(base.run_dir / WEIGHTS)  # checks the SHA-256 in its metadata
+    # Checks the SHA-256 in its metadata; a bf16-stored base comes back as float32, so that new
+    # rows are means of float32 rows.
+    tensors = load_weight_tensors(base.run_dir / WEIGHTS)
     old_vocab = base.tokenizer.vocab_size
     own = model.state_dict()
     cutoffs = base.config.model.adaptive_cutoffs
