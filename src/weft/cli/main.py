@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from weft import interrupts
+from weft.cli import launch
 from weft.cli.common import (
     level_default,
     setup_logging,
@@ -43,6 +44,12 @@ log = logging.getLogger("weft")
 
 class WeftGroup(click.Group):
     """Turns user errors into one clear line instead of a traceback."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        ctx = super().make_context(info_name, list(args), parent, **extra)  # parsing eats it
+        ctx.meta.setdefault(launch.ARGV, list(args))  # the root's: what each rank is given
+        return ctx
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -135,8 +142,12 @@ def cli() -> None:
 @training_options(_T, batch_help="Parallel streams (columns) per step.",
                   eval_help="Steps between validations, samples and checkpoints.", by_level=True)
 @click.option("--quiet", is_flag=True, help="No progress bar or samples.")
-def train(corpus: tuple[str, ...], out: Path | None,
-          resume_dir: Path | None, init_from: str | None, quiet: bool, **options: Any) -> None:
+@click.option("--nproc-per-node", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train data-parallel with this many processes on this machine (one per "
+              "GPU; Gloo between CPU processes), started through torchrun's launcher; a "
+              "Ctrl-C stops them all and exits 130. --batch-size is per process.")
+def train(corpus: tuple[str, ...], out: Path | None, resume_dir: Path | None,
+          init_from: str | None, quiet: bool, nproc_per_node: int, **options: Any) -> None:
     """Train a language model on CORPUS (text files, folders, globs, or builtin:pydoc-topics).
 
     FILE:WEIGHT reads a source WEIGHT times a pass (chats.txt:3; books/:0.5 reads the first
@@ -168,7 +179,10 @@ def train(corpus: tuple[str, ...], out: Path | None,
         if not corpus:
             raise WeftError("no corpus given: pass text files, or builtin:pydoc-topics")
         run_dir = out
-    hint = f"weft train --resume {shlex.quote(str(run_dir))}"
+    if launch.is_launcher(nproc_per_node):  # after the checks: one error line, not one a rank
+        launch.launch(nproc_per_node, click.get_current_context().meta[launch.ARGV])
+    ranks = f" --nproc-per-node {nproc_per_node}" if nproc_per_node > 1 else ""
+    hint = f"weft train{ranks} --resume {shlex.quote(str(run_dir))}"
     try:
         _, result = api.run_training(list(corpus) if resume_dir is None else None, run_dir,
                                      init_from=init_from, quiet=quiet, **options)
