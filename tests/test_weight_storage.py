@@ -30,7 +30,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("storage")
     float32, bf16 = root / "float32", root / "bf16"
     shutil.copytree(ENGLISH, float32)
-    shutil.copytree(ENGLISH, bf16)
+    store_weights(float32 / WEIGHTS, float32 / WEIGHTS, "float32")  # whatever ships
+    shutil.copytree(float32, bf16)
     store_weights(bf16 / WEIGHTS, bf16 / WEIGHTS, "bf16")
     return float32, bf16
 
