@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -70,6 +71,24 @@ def write_result(name: str, result: dict[str, Any], *, quiet: bool = False) -> P
     if not quiet:
         print(json.dumps(result, indent=2))
     return out
+
+
+_ARM_NAME = re.compile(r"[A-Za-z0-9_.+-]+")  # also a folder name under runs/
+
+
+def parse_arm(spec: str) -> tuple[str, dict[str, Any]]:
+    """One ``--arm NAME=JSON`` (a benchmark's arm: a name and its settings), or a one-line
+    error."""
+    name, sep, text = spec.partition("=")
+    if not sep or not _ARM_NAME.fullmatch(name):
+        raise SystemExit(f"--arm {spec!r}: give NAME=JSON, NAME of letters, digits, _.+-")
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"--arm {name}: not JSON ({err})") from None
+    if not isinstance(settings, dict):
+        raise SystemExit(f"--arm {name}: the JSON must be an object of settings")
+    return name, settings
 
 
 def parse_value(text: str) -> Any:

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import data_file, machine, write_result
+from benchmarks.common import data_file, machine, parse_arm, write_result
 from weft.api import run_training
 from weft.data.cleaning import strip_gutenberg
 
@@ -145,8 +144,8 @@ def main() -> None:
     if not args.no_default_arms:
         arms = {"scratch": {}, "finetune": {"init_from": args.base}}
     for spec in args.arm:
-        name, _, settings = spec.partition("=")
-        arms[name] = {"init_from": args.base, **json.loads(settings)}
+        name, settings = parse_arm(spec)
+        arms[name] = {"init_from": args.base, **settings}
         if arms[name]["init_from"] is None:
             del arms[name]["init_from"]
     requested = args.corpora.split(",") if args.corpora else []

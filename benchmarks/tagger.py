@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import shutil
 import time
 from pathlib import Path
@@ -48,7 +47,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import REPO, data_file, machine, parse_value, write_result
+from benchmarks.common import REPO, data_file, machine, parse_arm, parse_value, write_result
 from weft.tagging.api import Tagger
 from weft.tagging.model import TaggerModelConfig
 from weft.tagging.readers import TRACE_TAG, ReadOptions, TaggedSentence, read_tagged
@@ -57,7 +56,6 @@ from weft.tagging.train import TaggerDataConfig, fit_tagger, tagger_train_config
 DATASETS = ("ewt", "treebank", "wnut17")
 # For scale, where weft has a goal (accuracy in percent)
 TARGETS = {"ewt": 95.5, "treebank": 96.0}
-_ARM_NAME = re.compile(r"[A-Za-z0-9_.+-]+")  # also a folder name under runs/bench-NAME/
 
 
 def parse_arms(specs: list[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -67,17 +65,9 @@ def parse_arms(specs: list[str], options: dict[str, Any]) -> dict[str, dict[str,
         return {"": dict(options)}
     arms: dict[str, dict[str, Any]] = {}
     for spec in specs:
-        name, sep, text = spec.partition("=")
-        if not sep or not _ARM_NAME.fullmatch(name):
-            raise SystemExit(f"--arm {spec!r}: give NAME=JSON, NAME of letters, digits, _.+-")
+        name, settings = parse_arm(spec)
         if name in arms:
             raise SystemExit(f"--arm {name} is given twice")
-        try:
-            settings = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise SystemExit(f"--arm {name}: not JSON ({err})") from None
-        if not isinstance(settings, dict):
-            raise SystemExit(f"--arm {name}: the JSON must be an object of settings")
         arms[name] = {**options, **settings}
     return arms
 

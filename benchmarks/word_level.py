@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import data_file, machine, write_result
+from benchmarks.common import data_file, machine, parse_arm, write_result
 from weft.api import load, run_training
 from weft.config import parse_duration
 from weft.data.cleaning import strip_gutenberg
@@ -182,8 +182,8 @@ def _full_loss(model: Any, ids: np.ndarray, batch_size: int = 32,
 def quality(args: argparse.Namespace) -> None:
     arms: dict[str, dict[str, Any]] = {} if args.no_baselines else {"old": OLD_WORD, "new": {}}
     for spec in args.arm or []:
-        name, _, settings = spec.partition("=")
-        arms[name] = json.loads(settings)
+        name, settings = parse_arm(spec)
+        arms[name] = settings
     budgets = [b.strip() for b in args.budgets.split(",")]
     results: dict[str, Any] = {}
     out = args.name or "word_quality"
