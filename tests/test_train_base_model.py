@@ -130,3 +130,39 @@ def test_a_source_without_a_known_credit_is_refused_before_shipping() -> None:
 
     with pytest.raises(SystemExit, match=r"no credit is known for the corpus 'scraped\.txt:2'"):
         licence_text(["gutenberg:0.3", "scraped.txt:2"])
+
+
+def test_backward_trains_the_mix_reversed_and_exports_a_run_marked_reversed(
+        tmp_path: Path) -> None:
+    from weft.errors import WeftError
+    from weft.tagging.lm_features import open_lm
+
+    books, web = books_and_web_text(tmp_path)
+    (books / "a.txt").write_text("*** START OF THE PROJECT GUTENBERG EBOOK A ***\n"
+                                 + "It was a bright cold day in April.\n" * 300
+                                 + "*** END OF THE PROJECT GUTENBERG EBOOK A ***\nlicence\n",
+                                 encoding="utf-8")
+    modern = tmp_path / "modern"
+    modern.mkdir()
+    for name in MODERN_MIX:
+        if name not in (GUTENBERG, EWT_TEXT):
+            (modern / name).write_text(f"lol {name} is great ünd\n\n" * 100, encoding="utf-8")
+    target = tmp_path / "export"
+    main([str(books), "--web-text", str(web), "--modern", str(modern), "--backward",
+          "--out", str(tmp_path / "run"), "--export-to", str(target), "--set", "max_steps=2",
+          "--set", "hidden_size=16", "--set", "layers=1", "--set", "embedding_dim=8",
+          "--set", "batch_size=4", "--set", "seq_len=16", "--set", "eval_every=2",
+          "--set", "val_fraction=0.01"])
+    data = tmp_path / "run-modern-data"
+    chat = (data / "train" / "chitchat.txt").read_text(encoding="utf-8")
+    assert (data / "train-reversed" / "chitchat.txt").read_text(encoding="utf-8") == chat[::-1]
+    book = (data / "train-reversed" / "books" / "a.txt").read_text(encoding="utf-8")
+    assert book.lstrip("\n").startswith(".lirpA") and "GUTENBERG" not in book  # cut, reversed
+    config = json.loads((target / "config.json").read_text())
+    assert config["reversed"] is True and config["model"]["hidden_size"] == 16
+    assert "chitchat.txt:1" in config["corpus"] and "books:0.3" in config["corpus"]
+    assert (target / "LICENSE.md").read_text(encoding="utf-8").startswith(
+        "# builtin:export: where")
+    assert open_lm(str(target), "--char-lm-backward", backward=True).sha256
+    with pytest.raises(WeftError, match="reversed text: give it as --char-lm-backward"):
+        open_lm(str(target), "--char-lm", backward=False)

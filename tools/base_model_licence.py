@@ -61,12 +61,13 @@ def credit(corpus_name: str, books: str = "gutenberg") -> str:
                      "tools/base_model_licence.py before shipping a model trained on it")
 
 
-def licence_text(corpus_names: list[str], books: str = "gutenberg") -> str:
+def licence_text(corpus_names: list[str], books: str = "gutenberg",
+                 model: str = "builtin:english") -> str:
     """LICENSE.md for a model whose last stage read ``corpus_names`` (each stage reads the
     sources of the stages before it too, so the last stage's corpus names them all)."""
     unique = list(dict.fromkeys(credit(name, books) for name in corpus_names))
     body = "\n".join(f"- {line}" for line in unique)
-    return ("# builtin:english: where its weights come from\n\n"
+    return (f"# {model}: where its weights come from\n\n"
             "Trained by weft itself with `tools/train_base_model.py` (see docs/base-model.md), "
             "on:\n\n" + body + "\n\n"
             "These weights are offered under CC BY-SA 4.0 "

@@ -5,6 +5,8 @@
     python tools/train_base_model.py GUTENBERG_DIR --web-text EWT_TRAIN   # stages 1 and 2 only
     python tools/train_base_model.py GUTENBERG_DIR           # the books only (stage 1), then export
     python tools/train_base_model.py --export-only RUN_DIR   # export a finished run
+    python tools/train_base_model.py GUTENBERG_DIR --web-text EWT_TRAIN --modern MODERN_DIR \
+        --backward [--stage2 RUN]            # builtin:english-backward: stage 3's mix reversed
     python tools/train_base_model.py GUTENBERG_DIR --web-text EWT_TRAIN --preset gpu \
         --minutes 4,2 --export-to OUT_DIR                    # on a GPU (benchmarks/gpu_base.sh)
 
@@ -29,6 +31,12 @@ docs/base-model.md records how long it took, on what, and how well it does.
 criterion) and only changes how it is trained: batches 4x larger for a GPU, a learning rate
 raised with them, and budgets of minutes (``--minutes STAGE1,STAGE2``) instead of hours.
 ``--set FIELD=VALUE`` overrides one ``weft.train`` option in both stages.
+
+``--backward`` trains the backward language model that taggers read with
+``--char-lm-backward`` (docs/tagging.md): stage 3's mix with every file reversed by characters
+(``text[::-1]``, books with their Gutenberg licences cut off first), from scratch in stage 1's
+shape or from ``--stage2 RUN``, exported as ``builtin:english-backward`` with ``"reversed":
+true`` in its config.json.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ if not __package__:  # run as a script (python tools/train_base_model.py): find 
 
 from tools.base_model_licence import licence_text
 from weft.builtin import MANIFEST
+from weft.data.cleaning import strip_gutenberg
 from weft.io import sha256_file
 from weft.runs import CONFIG, GENERATION, TOKENIZER, WEIGHT_STORAGE, WEIGHTS, store_weights
 from weft.training.init_from import SHAPE_OPTIONS
@@ -52,6 +61,7 @@ from weft.training.init_from import SHAPE_OPTIONS
 ROOT = Path(__file__).resolve().parent.parent
 EWT_TEXT, GUTENBERG = "ewt-train.txt", "gutenberg/"  # stage 3's names for the stage-2 corpus
 TARGET = ROOT / "src" / "weft" / "builtin" / "english"
+BACKWARD_TARGET = TARGET.with_name("english-backward")
 FILES = (CONFIG, TOKENIZER, GENERATION, WEIGHTS)
 LICENSE = "LICENSE.md"  # every source and its licence, made from the config's corpus names
 # Every shipped weights file stays in git history: bf16 halves it (14.3 to 7.2 MB) and moved
@@ -173,6 +183,29 @@ def modern_sources(modern: Path, gutenberg: Path, web_text: Path, folder: Path) 
             for name, weight in MODERN_MIX.items()]
 
 
+def reversed_sources(sources: list[str], folder: Path) -> list[str]:
+    """Weighted sources with every file reversed by characters into ``folder`` (same names and
+    weights, written once); a folder of books becomes a folder of its books, each with its
+    Gutenberg header and footer cut off before reversing (reversed, no marker is found)."""
+    out: list[str] = []
+    for source in sources:
+        path_text, _, weight = source.rpartition(":")
+        path = Path(path_text)
+        target = folder / path.name
+        files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+        for file in files:
+            reversed_file = target / file.name if path.is_dir() else target
+            if reversed_file.exists():
+                continue  # kept from an earlier start: a resume must read the same files
+            reversed_file.parent.mkdir(parents=True, exist_ok=True)
+            text = file.read_text(encoding="utf-8")
+            if path.is_dir():
+                text, _ = strip_gutenberg(text)
+            reversed_file.write_text(text[::-1], encoding="utf-8")
+        out.append(f"{target}:{weight}")
+    return out
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``FIELD=VALUE`` with VALUE read as JSON where it is JSON (numbers, true, null)."""
     field, sep, value = text.partition("=")
@@ -199,11 +232,12 @@ def conllu_text(path: Path) -> str:
 
 
 def export(run_dir: Path, target: Path = TARGET, start: str | None = None,
-           books: str = "gutenberg", storage: str = STORAGE) -> None:
+           books: str = "gutenberg", storage: str = STORAGE, backward: bool = False) -> None:
     """Copy a finished run's files into ``target`` with a fresh manifest and a LICENSE.md
     naming every source; ``start`` names the stage it started from (its config's
     ``init_from``); ``books`` is the name of the folder of Gutenberg books; ``storage`` is how
-    the weights are stored (``bf16`` or ``float32``)."""
+    the weights are stored (``bf16`` or ``float32``); ``backward``: the run read reversed
+    text, which its config then says (``"reversed": true``, checked by the tagger)."""
     target.mkdir(parents=True, exist_ok=True)
     for name in FILES:
         shutil.copyfile(run_dir / name, target / name)
@@ -214,10 +248,13 @@ def export(run_dir: Path, target: Path = TARGET, start: str | None = None,
     config = json.loads((target / CONFIG).read_text())
     config["corpus"] = [Path(c).name for c in config.get("corpus", [])]
     config["train"].update(threads=None, device="auto", precision="auto")
+    if backward:
+        config["reversed"] = True
     if config.get("init_from"):  # name the stage, not a path or the old builtin
         config["init_from"]["name"] = start or "an earlier stage of tools/train_base_model.py"
     (target / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-    (target / LICENSE).write_text(licence_text(config["corpus"], books), encoding="utf-8")
+    (target / LICENSE).write_text(licence_text(config["corpus"], books, f"builtin:{target.name}"),
+                                  encoding="utf-8")
     manifest = {"sha256": {name: sha256_file(target / name) for name in FILES}}
     (target / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"exported {run_dir} to {target}")
@@ -237,8 +274,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="start stage 3 from this finished stage-2 run or builtin:english "
                         "(skips stages 1 and 2)")
     parser.add_argument("--export-only", type=Path, metavar="RUN_DIR")
-    parser.add_argument("--export-to", type=Path, default=TARGET, metavar="DIR",
-                        help="where the model goes (default: the package's builtin:english)")
+    parser.add_argument("--export-to", type=Path, metavar="DIR",
+                        help="where the model goes (default: the package's builtin:english, "
+                        "or builtin:english-backward with --backward)")
+    parser.add_argument("--backward", action="store_true",
+                        help="train (or export) the backward LM: stage 3's mix reversed")
     parser.add_argument("--storage", choices=WEIGHT_STORAGE, default=STORAGE,
                         help=f"how the exported weights are stored (default {STORAGE}: half "
                         "of float32's size; loading reads them as float32)")
@@ -249,14 +289,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="FIELD=VALUE", help="a weft.train option for every stage")
     args = parser.parse_args(argv)
+    if args.export_to is None:
+        args.export_to = BACKWARD_TARGET if args.backward else TARGET
     if args.export_only is not None:
         export(args.export_only, args.export_to,
-               books=args.corpus.name if args.corpus else "gutenberg", storage=args.storage)
+               books=args.corpus.name if args.corpus else "gutenberg", storage=args.storage,
+               backward=args.backward)
         return
     if args.corpus is None:
         parser.error("give the folder of Gutenberg books, or --export-only RUN_DIR")
     if args.modern is not None and args.web_text is None:
         parser.error("--modern (stage 3) needs --web-text: it reads the EWT text too")
+    if args.backward and args.modern is None:
+        parser.error("--backward reads stage 3's mix: give --web-text and --modern")
     import weft
 
     settings, web_settings, modern_settings = stage_settings(
@@ -264,6 +309,9 @@ def main(argv: list[str] | None = None) -> None:
     # The shape comes from stage 1 (--init-from refuses shape flags): --set's reach stage 1 only.
     web_settings = {k: v for k, v in web_settings.items() if k not in SHAPE_OPTIONS}
     modern_settings = {k: v for k, v in modern_settings.items() if k not in SHAPE_OPTIONS}
+    if args.backward:
+        train_backward(args, settings, modern_settings)
+        return
     stage2 = args.stage2 or Path(f"{args.out}-web")
     if args.stage2 is None:
         stage1 = args.stage1 or args.out
@@ -286,6 +334,26 @@ def main(argv: list[str] | None = None) -> None:
     weft.train(sources, out=stage3, init_from=stage2, **modern_settings)
     export(stage3, args.export_to, "stage 2 of tools/train_base_model.py (books and EWT)",
            args.corpus.name, args.storage)
+
+
+def train_backward(args: argparse.Namespace, settings: dict[str, Any],
+                   modern_settings: dict[str, Any]) -> None:
+    """The backward LM: stage 3's mix reversed, from ``--stage2`` (stage 3's settings) or from
+    scratch (stage 1's shape and rate, stage 3's budget and validation split)."""
+    import weft
+
+    run = Path(f"{args.out}-backward")
+    data = Path(f"{args.out}-modern-data")  # the same held-out cut as stage 3's
+    sources = reversed_sources(modern_sources(args.modern, args.corpus, args.web_text, data),
+                               data / "train-reversed")
+    if args.stage2 is not None:
+        weft.train(sources, out=run, init_from=args.stage2, **modern_settings)
+        start = f"{args.stage2} (read forwards), continued on reversed text"
+    else:
+        keep = ("time_budget", "val_fraction", "strip_gutenberg")
+        weft.train(sources, out=run, **{**settings, **{k: modern_settings[k] for k in keep}})
+        start = None
+    export(run, args.export_to, start, args.corpus.name, args.storage, backward=True)
 
 
 if __name__ == "__main__":
