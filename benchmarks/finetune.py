@@ -12,7 +12,9 @@ level) and ``finetune`` (``--init-from builtin:english`` with the fine-tuning de
 corpora that are not reported; ``"init_from": null`` makes it a run from scratch).
 
 ``--held-out DIR`` adds a corpus per text file of DIR (``new:NAME``: held-out slices that a base
-never trained on, cut 90/10 like the books, at most 90 KB + 10 KB). ``--base-alone`` also scores
+never trained on, cut 90/10 like the books, at most 90 KB + 10 KB) and ``rec:NAME`` (the same
+file as records, like the tweets and the jokes: one per unit, units parted by blank lines or
+fortune files' ``%`` lines; the last 10% held out). ``--base-alone`` also scores
 every arm's starting model, untrained, on every held-out file (records one per line, as the
 base reads text), and ``--no-finetune`` does only that.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +47,8 @@ CORPORA: dict[str, tuple[str, str | None]] = {
 EWT_SENTENCES = 1000  # about twice the tweets: 900 to train on, 100 held out
 TRAIN_CHARS, TEST_CHARS = 90_000, 10_000
 NEW = "new:"  # a corpus from --held-out: new:NAME is DIR/NAME.txt
+REC = "rec:"  # the same file as records (a CSV): rec:NAME
+UNIT_BREAK = re.compile(r"\n(?:[ \t]*%?[ \t]*\n)+")  # blank lines or a fortune file's "%"
 
 
 def split_held_out_slice(name: str, source: Path, folder: Path) -> tuple[Path, Path, None]:
@@ -61,6 +66,36 @@ def split_held_out_slice(name: str, source: Path, folder: Path) -> tuple[Path, P
     return train, test, None
 
 
+def split_held_out_records(name: str, source: Path, folder: Path) -> tuple[Path, Path, str]:
+    """A held-out slice as records (column ``text``): units parted by blank or ``%`` lines,
+    the first 90% (at most 90 KB) to train on, the next 10% (at most 10 KB) to score."""
+    units = [u.strip("\n") for u in UNIT_BREAK.split(source.read_text(encoding="utf-8"))]
+    units = [u for u in units if u.strip() and u.strip() != "%"]
+    cut = len(units) * 9 // 10
+    parts = (take_chars(units[:cut], TRAIN_CHARS), take_chars(units[cut:], TEST_CHARS))
+    paths = []
+    for part, rows in zip(("train", "test"), parts, strict=True):
+        path = folder / f"{name.replace(':', '-')}-{part}.csv"
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text"])
+            writer.writerows([row] for row in rows)
+        paths.append(path)
+    return paths[0], paths[1], "text"
+
+
+def take_chars(units: list[str], limit: int) -> list[str]:
+    """The leading units of ``units`` that fit in ``limit`` characters (at least one)."""
+    taken: list[str] = []
+    size = 0
+    for unit in units:
+        size += len(unit) + 1
+        if taken and size > limit:
+            break
+        taken.append(unit)
+    return taken
+
+
 def as_lines(test: Path, column: str | None) -> Path:
     """The held-out file as a base model reads text: a CSV's records one per line."""
     if column is None:
@@ -74,10 +109,13 @@ def as_lines(test: Path, column: str | None) -> Path:
 
 def split_corpus(name: str, folder: Path,
                  held_out: Path | None = None) -> tuple[Path, Path, str | None]:
-    if name.startswith(NEW):
+    if name.startswith((NEW, REC)):
         if held_out is None:
             raise SystemExit(f"{name} needs --held-out DIR")
-        return split_held_out_slice(name, held_out / f"{name.removeprefix(NEW)}.txt", folder)
+        source = held_out / f"{name[len(NEW):]}.txt"
+        if name.startswith(REC):
+            return split_held_out_records(name, source, folder)
+        return split_held_out_slice(name, source, folder)
     relative, column = CORPORA[name]
     source = data_file(relative)
     train, test = folder / f"{name}-train", folder / f"{name}-test"
