@@ -72,16 +72,19 @@ def split_held_out_records(name: str, source: Path, folder: Path) -> tuple[Path,
     units = [u.strip("\n") for u in UNIT_BREAK.split(source.read_text(encoding="utf-8"))]
     units = [u for u in units if u.strip() and u.strip() != "%"]
     cut = len(units) * 9 // 10
-    parts = (take_chars(units[:cut], TRAIN_CHARS), take_chars(units[cut:], TEST_CHARS))
-    paths = []
-    for part, rows in zip(("train", "test"), parts, strict=True):
-        path = folder / f"{name.replace(':', '-')}-{part}.csv"
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["text"])
-            writer.writerows([row] for row in rows)
-        paths.append(path)
-    return paths[0], paths[1], "text"
+    train = folder / f"{name.replace(':', '-')}-train.csv"
+    test = folder / f"{name.replace(':', '-')}-test.csv"
+    write_records(train, [{"text": u} for u in take_chars(units[:cut], TRAIN_CHARS)], "text")
+    write_records(test, [{"text": u} for u in take_chars(units[cut:], TEST_CHARS)], "text")
+    return train, test, "text"
+
+
+def write_records(path: Path, rows: list[dict[str, str]], column: str) -> None:
+    """A CSV of one column: each row's ``column``."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[column], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def take_chars(units: list[str], limit: int) -> list[str]:
@@ -112,7 +115,7 @@ def split_corpus(name: str, folder: Path,
     if name.startswith((NEW, REC)):
         if held_out is None:
             raise SystemExit(f"{name} needs --held-out DIR")
-        source = held_out / f"{name[len(NEW):]}.txt"
+        source = held_out / f"{name.partition(':')[2]}.txt"
         if name.startswith(REC):
             return split_held_out_records(name, source, folder)
         return split_held_out_slice(name, source, folder)
@@ -128,11 +131,8 @@ def split_corpus(name: str, folder: Path,
             with source.open(newline="", encoding="utf-8") as handle:
                 rows = list(csv.DictReader(handle))
         cut = len(rows) - len(rows) // 10
-        for path, part in ((train, rows[:cut]), (test, rows[cut:])):
-            with path.with_suffix(".csv").open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=[column], extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(part)
+        write_records(train.with_suffix(".csv"), rows[:cut], column)
+        write_records(test.with_suffix(".csv"), rows[cut:], column)
         return train.with_suffix(".csv"), test.with_suffix(".csv"), column
     text, _ = strip_gutenberg(source.read_text(encoding="utf-8"))
     start = len(text) // 3 if name == "anna" else 0  # past the opening pages

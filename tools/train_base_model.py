@@ -350,7 +350,7 @@ def train_backward(args: argparse.Namespace, settings: dict[str, Any],
         weft.train(sources, out=run, init_from=args.stage2, **modern_settings)
         start = f"{args.stage2} (read forwards), continued on reversed text"
     else:
-        keep = ("time_budget", "val_fraction", "strip_gutenberg")
+        keep = ("time_budget", "val_fraction")
         weft.train(sources, out=run, **{**settings, **{k: modern_settings[k] for k in keep}})
         start = None
     export(run, args.export_to, start, args.corpus.name, args.storage, backward=True)
